@@ -1,0 +1,23 @@
+"""dim-sklearn: Deep InfoMax pretraining of Site-Net crystal encoders.
+
+Crystals become Site-Net point sets (:mod:`dim_sklearn.pointset`), batched by a
+budget of unique sites (:mod:`dim_sklearn.batching`); real data sets load by name
+(:mod:`dim_sklearn.datasets`).
+"""
+
+from .datasets import list_datasets, load_dataset
+from .pointset import PointSet, PointSetConfig, StructureError, build_point_set, build_point_sets
+from .cache import PointSetCache
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PointSet",
+    "PointSetCache",
+    "PointSetConfig",
+    "StructureError",
+    "build_point_set",
+    "build_point_sets",
+    "list_datasets",
+    "load_dataset",
+]

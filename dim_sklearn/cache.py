@@ -1,0 +1,120 @@
+"""On-disk cache of point sets, keyed by structure content and configuration.
+
+Each point set is one small binary file (a fixed header followed by raw
+little-endian arrays), read back with a single ``numpy.fromfile``: no pickling,
+so a cache folder from elsewhere cannot execute code. Writes go to a temporary
+file that is renamed into place, so concurrent writers and killed runs never
+leave a torn entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .pointset import PointSet, PointSetConfig
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+_FORMAT_VERSION = 1
+_HEADER = 4  # int32 words: version, n_sites, n_keys, n_features
+
+
+def structure_key(structure: Structure, config: PointSetConfig) -> str:
+    """Hex digest identifying a structure's content under a configuration.
+
+    Covers the lattice, the fractional coordinates, the species (as written,
+    oxidation states included), every configuration field and the file format.
+    """
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(json.dumps([_FORMAT_VERSION, config.to_dict()], sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
+    digest.update(" ".join(str(sp) for sp in structure.species).encode())
+    return digest.hexdigest()
+
+
+class PointSetCache:
+    """A folder of cached point sets.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Created if missing. Safe to share between processes and runs.
+
+    Examples
+    --------
+    >>> cache = PointSetCache("~/.cache/dim-sklearn")          # doctest: +SKIP
+    >>> point_sets = build_point_sets(structures, cache=cache)  # doctest: +SKIP
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory).expanduser()
+
+    def __repr__(self) -> str:
+        return f"PointSetCache({str(self.directory)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.bin"
+
+    def get(self, structure: Structure, config: PointSetConfig) -> PointSet | None:
+        """The cached point set of ``structure``, or None on a miss or an unreadable entry."""
+        try:
+            raw = np.fromfile(self._path(structure_key(structure, config)), dtype=np.uint8)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return _decode(raw)
+        except ValueError:
+            return None
+
+    def put(self, structure: Structure, config: PointSetConfig, point_set: PointSet) -> None:
+        """Store ``point_set`` as the entry of ``structure``."""
+        path = self._path(structure_key(structure, config))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(_encode(point_set))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _encode(p: PointSet) -> bytes:
+    header = np.array([_FORMAT_VERSION, p.n_sites, p.n_keys, p.site_features.shape[1]], dtype="<i4")
+    parts = [
+        header,
+        p.supercell_matrix.astype("<i4").ravel(),
+        p.atomic_numbers.astype("<i4"),
+        p.key_site.astype("<i4"),
+        p.site_features.astype("<f4").ravel(),
+        p.distances.astype("<f4").ravel(),
+    ]
+    return b"".join(part.tobytes() for part in parts)
+
+
+def _decode(raw: np.ndarray) -> PointSet:
+    if raw.size < 4 * _HEADER:
+        raise ValueError("truncated entry")
+    version, n_sites, n_keys, n_features = raw[: 4 * _HEADER].view("<i4")
+    expected = 4 * (_HEADER + 9 + n_sites + n_keys + n_sites * n_features + n_sites * n_keys)
+    if version != _FORMAT_VERSION or raw.size != expected:
+        raise ValueError("unreadable entry")
+    ints = raw[4 * _HEADER : 4 * (_HEADER + 9 + n_sites + n_keys)].view("<i4")
+    floats = raw[4 * (_HEADER + 9 + n_sites + n_keys) :].view("<f4")
+    return PointSet(
+        atomic_numbers=ints[9 : 9 + n_sites].astype(np.int64),
+        site_features=floats[: n_sites * n_features].reshape(n_sites, n_features),
+        distances=floats[n_sites * n_features :].reshape(n_sites, n_keys),
+        key_site=ints[9 + n_sites :].astype(np.int64),
+        supercell_matrix=ints[:9].reshape(3, 3).astype(np.int64),
+    )

@@ -1,0 +1,416 @@
+"""Crystal -> Site-Net point set (METHOD.md, section 2).
+
+A crystal becomes a set of *queries*, its unique (primitive-cell) sites, and
+*keys*, every site of a near-orthorhombic supercell of at most ``max_atoms``
+atoms. Each key is an image of one unique site; :attr:`PointSet.key_site`
+states which, explicitly. Pair features are minimum-image distances inside the
+supercell, in Angstrom.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.linalg
+
+from .elements import MAX_Z, SITE_PROPERTIES, site_property_table
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+__all__ = [
+    "PointSet",
+    "PointSetConfig",
+    "StructureError",
+    "build_point_set",
+    "supercell_matrix",
+    "minimum_image_distances",
+    "as_structure_list",
+    "build_point_sets",
+]
+
+
+class StructureError(ValueError):
+    """A structure that cannot be turned into a point set.
+
+    Attributes
+    ----------
+    index : int or None
+        Position of the structure in the input (None for a single structure).
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, reason: str, index: int | None = None):
+        self.reason = reason
+        self.index = index
+        where = "structure" if index is None else f"structure {index}"
+        super().__init__(f"{where}: {reason}")
+
+    def at(self, index: int) -> StructureError:
+        """The same error, naming the structure's position in the input."""
+        return StructureError(self.reason, index)
+
+    def __reduce__(self):
+        return (StructureError, (self.reason, self.index))
+
+
+@dataclass(frozen=True)
+class PointSetConfig:
+    """How crystals become point sets.
+
+    Parameters
+    ----------
+    max_atoms : int, default=50
+        Largest supercell (N). A primitive cell of more than ``max_atoms / 2``
+        sites is used as is.
+    max_sites : int, default=256
+        Largest number of unique (primitive) sites accepted; larger crystals
+        raise :class:`StructureError`. The default admits every structure of
+        the bundled data sets (up to 152).
+    oxidation : bool, default=False
+        Append the site's oxidation state (0 when undecorated) as a ninth feature.
+    min_distance : float, default=0.5
+        Atoms closer than this (Angstrom), including periodic images, are
+        rejected as overlapping.
+    """
+
+    max_atoms: int = 50
+    max_sites: int = 256
+    oxidation: bool = False
+    min_distance: float = 0.5
+
+    def __post_init__(self) -> None:
+        if int(self.max_atoms) < 1:
+            raise ValueError(f"max_atoms must be >= 1, got {self.max_atoms}")
+        if int(self.max_sites) < 1:
+            raise ValueError(f"max_sites must be >= 1, got {self.max_sites}")
+        if not self.min_distance >= 0:
+            raise ValueError(f"min_distance must be >= 0, got {self.min_distance}")
+
+    @property
+    def n_site_features(self) -> int:
+        return len(SITE_PROPERTIES) + int(self.oxidation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class PointSet:
+    """One crystal as Site-Net sees it.
+
+    Attributes
+    ----------
+    atomic_numbers : ndarray of shape (n_sites,)
+        Element of each unique site.
+    site_features : ndarray of shape (n_sites, n_features), float32
+        Scaled Magpie properties (and optionally oxidation state) per unique site.
+    distances : ndarray of shape (n_sites, n_keys), float32
+        Minimum-image distance (Angstrom) from unique site i to supercell site j
+        inside the supercell; ``distances[i, self_key[i]] == 0``.
+    key_site : ndarray of shape (n_keys,), int64
+        The unique site each supercell site is an image of.
+    supercell_matrix : ndarray of shape (3, 3), int64
+        Supercell lattice = ``supercell_matrix @ primitive lattice`` (row vectors).
+    """
+
+    atomic_numbers: np.ndarray
+    site_features: np.ndarray
+    distances: np.ndarray
+    key_site: np.ndarray
+    supercell_matrix: np.ndarray
+
+    @property
+    def n_sites(self) -> int:
+        return int(self.site_features.shape[0])
+
+    @property
+    def n_keys(self) -> int:
+        return int(self.key_site.shape[0])
+
+    @property
+    def n_images(self) -> int:
+        return self.n_keys // self.n_sites
+
+    @property
+    def self_key(self) -> np.ndarray:
+        """Key index of each unique site's own position (its image at the origin)."""
+        return np.arange(self.n_sites) * self.n_images
+
+
+def supercell_matrix(lattice: np.ndarray, n_sites: int, max_atoms: int) -> np.ndarray:
+    """Integer matrix of the near-orthorhombic supercell of at most ``max_atoms`` sites.
+
+    The row-vector lattice L is RQ-decomposed (L = R Q); the unit upper-triangular
+    shear S = diag(R) R^-1 makes S L orthorhombic. Starting from one repetition per
+    axis, the axis whose length ``counts[k] * |R_kk|`` is shortest is grown by one
+    while ``prod(counts) * n_sites <= max_atoms``. The result is
+    ``rint(diag(counts) @ S)``, whose determinant is ``prod(counts)``.
+
+    Parameters
+    ----------
+    lattice : ndarray of shape (3, 3)
+        Primitive lattice vectors as rows (Angstrom).
+    n_sites : int
+        Sites in the primitive cell.
+    max_atoms : int
+        Largest number of sites in the supercell.
+    """
+    if 2 * n_sites > max_atoms:
+        return np.eye(3, dtype=np.int64)
+    r, _ = scipy.linalg.rq(np.asarray(lattice, dtype=float))
+    diag = np.diag(r)
+    shear = np.diag(diag) @ np.linalg.inv(r)
+    extent = np.abs(diag)
+    counts = np.ones(3, dtype=np.int64)
+    while True:
+        k = int(np.argmin(counts * extent))
+        if np.prod(counts) // counts[k] * (counts[k] + 1) * n_sites > max_atoms:
+            break
+        counts[k] += 1
+    return np.rint(counts[:, None] * shear).astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def _image_offsets() -> np.ndarray:
+    grid = np.arange(-1, 2)
+    return np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3).astype(float)
+
+
+def _reduced_basis(lattice: np.ndarray) -> np.ndarray:
+    from pymatgen.core import Lattice
+
+    return Lattice(lattice).lll_matrix
+
+
+def _shortest_images(reduced: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    frac = vectors @ np.linalg.inv(reduced)
+    frac -= np.round(frac)
+    candidates = (frac @ reduced)[..., None, :] + _image_offsets() @ reduced
+    return np.sqrt(np.min(np.einsum("...k,...k->...", candidates, candidates), axis=-1))
+
+
+def minimum_image_distances(lattice: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Length of the shortest periodic image of each Cartesian vector.
+
+    Works in the LLL-reduced basis of ``lattice``, wraps fractional components
+    to [-0.5, 0.5] and searches the 27 neighbouring images.
+
+    Parameters
+    ----------
+    lattice : ndarray of shape (3, 3)
+        Lattice vectors as rows.
+    vectors : ndarray of shape (..., 3)
+        Cartesian difference vectors.
+
+    Returns
+    -------
+    ndarray of shape (...)
+    """
+    return _shortest_images(_reduced_basis(lattice), vectors)
+
+
+def _check_structure(structure: Any) -> None:
+    from pymatgen.core import IStructure
+
+    if not isinstance(structure, IStructure):
+        raise StructureError(f"expected a pymatgen Structure, got {type(structure).__name__}")
+    if len(structure) == 0:
+        raise StructureError("empty structure (no sites)")
+    if not structure.is_ordered:
+        raise StructureError("disordered structure (partial occupancies are not supported)")
+    matrix = structure.lattice.matrix
+    if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(structure.frac_coords))):
+        raise StructureError("NaN or infinite lattice or coordinates")
+    if abs(np.linalg.det(matrix)) < 1e-6:
+        raise StructureError("degenerate lattice (zero volume)")
+
+
+def _species_arrays(species: list) -> tuple[np.ndarray, np.ndarray]:
+    numbers = np.empty(len(species), dtype=np.int64)
+    oxidation = np.zeros(len(species))
+    for k, sp in enumerate(species):
+        z = getattr(sp, "Z", 0)
+        if not isinstance(z, (int, np.integer)) or not 1 <= z <= MAX_Z:
+            raise StructureError(f"species {sp} has no feature data (elements H to Pu, Z <= {MAX_Z}, are supported)")
+        numbers[k] = z
+        oxidation[k] = getattr(sp, "oxi_state", None) or 0.0
+    return numbers, oxidation
+
+
+def build_point_set(structure: Structure, config: PointSetConfig | None = None) -> PointSet:
+    """Turn one ordered crystal into its Site-Net point set.
+
+    Parameters
+    ----------
+    structure : pymatgen.core.Structure
+        An ordered, periodic crystal.
+    config : PointSetConfig, optional
+        Supercell size, site limit, feature and overlap settings.
+
+    Returns
+    -------
+    PointSet
+
+    Raises
+    ------
+    StructureError
+        Not a Structure, empty, disordered, NaN coordinates, an element without
+        feature data, more unique sites than ``config.max_sites``, or atoms closer
+        than ``config.min_distance``.
+    """
+    from pymatgen.core import Structure
+
+    config = config or PointSetConfig()
+    _check_structure(structure)
+    _species_arrays(structure.species)  # fail on unsupported elements before the primitive search
+    bare = Structure(structure.lattice, structure.species, structure.frac_coords)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        primitive = bare.get_primitive_structure()
+    numbers, oxidation = _species_arrays(primitive.species)
+    n_sites = len(numbers)
+    if n_sites > config.max_sites:
+        raise StructureError(f"{n_sites} unique sites, more than max_sites={config.max_sites}")
+
+    lattice = primitive.lattice.matrix
+    matrix = supercell_matrix(lattice, n_sites, config.max_atoms)
+    counts = np.diag(matrix)
+    # For an upper-triangular integer matrix, the box 0 <= t_k < counts[k]
+    # holds exactly one lattice translation of each supercell coset.
+    translations = np.stack(
+        np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), -1
+    ).reshape(-1, 3)
+    frac = primitive.frac_coords
+    key_frac = (frac[:, None, :] + translations[None, :, :]).reshape(-1, 3)  # site-major
+    key_site = np.repeat(np.arange(n_sites), len(translations))
+    vectors = (key_frac[None, :, :] - frac[:, None, :]) @ lattice
+    reduced = _reduced_basis(matrix @ lattice)
+    distances = _shortest_images(reduced, vectors)
+    self_key = np.arange(n_sites) * len(translations)
+    distances[np.arange(n_sites), self_key] = 0.0
+
+    # Closest pair: every other key, and the shortest supercell vector (a site's own image).
+    others = distances.copy()
+    others[np.arange(n_sites), self_key] = np.inf
+    offsets = _image_offsets()
+    cell_vectors = offsets[np.any(offsets != 0, axis=1)] @ reduced
+    closest = min(others.min(), np.sqrt(np.min(np.sum(cell_vectors**2, axis=1))))
+    if closest < config.min_distance:
+        raise StructureError(
+            f"overlapping atoms: closest pair {closest:.3f} A apart, below min_distance={config.min_distance} A"
+        )
+
+    features = site_property_table()[numbers]
+    if config.oxidation:
+        features = np.concatenate([features, oxidation[:, None]], axis=1)
+    return PointSet(
+        atomic_numbers=numbers,
+        site_features=features.astype(np.float32),
+        distances=distances.astype(np.float32),
+        key_site=key_site,
+        supercell_matrix=matrix,
+    )
+
+
+
+def as_structure_list(X: Any) -> list:
+    """The entries of ``X`` as a list, one per structure.
+
+    Accepts a list or tuple, a pandas Series, a one-column DataFrame, a 1-D or
+    (n, 1) object array, and matminer-style 1-tuples or 1-element rows.
+    """
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] != 1:
+            raise ValueError(f"expected one column of structures, got a DataFrame with {X.shape[1]} columns")
+        X = X.iloc[:, 0]
+    if isinstance(X, pd.Series):
+        entries = X.tolist()
+    elif isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(f"expected a 1-D array of structures, got shape {X.shape}")
+        entries = list(X)
+    elif isinstance(X, (list, tuple)):
+        entries = list(X)
+    else:
+        raise TypeError(f"expected a sequence of pymatgen Structures, got {type(X).__name__}")
+    return [_unwrap(entry) for entry in entries]
+
+
+def _unwrap(entry: Any) -> Any:
+    if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
+        return entry[0]
+    return entry
+
+
+def build_point_sets(
+    structures: Any,
+    config: PointSetConfig | None = None,
+    *,
+    cache: Any = None,
+    ignore_errors: bool = False,
+    return_errors: bool = False,
+    verbose: bool = False,
+) -> list[PointSet | None] | tuple[list[PointSet | None], list[str | None]]:
+    """Point sets of many structures, in input order, with matminer's error semantics.
+
+    Parameters
+    ----------
+    structures : sequence of Structure
+        List, tuple, pandas Series, object array, or 1-tuples of structures.
+    config : PointSetConfig, optional
+    cache : PointSetCache, optional
+        On-disk cache keyed by structure content; hits skip all the work.
+    ignore_errors : bool, default=False
+        If True, a structure that fails gives ``None`` in its place instead of
+        raising; nothing is dropped.
+    return_errors : bool, default=False
+        Also return one error message (or None) per structure. Implies
+        ``ignore_errors``.
+    verbose : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    point_sets : list of PointSet or None
+    errors : list of str or None
+        Only with ``return_errors=True``.
+
+    Raises
+    ------
+    StructureError
+        For the first structure that fails, naming its index, unless errors are ignored.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or PointSetConfig()
+    entries = as_structure_list(structures)
+    ignore_errors = ignore_errors or return_errors
+    point_sets: list[PointSet | None] = []
+    errors: list[str | None] = []
+    for index, structure in enumerate(tqdm(entries, disable=not verbose, desc="point sets")):
+        try:
+            point_set = cache.get(structure, config) if cache is not None else None
+            if point_set is None:
+                point_set = build_point_set(structure, config)
+                if cache is not None:
+                    cache.put(structure, config, point_set)
+        except Exception as exc:  # pymatgen may fail in its own ways on odd input
+            error = exc.at(index) if isinstance(exc, StructureError) else StructureError(f"{type(exc).__name__}: {exc}", index)
+            if not ignore_errors:
+                raise error from exc
+            point_set = None
+            errors.append(str(error))
+        else:
+            errors.append(None)
+        point_sets.append(point_set)
+    return (point_sets, errors) if return_errors else point_sets

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv (idempotent), then run a task in it.
+#   bash scripts/dev.sh demo     # the main job
+#   bash scripts/dev.sh test     # the test suite (fast set; pass pytest options after it, e.g. -m slow)
+#   bash scripts/dev.sh bench    # the benchmarks in benchmarks/
+# Data: set DIM_SKLEARN_DATA or MATMINER_DATA to a folder of data files; when neither
+# is set and ../shared/data exists beside the checkout, that folder is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+task=${1:-demo}
+shift || true
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.dim-sklearn-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch first and pinned: the CPU build; an unpinned torch pulls CUDA packages.
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # matbench 0.6 pins an ancient stack; its real needs are already installed above.
+  .venv/bin/python -m pip install --quiet --no-deps "matbench==0.6"
+  touch "$stamp"
+fi
+
+if [ -z "${DIM_SKLEARN_DATA:-}${MATMINER_DATA:-}" ] && [ -d ../shared/data ]; then
+  export MATMINER_DATA="$(cd ../shared/data && pwd)"
+fi
+case "$task" in
+  demo)  PYTHONWARNINGS=ignore exec .venv/bin/dim-sklearn demo "$@" ;;
+  test)  exec .venv/bin/python -m pytest "$@" ;;
+  bench) for b in benchmarks/*.py; do .venv/bin/python "$b" "$@"; done ;;
+  *)     echo "unknown task '$task' (demo | test | bench)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real data sets beside the checkout, and small hand-made crystals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+REPO = Path(__file__).resolve().parents[1]
+_SHARED = REPO.parent / "shared" / "data"
+if not (os.environ.get("DIM_SKLEARN_DATA") or os.environ.get("MATMINER_DATA")) and _SHARED.is_dir():
+    os.environ["MATMINER_DATA"] = str(_SHARED)
+
+
+@pytest.fixture(scope="session")
+def data_home() -> Path:
+    home = os.environ.get("DIM_SKLEARN_DATA") or os.environ.get("MATMINER_DATA")
+    if not home:
+        pytest.fail("set DIM_SKLEARN_DATA or MATMINER_DATA to the folder of real data sets")
+    return Path(home)
+
+
+@pytest.fixture(scope="session")
+def mp_cs419(data_home):
+    """(structures, targets) of the real mp_cs419 set."""
+    from dim_sklearn import load_dataset
+
+    return load_dataset("mp_cs419", data_home)
+
+
+@pytest.fixture(scope="session")
+def phonons(data_home):
+    from dim_sklearn import load_dataset
+
+    return load_dataset("matbench_phonons", data_home)
+
+
+@pytest.fixture
+def rocksalt() -> Structure:
+    """Conventional NaCl (8 sites, species interleaved); its primitive cell has 2 sites."""
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+@pytest.fixture
+def perovskite() -> Structure:
+    """Cubic SrTiO3, 5 sites, already primitive."""
+    return Structure(
+        Lattice.cubic(3.905),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )

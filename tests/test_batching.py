@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from dim_sklearn import build_point_sets
+from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
+
+
+def test_collate_pads_masks_and_segments_a_mixed_batch(mp_cs419, rocksalt):
+    structures = [mp_cs419[0][0], rocksalt, mp_cs419[0][2]]
+    point_sets = build_point_sets(structures)
+    batch = collate_point_sets(point_sets)
+    sites = [p.n_sites for p in point_sets]
+    keys = [p.n_keys for p in point_sets]
+    assert batch.n_crystals == 3 and batch.n_sites == sum(sites)
+    assert batch.key_index.shape == batch.distances.shape == batch.key_mask.shape == (sum(sites), max(keys))
+    assert batch.crystal_offsets.tolist() == [0, *np.cumsum(sites).tolist()]
+    assert batch.site_crystal.tolist() == np.repeat(np.arange(3), sites).tolist()
+    assert batch.key_mask.dtype == torch.bool and batch.key_index.dtype == torch.int64
+    for c, p in enumerate(point_sets):
+        rows = slice(int(batch.crystal_offsets[c]), int(batch.crystal_offsets[c + 1]))
+        mask = batch.key_mask[rows]
+        assert mask[:, : p.n_keys].all() and not mask[:, p.n_keys :].any()
+        np.testing.assert_array_equal(batch.distances[rows, : p.n_keys].numpy(), p.distances)
+        assert (batch.distances[rows, p.n_keys :] == 0).all() and (batch.key_index[rows, p.n_keys :] == 0).all()
+        # keys gather the right unique site's features, and stay inside their own crystal
+        gathered = batch.site_features[batch.key_index[rows, : p.n_keys]]
+        np.testing.assert_array_equal(gathered[0].numpy(), p.site_features[p.key_site])
+        assert batch.site_crystal[batch.key_index[rows][mask]].eq(c).all()
+    np.testing.assert_array_equal(batch.site_features.numpy(), np.concatenate([p.site_features for p in point_sets]))
+    moved = batch.to("cpu")
+    assert torch.equal(moved.distances, batch.distances)
+    with pytest.raises(ValueError):
+        collate_point_sets([])
+
+
+def test_sampler_never_exceeds_budget_and_covers_every_crystal_once():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 60, size=500)
+    sampler = SiteBudgetBatchSampler(sizes, max_sites=120, shuffle=True, random_state=0)
+    passes = []
+    for _ in range(3):
+        n_batches = len(sampler)
+        batches = list(sampler)
+        assert len(batches) == n_batches
+        assert all(sizes[b].sum() <= 120 for b in batches)
+        # a batch closes only when the next crystal would not fit
+        assert all(sizes[a].sum() + sizes[b[0]] > 120 for a, b in zip(batches, batches[1:]))
+        assert sorted(i for b in batches for i in b) == list(range(500))
+        passes.append([i for b in batches for i in b])
+    assert passes[0] != passes[1]
+    again = SiteBudgetBatchSampler(sizes, max_sites=120, shuffle=True, random_state=0)
+    assert [i for b in again for i in b] == passes[0]
+    ordered = list(SiteBudgetBatchSampler(sizes, 120, shuffle=False))
+    assert [i for b in ordered for i in b] == list(range(500))
+
+
+def test_sampler_rejects_a_crystal_larger_than_the_budget():
+    with pytest.raises(ValueError, match="crystal 1 has 30 unique sites"):
+        SiteBudgetBatchSampler([3, 30, 4], max_sites=20)
+
+
+def test_dataloader_with_sampler_and_collate(phonons):
+    point_sets = build_point_sets(phonons[0][:60])
+    sampler = SiteBudgetBatchSampler([p.n_sites for p in point_sets], max_sites=100, random_state=1)
+    loader = DataLoader(point_sets, batch_sampler=sampler, collate_fn=collate_point_sets)
+    seen = 0
+    for batch in loader:
+        assert batch.n_sites <= 100
+        seen += batch.n_crystals
+    assert seen == 60
