@@ -1,17 +1,21 @@
 """dim-sklearn: Deep InfoMax pretraining of Site-Net crystal encoders.
 
-Crystals become Site-Net point sets (:mod:`dim_sklearn.pointset`), batched by a
-budget of unique sites (:mod:`dim_sklearn.batching`); real data sets load by name
-(:mod:`dim_sklearn.datasets`).
+:class:`DeepInfoMaxFeaturizer` pretrains a Site-Net encoder with Deep InfoMax on
+unlabelled structures and turns structures into fixed-length vectors; it is a
+scikit-learn transformer and a matminer featurizer. Crystals become Site-Net
+point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
+(:mod:`dim_sklearn.batching`); real data sets load by name (:mod:`dim_sklearn.datasets`).
 """
 
 from .datasets import list_datasets, load_dataset
+from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import PointSet, PointSetConfig, StructureError, build_point_set, build_point_sets
 from .cache import PointSetCache
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeepInfoMaxFeaturizer",
     "PointSet",
     "PointSetCache",
     "PointSetConfig",

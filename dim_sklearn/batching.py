@@ -106,6 +106,8 @@ class SiteBudgetBatchSampler:
     Crystals are taken in order (shuffled each pass when ``shuffle``) and a batch
     is closed when the next crystal would take it past the budget, so the number
     of crystals per batch varies. Use as ``DataLoader(dataset, batch_sampler=...)``.
+    The order of pass ``e`` depends only on the seed and ``e``; each pass moves to
+    the next epoch, and :meth:`set_epoch` jumps to one (for resuming).
 
     Parameters
     ----------
@@ -116,7 +118,7 @@ class SiteBudgetBatchSampler:
     shuffle : bool, default=True
         New random order on every pass.
     random_state : int, numpy Generator or None
-        Seed of the shuffling; passes follow one reproducible sequence.
+        Seed of the shuffling.
 
     Raises
     ------
@@ -140,11 +142,19 @@ class SiteBudgetBatchSampler:
                 f"crystal {too_big[0]} has {self.n_sites[too_big[0]]} unique sites, "
                 f"more than the batch budget max_sites={self.max_sites}"
             )
-        self._rng = np.random.default_rng(random_state)
-        self._batches = self._plan()
+        self.seed = int(np.random.default_rng(random_state).integers(2**63))
+        self.epoch = 0
+        self._planned: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass the one of ``epoch``."""
+        self.epoch = int(epoch)
 
     def _plan(self) -> list[list[int]]:
-        order = self._rng.permutation(len(self.n_sites)) if self.shuffle else np.arange(len(self.n_sites))
+        if self._planned is not None and self._planned[0] == self.epoch:
+            return self._planned[1]
+        n = len(self.n_sites)
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(n) if self.shuffle else np.arange(n)
         batches: list[list[int]] = []
         current: list[int] = []
         used = 0
@@ -157,12 +167,14 @@ class SiteBudgetBatchSampler:
             used += size
         if current:
             batches.append(current)
+        self._planned = (self.epoch, batches)
         return batches
 
     def __len__(self) -> int:
         """Batches in the next pass."""
-        return len(self._batches)
+        return len(self._plan())
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches, self._batches = self._batches, self._plan()
+        batches = self._plan()
+        self.epoch += 1
         yield from batches

@@ -1,9 +1,8 @@
-"""Command line: ``dim-sklearn datasets | featurize | demo``."""
+"""Command line: ``dim-sklearn datasets | featurize | pretrain | demo``."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 
@@ -11,6 +10,8 @@ import numpy as np
 
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
+from .demo import compare_features, format_table
+from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
 from .pointset import PointSetConfig, build_point_sets
 
@@ -89,18 +90,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     feat.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
     feat.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
     feat.add_argument("--data-home", default=None)
-    demo = sub.add_parser("demo", help="the main job: featurise mp_cs419 and show what came out")
+    pre = sub.add_parser("pretrain", help="pretrain a DIM encoder on a data set's structures and save it")
+    pre.add_argument("name")
+    pre.add_argument("out", help="folder to save the fitted featurizer to")
+    pre.add_argument("--max-epochs", type=int, default=100)
+    pre.add_argument("--patience", type=int, default=10)
+    pre.add_argument("--random-state", type=int, default=0)
+    pre.add_argument("--cache-dir", default=None)
+    pre.add_argument("--checkpoint-dir", default=None)
+    pre.add_argument("--data-home", default=None)
+    demo = sub.add_parser("demo", help="the main job: pretrain on mp_cs419, compare DIM and untrained features")
+    demo.add_argument("--max-epochs", type=int, default=15)
+    demo.add_argument("--repeats", type=int, default=5)
+    demo.add_argument("--cache-dir", default=None)
     demo.add_argument("--data-home", default=None)
     args = parser.parse_args(argv)
 
     if args.command == "datasets":
-        with np.printoptions(linewidth=200):
-            print(list_datasets().drop(columns="description").to_string())
+        print(list_datasets().drop(columns="description").to_string())
     elif args.command == "featurize":
         print(featurize_report(args.name, max_atoms=args.max_atoms, limit=args.limit,
                                cache_dir=args.cache_dir, data_home=args.data_home, verbose=True))
+    elif args.command == "pretrain":
+        structures, _ = load_dataset(args.name, args.data_home)
+        featurizer = DeepInfoMaxFeaturizer(
+            max_epochs=args.max_epochs, patience=args.patience, random_state=args.random_state,
+            cache_dir=args.cache_dir, checkpoint_dir=args.checkpoint_dir, ignore_errors=True, verbose=True,
+        ).fit(structures)
+        featurizer.save(args.out)
+        print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
     elif args.command == "demo":
-        print(featurize_report("mp_cs419", data_home=args.data_home, verbose=sys.stderr.isatty()))
+        table, info = compare_features(max_epochs=args.max_epochs, repeats=args.repeats,
+                                       cache_dir=args.cache_dir, data_home=args.data_home)
+        print(format_table(table, info))
     return 0
 
 

@@ -31,6 +31,12 @@ def mp_cs419(data_home):
 
 
 @pytest.fixture(scope="session")
+def small_structures(mp_cs419):
+    """The first 80 real mp_cs419 structures: enough for quick pretraining runs."""
+    return mp_cs419[0][:80]
+
+
+@pytest.fixture(scope="session")
 def phonons(data_home):
     from dim_sklearn import load_dataset
 

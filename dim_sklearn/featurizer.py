@@ -1,0 +1,358 @@
+"""DeepInfoMaxFeaturizer: a scikit-learn transformer and matminer featurizer in one class."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matminer.featurizers.base import BaseFeaturizer
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .batching import SiteBudgetBatchSampler, collate_point_sets
+from .cache import PointSetCache
+from .io import load_encoder, save_encoder
+from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
+from .pointset import PointSet, PointSetConfig, StructureError, as_structure_list, build_point_sets
+from .pretrain import PretrainSettings, pretrain, resolve_device
+
+__all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
+
+_SITE_NET_BIBTEX = """@article{moran2023sitenet,
+  title = {Site-Net: using global self-attention and real-space supercells to capture long-range
+           interactions in crystal structures},
+  author = {Moran, Michael and Gaultois, Michael W. and Gusev, Vladimir V. and Rosseinsky, Matthew J.},
+  journal = {Digital Discovery},
+  year = {2023},
+  volume = {2},
+  pages = {1297--1310},
+  doi = {10.1039/D3DD00005B}
+}"""
+_DIM_MATERIALS_BIBTEX = """@article{moran2025deepinfomax,
+  title = {Establishing Deep InfoMax as an effective self-supervised learning methodology in
+           materials informatics},
+  author = {Moran, Michael and Gusev, Vladimir V. and Gaultois, Michael W. and Antypov, Dmytro and
+            Rosseinsky, Matthew J.},
+  journal = {Digital Discovery},
+  year = {2025},
+  doi = {10.1039/D4DD00202D}
+}"""
+_DIM_BIBTEX = """@inproceedings{hjelm2019learning,
+  title = {Learning deep representations by mutual information estimation and maximization},
+  author = {Hjelm, R. Devon and Fedorov, Alex and Lavoie-Marchildon, Samuel and Grewal, Karan and
+            Bachman, Phil and Trischler, Adam and Bengio, Yoshua},
+  booktitle = {International Conference on Learning Representations},
+  year = {2019}
+}"""
+
+
+def embed_point_sets(
+    encoder: SiteNetEncoder,
+    point_sets: Sequence[PointSet],
+    device: str | torch.device = "auto",
+    batch_sites: int = 256,
+) -> np.ndarray:
+    """Crystal vectors (means) of point sets, in order: float32 array (n, global_dim).
+
+    The encoder itself stays where it is; a copy runs on a GPU.
+    """
+    device = resolve_device(device)
+    model = encoder if device.type == "cpu" else copy.deepcopy(encoder).to(device)
+    model.eval()
+    out = np.empty((len(point_sets), encoder.config.global_dim), dtype=np.float32)
+    if not point_sets:
+        return out
+    # Crystals of similar supercell size together: little padding of the key axis.
+    order = np.argsort([p.n_keys for p in point_sets], kind="stable")
+    sizes = [point_sets[i].n_sites for i in order]
+    sampler = SiteBudgetBatchSampler(sizes, max(batch_sites, max(sizes)), shuffle=False)
+    with torch.no_grad():
+        for positions in sampler:
+            indices = order[positions]
+            batch = collate_point_sets([point_sets[i] for i in indices]).to(device)
+            out[indices] = model(batch).float().cpu().numpy()
+    return out
+
+
+class DeepInfoMaxFeaturizer(BaseFeaturizer):
+    """Crystal vectors from a Site-Net encoder pretrained with Deep InfoMax.
+
+    ``fit`` pretrains the compact Site-Net encoder (about 62k parameters) on
+    unlabelled structures with the Deep InfoMax objective of Moran et al.
+    (2025): local and global mutual-information terms with Jensen-Shannon
+    critics, negatives from other crystals of the batch, and the domain-aware
+    composition-swapped, structure-swapped and scrambled negatives. Labels are
+    never used (``y`` is ignored). ``transform`` returns the 64-d crystal vector
+    mu_g of each structure, computed in batches in-process, for any downstream
+    model. ``max_epochs=0`` gives the untrained (randomly initialised) encoder,
+    the paper's baseline.
+
+    Each structure becomes a Site-Net point set: its primitive cell, a
+    near-orthorhombic supercell of at most ``max_atoms`` atoms, eight scaled
+    Magpie properties per unique site and the minimum-image distances from each
+    unique site to every supercell site.
+
+    Parameters
+    ----------
+    max_atoms : int, default=50
+        Supercell size N.
+    oxidation : bool, default=False
+        Add the oxidation state as a ninth site feature.
+    width, local_dim, global_width, global_dim : int, default=64, 32, 128, 64
+        Encoder widths; ``global_dim`` is the number of output features.
+    domain_negatives : bool, default=True
+        Use the composition-swapped, structure-swapped and scrambled negatives.
+    kl_weight : float, default=0.1
+        Weight of the Gaussian KL regulariser of the sampled representations.
+    max_epochs : int, default=100
+        Upper bound on pretraining epochs; 0 skips pretraining.
+    patience : int, default=10
+        Stop when the held-out DIM loss has not improved for this many epochs.
+    batch_sites : int, default=1200
+        Unique sites per pretraining batch.
+    lr, weight_decay : float, default=1e-4, 1e-4
+        AdamW (amsgrad, eps 1e-7) settings of both optimisers.
+    validation_fraction : float, default=0.05
+        Share of the structures held out to monitor the DIM loss.
+    device : str, default="auto"
+        "auto" (GPU if present), "cpu", "cuda", ...
+    random_state : int, RandomState or None
+        Seeds initialisation and training; an int gives bit-identical weights
+        and features on CPU.
+    cache_dir : str, optional
+        On-disk point-set cache shared by fit and transform.
+    checkpoint_dir : str, optional
+        Write the pretraining state after every epoch; an interrupted fit with
+        the same data and settings resumes from it.
+    ignore_errors : bool, default=False
+        In ``fit`` skip, and in ``transform`` give a NaN row for, structures that
+        cannot be featurised; otherwise raise :class:`~dim_sklearn.StructureError`
+        naming the structure's position.
+    verbose : bool, default=False
+        Progress bars and per-epoch losses.
+
+    Attributes
+    ----------
+    encoder_ : SiteNetEncoder
+        The pretrained encoder (on the CPU).
+    history_ : list of dict
+        Per-epoch training and held-out losses (see :func:`~dim_sklearn.pretrain.pretrain`).
+    best_epoch_ : int
+        Epoch whose weights were kept.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline                  # doctest: +SKIP
+    >>> from sklearn.ensemble import RandomForestRegressor          # doctest: +SKIP
+    >>> feat = DeepInfoMaxFeaturizer(random_state=0).fit(unlabelled) # doctest: +SKIP
+    >>> X = feat.transform(labelled)                                # doctest: +SKIP
+    >>> df = feat.featurize_dataframe(df, "structure")              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        max_atoms: int = 50,
+        oxidation: bool = False,
+        width: int = 64,
+        local_dim: int = 32,
+        global_width: int = 128,
+        global_dim: int = 64,
+        domain_negatives: bool = True,
+        kl_weight: float = 0.1,
+        max_epochs: int = 100,
+        patience: int = 10,
+        batch_sites: int = 1200,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        validation_fraction: float = 0.05,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        cache_dir: str | None = None,
+        checkpoint_dir: str | None = None,
+        ignore_errors: bool = False,
+        verbose: bool = False,
+    ):
+        self.max_atoms = max_atoms
+        self.oxidation = oxidation
+        self.width = width
+        self.local_dim = local_dim
+        self.global_width = global_width
+        self.global_dim = global_dim
+        self.domain_negatives = domain_negatives
+        self.kl_weight = kl_weight
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_sites = batch_sites
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+        self.checkpoint_dir = checkpoint_dir
+        self.ignore_errors = ignore_errors
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ configuration
+
+    def _point_set_config(self) -> PointSetConfig:
+        return PointSetConfig(max_atoms=self.max_atoms, oxidation=self.oxidation)
+
+    def _encoder_config(self) -> EncoderConfig:
+        return EncoderConfig(
+            n_site_features=self._point_set_config().n_site_features,
+            width=self.width,
+            local_dim=self.local_dim,
+            global_width=self.global_width,
+            global_dim=self.global_dim,
+        )
+
+    def _point_sets(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[list, list]:
+        cache = PointSetCache(self.cache_dir) if self.cache_dir else None
+        if ignore_errors:
+            return build_point_sets(X, self._point_set_config(), cache=cache, return_errors=True, verbose=verbose)
+        point_sets = build_point_sets(X, self._point_set_config(), cache=cache, verbose=verbose)
+        return point_sets, [None] * len(point_sets)
+
+    # ------------------------------------------------------------------ scikit-learn
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> DeepInfoMaxFeaturizer:
+        """Pretrain the encoder with Deep InfoMax on structures ``X`` (labels are not used).
+
+        Parameters
+        ----------
+        X : list, tuple, pandas Series or object array of pymatgen Structures
+        y : ignored
+        """
+        point_sets, errors = self._point_sets(X, self.ignore_errors, self.verbose)
+        usable = [p for p in point_sets if p is not None]
+        if len(usable) < len(point_sets):
+            warnings.warn(
+                f"{len(point_sets) - len(usable)} of {len(point_sets)} structures could not be featurised and are "
+                f"left out of pretraining; first: {next(e for e in errors if e)}",
+                stacklevel=2,
+            )
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = DeepInfoMax(
+                SiteNetEncoder(self._encoder_config()),
+                kl_weight=self.kl_weight,
+                domain_negatives=self.domain_negatives,
+            )
+        history, best_epoch = [], 0
+        if self.max_epochs > 0:
+            settings = PretrainSettings(
+                max_epochs=self.max_epochs,
+                patience=self.patience,
+                batch_sites=self.batch_sites,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                validation_fraction=self.validation_fraction,
+            )
+            history, best_epoch = pretrain(
+                model,
+                usable,
+                settings,
+                random_state=train_seed,
+                device=self.device,
+                checkpoint_dir=self.checkpoint_dir,
+                verbose=self.verbose,
+            )
+        self.encoder_ = model.encoder.cpu().eval()
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        return self
+
+    def _embed(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[np.ndarray, list[str | None]]:
+        check_is_fitted(self, "encoder_")
+        point_sets, errors = self._point_sets(X, ignore_errors, verbose)
+        features = np.full((len(point_sets), self.encoder_.config.global_dim), np.nan)
+        ok = [i for i, p in enumerate(point_sets) if p is not None]
+        features[ok] = embed_point_sets(self.encoder_, [point_sets[i] for i in ok], self.device)
+        return features, errors
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Crystal vectors of structures ``X``: float array of shape (n_structures, global_dim).
+
+        Raises
+        ------
+        StructureError
+            For a structure that cannot be featurised, unless ``ignore_errors``
+            (then its row is NaN).
+        """
+        return self._embed(X, self.ignore_errors)[0]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names, so ``set_output(transform="pandas")`` works."""
+        return np.asarray(self.feature_labels(), dtype=object)
+
+    # ------------------------------------------------------------------ matminer
+
+    def featurize(self, *x: Any) -> list[float]:
+        """Crystal vector of one structure."""
+        try:
+            return self._embed([x[0]], ignore_errors=False)[0][0].tolist()
+        except StructureError as exc:
+            raise StructureError(exc.reason) from None
+
+    def featurize_many(
+        self, entries: Any, ignore_errors: bool = False, return_errors: bool = False, pbar: bool = True
+    ) -> list[list]:
+        """Crystal vectors of many structures, batched in-process (no multiprocessing pool).
+
+        Same contract as matminer's: with ``ignore_errors`` a failed structure
+        gives a row of NaN; ``return_errors`` (which needs ``ignore_errors``)
+        appends its error message (NaN when it succeeded).
+        """
+        if return_errors and not ignore_errors:
+            raise ValueError("Please set ignore_errors to True to use return_errors.")
+        features, errors = self._embed(as_structure_list(entries), ignore_errors, verbose=bool(pbar))
+        rows = features.tolist()
+        if return_errors:
+            rows = [row + [error if error is not None else np.nan] for row, error in zip(rows, errors)]
+        return rows
+
+    def feature_labels(self) -> list[str]:
+        return [f"DIM_{k}" for k in range(self.global_dim)]
+
+    def citations(self) -> list[str]:
+        return [_SITE_NET_BIBTEX, _DIM_MATERIALS_BIBTEX, _DIM_BIBTEX]
+
+    def implementors(self) -> list[str]:
+        return ["dim-sklearn developers"]
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted encoder to the folder ``path``: safetensors weights and a JSON config."""
+        check_is_fitted(self, "encoder_")
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None
+        save_encoder(path, self.encoder_, {"params": params, "history": self.history_, "best_epoch": self.best_epoch_})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
+        """A fitted featurizer from a folder written by :meth:`save` (no code is executed)."""
+        from .io import IncompatibleModelError
+
+        encoder, config = load_encoder(path)
+        try:
+            featurizer = cls(**config["params"])
+        except (KeyError, TypeError) as exc:
+            raise IncompatibleModelError(f"{path}: unusable estimator parameters in config.json: {exc}") from exc
+        if featurizer._encoder_config() != encoder.config:
+            raise IncompatibleModelError(
+                f"{path}: estimator parameters describe {featurizer._encoder_config()}, weights are {encoder.config}"
+            )
+        featurizer.encoder_ = encoder
+        featurizer.history_ = config.get("history", [])
+        featurizer.best_epoch_ = config.get("best_epoch", 0)
+        return featurizer

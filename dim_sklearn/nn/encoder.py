@@ -1,0 +1,226 @@
+"""The compact Site-Net encoder used with Deep InfoMax (METHOD.md, section 3).
+
+Every hidden layer is Linear -> mish -> LayerNorm; no dropout, no residuals.
+
+Local encoder (one attention block, one head): the site features (8 or 9) and
+each query-key distance are embedded to ``width``; every (query i, key j) pair
+``[x_i, x_j, e_ij]`` feeds an attention-logit MLP (3 width -> width -> 1, softmax
+over the keys) and a value MLP (3 width -> width -> width); the attention-weighted
+sum of values goes through a plain Linear to the ``local_dim`` site vector mu_i.
+
+Global encoder: per site local_dim -> width -> global_width, mean over the
+crystal's unique sites, global_width -> width, then a plain Linear to the
+``global_dim`` crystal vector mu_g, the feature vector handed downstream.
+
+Both heads also output a log-variance (used by Deep InfoMax's sampling and
+KL term). The first layer of each pair MLP is computed as the sum of a query,
+a key and a distance projection: the same function as a Linear on the
+concatenated pair, without materialising the (pairs, 3 width) tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .activations import Mish, mish
+
+__all__ = ["EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "row_chunks", "segment_mean", "take_rows"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Widths of the compact Site-Net encoder (defaults: the DIM paper's, about 62k parameters)."""
+
+    n_site_features: int = 8
+    width: int = 64
+    local_dim: int = 32
+    global_width: int = 128
+    global_dim: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hidden_layer(n_in: int, n_out: int) -> nn.Sequential:
+    """Linear -> mish -> LayerNorm."""
+    return nn.Sequential(nn.Linear(n_in, n_out), Mish(), nn.LayerNorm(n_out))
+
+
+def segment_mean(values: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Mean of the rows of ``values`` sharing a segment id; shape (n_segments, ...)."""
+    sums = values.new_zeros((n_segments, *values.shape[1:])).index_add_(0, segments, values)
+    counts = torch.bincount(segments, minlength=n_segments).clamp_min(1).to(values.dtype)
+    return sums / counts.view(-1, *([1] * (values.dim() - 1)))
+
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+"""The attention-branch and value-branch parts of a first pair layer."""
+
+
+def gather_keys(key: Pair, key_index: torch.Tensor) -> Pair:
+    """Per-site key projections gathered onto the pairs: (n_sites, max_keys, width) each."""
+    return F.embedding(key_index, key[0]), F.embedding(key_index, key[1])
+
+
+def row_chunks(chunk_rows: int, *key_masks: torch.Tensor) -> Iterator[tuple[slice, int]]:
+    """Slices of ``chunk_rows`` query rows, each with the most real keys any of ``key_masks`` has there.
+
+    Keys are padded at the end of each row, so ``[rows, :n_keys]`` holds every real key:
+    a large crystal pads only its own chunk, not the whole batch.
+    """
+    counts = torch.stack([mask.sum(-1) for mask in key_masks]).amax(0).tolist()
+    for start in range(0, len(counts), chunk_rows):
+        yield slice(start, start + chunk_rows), max(counts[start : start + chunk_rows])
+
+
+def take_rows(pair: Pair, rows: torch.Tensor) -> Pair:
+    """The given rows (first axis) of both parts."""
+    return pair[0].index_select(0, rows), pair[1].index_select(0, rows)
+
+
+class LocalEncoder(nn.Module):
+    """Attention over supercell sites -> one vector per unique site."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        w = config.width
+        self.site_embedding = hidden_layer(config.n_site_features, w)
+        self.distance_embedding = hidden_layer(1, w)
+        # First layers of the attention and value MLPs on the pair [x_i, x_j, e_ij],
+        # each as its query, key and distance parts.
+        self.query_attention = nn.Linear(w, w)
+        self.query_value = nn.Linear(w, w)
+        self.key_attention = nn.Linear(w, w, bias=False)
+        self.key_value = nn.Linear(w, w, bias=False)
+        self.distance_attention = nn.Linear(w, w, bias=False)
+        self.distance_value = nn.Linear(w, w, bias=False)
+        self.attention_norm = nn.LayerNorm(w)
+        self.attention_logit = nn.Linear(w, 1)
+        self.value_norm = nn.LayerNorm(w)
+        self.value_out = hidden_layer(w, w)
+        self.mu = nn.Linear(w, config.local_dim)
+        self.logvar = nn.Linear(w, config.local_dim)
+
+    def forward(
+        self,
+        site_features: torch.Tensor,
+        key_index: torch.Tensor,
+        distances: torch.Tensor,
+        key_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local vectors of every query site.
+
+        Parameters
+        ----------
+        site_features : (n_sites, n_features)
+        key_index : (n_sites, max_keys) rows of ``site_features`` the keys are images of
+        distances : (n_sites, max_keys)
+        key_mask : (n_sites, max_keys) bool, False at padding
+
+        Returns
+        -------
+        mu, logvar : (n_sites, local_dim) each
+        """
+        query, key = self.project_sites(site_features)
+        return self.attend(query, key, key_index, distances, key_mask)
+
+    def project_sites(self, site_features: torch.Tensor) -> tuple[Pair, Pair]:
+        """Query and key parts of the first pair layers, per site: (n_sites, width) each."""
+        x = self.site_embedding(site_features)
+        return (self.query_attention(x), self.query_value(x)), (self.key_attention(x), self.key_value(x))
+
+    def project_distances(self, distances: torch.Tensor) -> Pair:
+        """Distance parts of the first pair layers: (n_sites, max_keys, width) each."""
+        e = self.distance_embedding(distances.unsqueeze(-1))
+        return self.distance_attention(e), self.distance_value(e)
+
+    def attend(
+        self,
+        query: Pair,
+        key: Pair,
+        key_index: torch.Tensor,
+        distances: torch.Tensor,
+        key_mask: torch.Tensor,
+        distance_parts: Pair | None = None,
+        chunk_rows: int = 256,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention of every query row over its keys.
+
+        Parameters
+        ----------
+        query, key : per-site projections from :meth:`project_sites`
+        key_index, distances, key_mask : (n_sites, max_keys)
+        distance_parts : optional precomputed :meth:`project_distances` of ``distances``
+        chunk_rows : int
+            Rows are independent and processed this many at a time, each chunk
+            trimmed to its own longest key list, so the pair-sized temporaries
+            stay small; the result does not depend on it.
+        """
+        out = []
+        for rows, n_keys in row_chunks(chunk_rows, key_mask):
+            args = (query[0][rows], query[1][rows], key, key_index[rows, :n_keys], key_mask[rows, :n_keys])
+            if distance_parts is not None:
+                parts = (distance_parts[0][rows, :n_keys], distance_parts[1][rows, :n_keys])
+                out.append(self._attend(*args, parts=parts))
+            elif torch.is_grad_enabled() and self.training:
+                # Keep only the chunk's inputs; recompute its pair tensors in backward.
+                out.append(checkpoint(self._attend, *args, distances[rows, :n_keys], use_reentrant=False))
+            else:
+                out.append(self._attend(*args, distances[rows, :n_keys]))
+        return torch.cat([mu for mu, _ in out]), torch.cat([logvar for _, logvar in out])
+
+    def _attend(self, query_attention, query_value, key, key_index, key_mask, distances=None, parts=None):
+        keys = gather_keys(key, key_index)
+        if parts is None:
+            parts = self.project_distances(distances)
+        attention_hidden = mish(query_attention.unsqueeze(1) + keys[0] + parts[0])
+        value_hidden = mish(query_value.unsqueeze(1) + keys[1] + parts[1])
+        logits = self.attention_logit(self.attention_norm(attention_hidden)).squeeze(-1)
+        weights = torch.softmax(logits.masked_fill(~key_mask, float("-inf")), dim=-1)
+        values = self.value_out(self.value_norm(value_hidden))
+        pooled = torch.einsum("sk,skw->sw", weights, values)
+        return self.mu(pooled), self.logvar(pooled)
+
+
+class GlobalEncoder(nn.Module):
+    """Site vectors -> one vector per crystal (mean pooling)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.site_layers = nn.Sequential(
+            hidden_layer(config.local_dim, config.width), hidden_layer(config.width, config.global_width)
+        )
+        self.crystal_layer = hidden_layer(config.global_width, config.width)
+        self.mu = nn.Linear(config.width, config.global_dim)
+        self.logvar = nn.Linear(config.width, config.global_dim)
+
+    def forward(
+        self, local: torch.Tensor, site_crystal: torch.Tensor, n_crystals: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crystal vectors from site vectors; ``site_crystal`` gives each site's crystal."""
+        pooled = segment_mean(self.site_layers(local), site_crystal, n_crystals)
+        hidden = self.crystal_layer(pooled)
+        return self.mu(hidden), self.logvar(hidden)
+
+
+class SiteNetEncoder(nn.Module):
+    """Local + global encoder; ``forward(batch)`` gives the crystal vectors (means)."""
+
+    def __init__(self, config: EncoderConfig | None = None):
+        super().__init__()
+        self.config = config or EncoderConfig()
+        self.local = LocalEncoder(self.config)
+        self.global_ = GlobalEncoder(self.config)
+
+    def forward(self, batch) -> torch.Tensor:
+        """Crystal vectors mu_g of a :class:`~dim_sklearn.batching.PointSetBatch`, shape (n_crystals, global_dim)."""
+        local, _ = self.local(batch.site_features, batch.key_index, batch.distances, batch.key_mask)
+        crystal, _ = self.global_(local, batch.site_crystal, batch.n_crystals)
+        return crystal

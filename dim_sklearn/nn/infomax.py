@@ -1,0 +1,253 @@
+"""Deep InfoMax objective for the Site-Net encoder (METHOD.md, section 4).
+
+Estimator: the Jensen-Shannon (binary cross-entropy) form, for critic score T,
+``E_pos[softplus(-T)] + E_neg[softplus(T)]``. Critics are separable: each side is
+projected by a small MLP (hidden ``critic_width``, mish) into a ``critic_dim``
+space and T is the dot product.
+
+Local objective (trains the local encoder and its critic): the sampled site
+vector z_i is scored against each key's raw site features and distance, every
+pair weighted by ``(d_ij + 1) ** -2`` normalised over the keys of i. Negatives
+are three fake environments taken from another crystal of the batch: all fake
+(its neighbours and distances), fake distances (true neighbours on its
+distances) and fake composition (its neighbours on the true distances).
+
+Global objective (trains the global encoder and its critic, on detached local
+vectors): the sampled crystal vector is scored against its own sites' local
+vectors (positive), against another crystal's sites (negative) and, with
+``domain_negatives``, against three fake local environments encoded by the
+current local encoder under no-grad: composition swapped (another crystal's
+site features on the true geometry), structure swapped (true site features on
+another crystal's distances and mask) and scrambled (keys randomly permuted,
+so species no longer match distances).
+
+Per-site loss = positive + mean of the negatives; mean per crystal, then over
+the batch. "Another crystal" is the crystal half a batch away, site at the same
+position modulo its size: always a different crystal for batches of two or more,
+unlike a roll of the concatenated site axis, which needs every crystal to hold
+less than half the batch.
+
+Regularisation: mu and log-variance heads; training samples
+``mu + eps * exp(logvar / 2)`` and adds ``kl_weight`` times the textbook Gaussian
+KL to N(0, I), ``0.5 * (mu^2 + exp(logvar) - logvar - 1)``, averaged over
+dimensions, sites (or crystals) and the batch.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .activations import Mish, mish
+from .encoder import SiteNetEncoder, row_chunks, segment_mean, take_rows
+
+__all__ = ["DeepInfoMax", "partner_sites", "cyclic_key_index", "gaussian_kl"]
+
+
+def partner_sites(site_crystal: torch.Tensor, crystal_offsets: torch.Tensor) -> torch.Tensor:
+    """For each site, a site of the crystal half a batch away (same position modulo its size)."""
+    n_crystals = crystal_offsets.shape[0] - 1
+    counts = crystal_offsets[1:] - crystal_offsets[:-1]
+    partner_crystal = (site_crystal + max(1, n_crystals // 2)) % n_crystals
+    position = torch.arange(site_crystal.shape[0], device=site_crystal.device) - crystal_offsets[site_crystal]
+    return crystal_offsets[partner_crystal] + position % counts[partner_crystal]
+
+
+def cyclic_key_index(key_index: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """``key_index`` with each row's padding filled by repeating its real keys cyclically."""
+    n_keys = key_mask.sum(-1, keepdim=True)
+    columns = torch.arange(key_index.shape[1], device=key_index.device).unsqueeze(0) % n_keys
+    return key_index.gather(1, columns)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-row mean over dimensions of KL(N(mu, exp(logvar)) || N(0, 1))."""
+    return 0.5 * (mu.square() + logvar.exp() - logvar - 1).mean(-1)
+
+
+def _sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + noise * (0.5 * logvar).exp()
+
+
+def _projection(n_in: int, width: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, width), Mish(), nn.Linear(width, n_out))
+
+
+class EnvironmentCritic(nn.Module):
+    """Scores a site vector against each of its keys' (raw site features, distance)."""
+
+    def __init__(self, local_dim: int, n_site_features: int, width: int = 64, dim: int = 128):
+        super().__init__()
+        self.site = _projection(local_dim, width, dim)
+        self.neighbour_species = nn.Linear(n_site_features, width)
+        self.neighbour_distance = nn.Linear(1, width, bias=False)
+        self.neighbour_out = nn.Linear(width, dim)
+
+    def forward(
+        self, local: torch.Tensor, species: torch.Tensor, key_index: torch.Tensor, distances: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores (rows, max_keys) of site vectors ``local`` (rows, local_dim) against their keys.
+
+        ``species`` is ``neighbour_species(site_features)`` for every site of the
+        batch; ``key_index`` and ``distances`` give each row's keys.
+        """
+        query = self.site(local)  # (R, dim)
+        hidden = mish(F.embedding(key_index, species) + self.neighbour_distance(distances.unsqueeze(-1)))
+        # <query, W h + b> computed as <W^T query, h> + <query, b>: no (R, K, dim) tensor.
+        folded = query @ self.neighbour_out.weight  # (R, width)
+        return torch.einsum("rw,rkw->rk", folded, hidden) + (query @ self.neighbour_out.bias).unsqueeze(-1)
+
+
+class DeepInfoMax(nn.Module):
+    """A Site-Net encoder with its Deep InfoMax critics and losses.
+
+    Parameters
+    ----------
+    encoder : SiteNetEncoder
+    critic_width, critic_dim : int, default=64, 128
+        Hidden and output width of the separable critics.
+    kl_weight : float, default=0.1
+    domain_negatives : bool, default=True
+        Add the composition-swapped, structure-swapped and scrambled negatives
+        to the global objective.
+    chunk_rows : int, default=256
+        Pair-level work is done this many query sites at a time (cache-sized
+        temporaries); the losses do not depend on it.
+    """
+
+    def __init__(
+        self,
+        encoder: SiteNetEncoder,
+        critic_width: int = 64,
+        critic_dim: int = 128,
+        kl_weight: float = 0.1,
+        domain_negatives: bool = True,
+        chunk_rows: int = 256,
+    ):
+        super().__init__()
+        config = encoder.config
+        self.encoder = encoder
+        self.local_critic = EnvironmentCritic(config.local_dim, config.n_site_features, critic_width, critic_dim)
+        self.global_critic_crystal = _projection(config.global_dim, critic_width, critic_dim)
+        self.global_critic_site = _projection(config.local_dim, critic_width, critic_dim)
+        self.kl_weight = kl_weight
+        self.domain_negatives = domain_negatives
+        self.chunk_rows = chunk_rows
+
+    def local_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the local objective."""
+        return [*self.encoder.local.parameters(), *self.local_critic.parameters()]
+
+    def global_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the global objective."""
+        return [
+            *self.encoder.global_.parameters(),
+            *self.global_critic_crystal.parameters(),
+            *self.global_critic_site.parameters(),
+        ]
+
+    def _local_terms(self, z, species, cyclic, partner, rows, dist, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive and mean negative local terms of the sites ``rows`` (a slice), per site."""
+        own_keys, partner_keys = cyclic[rows], cyclic[partner]
+        own_dist, partner_dist = dist[rows], dist[partner]
+        own_mask, partner_mask = mask[rows], mask[partner]
+
+        def term(key_index, distances, key_mask, sign: float) -> torch.Tensor:
+            scores = self.local_critic(z, species, key_index, distances)
+            weights = (distances + 1).pow(-2) * key_mask
+            weights = weights / weights.sum(-1, keepdim=True)
+            return (weights * F.softplus(sign * scores)).sum(-1)
+
+        positive = term(own_keys, own_dist, own_mask, -1.0)
+        negative = (
+            term(partner_keys, partner_dist, partner_mask, 1.0)  # all fake
+            + term(own_keys, partner_dist, partner_mask, 1.0)  # fake distances
+            + term(partner_keys, own_dist, own_mask, 1.0)  # fake composition
+        ) / 3
+        return positive, negative
+
+    def forward(self, batch, sample: bool = True, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """All loss terms of one batch; ``loss`` is the sum to minimise.
+
+        Parameters
+        ----------
+        batch : PointSetBatch
+            At least two crystals.
+        sample : bool, default=True
+            Sample the representations (training); False uses the means.
+        generator : torch.Generator, optional
+            Source of the sampling noise and the scrambling permutation.
+        """
+        if batch.n_crystals < 2:
+            raise ValueError("Deep InfoMax needs at least two crystals per batch for its negatives")
+        sf, keys, dist, mask = batch.site_features, batch.key_index, batch.distances, batch.key_mask
+        crystal, n_crystals = batch.site_crystal, batch.n_crystals
+        partner = partner_sites(crystal, batch.crystal_offsets)
+        cyclic = cyclic_key_index(keys, mask)
+
+        def per_crystal(per_site: torch.Tensor) -> torch.Tensor:
+            return segment_mean(per_site, crystal, n_crystals).mean()
+
+        # ---- local objective
+        query, key = self.encoder.local.project_sites(sf)
+        mu, logvar = self.encoder.local.attend(query, key, keys, dist, mask, chunk_rows=self.chunk_rows)
+        z = _sample(mu, logvar, generator) if sample else mu
+
+        species = self.local_critic.neighbour_species(sf)  # (S, width), gathered onto pairs per chunk
+        local_terms = [
+            checkpoint(self._local_terms, z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n],
+                       mask[:, :n], use_reentrant=False)
+            if torch.is_grad_enabled()
+            else self._local_terms(z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n], mask[:, :n])
+            for rows, n in row_chunks(self.chunk_rows, mask, mask[partner])
+        ]
+        local_positive = torch.cat([positive for positive, _ in local_terms])
+        local_negative = torch.cat([negative for _, negative in local_terms])
+        local_kl = per_crystal(gaussian_kl(mu, logvar))
+        local_dim = per_crystal(local_positive + local_negative)
+
+        # ---- global objective, on detached local vectors
+        local_vectors = mu.detach()
+        g_mu, g_logvar = self.encoder.global_(local_vectors, crystal, n_crystals)
+        g = _sample(g_mu, g_logvar, generator) if sample else g_mu
+        crystal_side = self.global_critic_crystal(g)  # (B, dim)
+        own = F.embedding(crystal, crystal_side)
+
+        def score(site_vectors: torch.Tensor, crystal_vectors: torch.Tensor = own) -> torch.Tensor:
+            return (self.global_critic_site(site_vectors) * crystal_vectors).sum(-1)
+
+        global_positive = F.softplus(-score(local_vectors))
+        negatives = [F.softplus(score(local_vectors, F.embedding(crystal[partner], crystal_side)))]
+        if self.domain_negatives:
+            with torch.no_grad():
+                # Fake environments through the current local encoder, reusing the projections above.
+                order = torch.rand(keys.shape, generator=generator, device=keys.device).masked_fill(~mask, 2.0)
+                scrambled = keys.gather(1, order.argsort(-1))
+                true_distances = self.encoder.local.project_distances(dist)
+                attend = partial(self.encoder.local.attend, chunk_rows=self.chunk_rows)
+                fakes = [
+                    attend(take_rows(query, partner), take_rows(key, partner), keys, dist, mask, true_distances)[0],
+                    attend(query, key, cyclic, dist[partner], mask[partner], take_rows(true_distances, partner))[0],
+                    attend(query, key, scrambled, dist, mask, true_distances)[0],
+                ]  # composition swapped, structure swapped, scrambled
+            negatives += [F.softplus(score(fake)) for fake in fakes]
+        global_negative = torch.stack(negatives).mean(0)
+        global_kl = gaussian_kl(g_mu, g_logvar).mean()
+        global_dim = per_crystal(global_positive + global_negative)
+
+        local_total = local_dim + self.kl_weight * local_kl
+        global_total = global_dim + self.kl_weight * global_kl
+        return {
+            "loss": local_total + global_total,
+            "local": local_total,
+            "global": global_total,
+            "local_dim": local_dim,
+            "global_dim": global_dim,
+            "local_kl": local_kl,
+            "global_kl": global_kl,
+        }

@@ -1,0 +1,231 @@
+"""The Deep InfoMax pretraining loop.
+
+Separate AdamW optimisers for the local and the global parts; a held-out share
+of the structures whose DIM loss is computed (with the means, no sampling)
+after every epoch; stop at ``max_epochs`` or when the held-out loss has not
+improved for ``patience`` epochs, and keep the best held-out weights. Labels are
+never seen. With a ``checkpoint_dir`` the full state is written after every
+epoch and a later call with the same data and settings resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batching import SiteBudgetBatchSampler, collate_point_sets
+from .nn import DeepInfoMax
+from .pointset import PointSet
+
+__all__ = ["PretrainSettings", "pretrain", "resolve_device"]
+
+_CHECKPOINT = "checkpoint.pt"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: the GPU when there is one, else the CPU; anything else as torch reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Optimisation settings of :func:`pretrain` (defaults from the DIM paper where it gives them)."""
+
+    max_epochs: int = 100
+    patience: int = 10
+    batch_sites: int = 1200
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    validation_fraction: float = 0.05
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.default_rng(list(parts)).integers(2**63))
+
+
+def _pair_up(batches: list[list[int]]) -> list[list[int]]:
+    """Merge a trailing single-crystal batch into the one before (DIM needs two crystals)."""
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches = [*batches[:-2], batches[-2] + batches[-1]]
+    return batches
+
+
+def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: PretrainSettings) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    fixed = {k: v for k, v in asdict(settings).items() if k not in ("max_epochs", "patience")}
+    digest.update(json.dumps([fixed, model.encoder.config.to_dict(), model.kl_weight, model.domain_negatives]).encode())
+    for p in point_sets:
+        digest.update(p.site_features.tobytes())
+        digest.update(p.distances.tobytes())
+    return digest.hexdigest()
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _run_epoch(model, batches, optimisers, device, autocast, generator) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    crystals = 0
+    for batch in batches:
+        batch = batch.to(device)
+        with autocast:
+            losses = model(batch, sample=optimisers is not None, generator=generator)
+        if optimisers is not None:
+            for optimiser in optimisers:
+                optimiser.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            for optimiser in optimisers:
+                optimiser.step()
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0.0) + float(value.detach()) * batch.n_crystals
+        crystals += batch.n_crystals
+    return {name: value / crystals for name, value in totals.items()}
+
+
+def pretrain(
+    model: DeepInfoMax,
+    point_sets: Sequence[PointSet],
+    settings: PretrainSettings | None = None,
+    *,
+    random_state: int | np.random.Generator | None = None,
+    device: str | torch.device = "auto",
+    checkpoint_dir: str | os.PathLike | None = None,
+    verbose: bool = False,
+) -> tuple[list[dict[str, float]], int]:
+    """Train ``model`` (in place) with Deep InfoMax on unlabelled point sets.
+
+    Parameters
+    ----------
+    model : DeepInfoMax
+    point_sets : sequence of PointSet
+        At least four crystals.
+    settings : PretrainSettings, optional
+    random_state : int, Generator or None
+        Seeds the held-out split, the batch order, the sampling noise and the
+        scrambling; the same value on CPU gives bit-identical weights.
+    device : str or torch.device, default="auto"
+    checkpoint_dir : path, optional
+        Write the state after each epoch; resume from it when it matches.
+    verbose : bool, default=False
+        Progress bar and one line of losses per epoch.
+
+    Returns
+    -------
+    history : list of dict
+        Per epoch: ``epoch``, training losses (``loss``, ``local``, ``global``,
+        ``local_dim``, ``global_dim``, ``local_kl``, ``global_kl``), the same with a
+        ``valid_`` prefix, ``crystals_per_second`` and ``seconds``.
+    best_epoch : int
+        The epoch whose weights the model holds at the end (0 when no epoch ran).
+    """
+    settings = settings or PretrainSettings()
+    n = len(point_sets)
+    if n < 4:
+        raise ValueError(f"Deep InfoMax pretraining needs at least 4 structures, got {n}")
+    device = resolve_device(device)
+    model.to(device)
+    checkpoint_path = Path(checkpoint_dir) / _CHECKPOINT if checkpoint_dir is not None else None
+    fingerprint = _fingerprint(model, point_sets, settings) if checkpoint_path else ""
+    state = None
+    if checkpoint_path is not None and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"{checkpoint_path} holds a run on other data or settings; use another checkpoint_dir or delete it"
+            )
+    seed = state["seed"] if state else int(np.random.default_rng(random_state).integers(2**63))
+
+    order = np.random.default_rng([seed, 0]).permutation(n)
+    n_valid = max(2, round(settings.validation_fraction * n)) if settings.validation_fraction > 0 else 0
+    valid_idx, train_idx = order[:n_valid], order[n_valid:]
+    sizes = np.array([p.n_sites for p in point_sets])
+    sampler = SiteBudgetBatchSampler(sizes[train_idx], settings.batch_sites, shuffle=True, random_state=_seed(seed, 1))
+    valid_batches = [
+        collate_point_sets([point_sets[valid_idx[i]] for i in b])
+        for b in _pair_up(list(SiteBudgetBatchSampler(sizes[valid_idx], settings.batch_sites, shuffle=False)))
+    ] if n_valid else []
+
+    optimisers = [
+        torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True)
+        for params in (model.local_parameters(), model.global_parameters())
+    ]
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    )
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state, bad_epochs = float("inf"), 0, None, 0
+    if state:
+        model.load_state_dict(state["model"])
+        for optimiser, saved in zip(optimisers, state["optimisers"]):
+            optimiser.load_state_dict(saved)
+        history, best_loss, best_epoch, bad_epochs = (
+            state["history"], state["best_loss"], state["best_epoch"], state["bad_epochs"]
+        )
+        best_state = state["best_state"]
+
+    epochs = tqdm(
+        range(len(history) + 1, settings.max_epochs + 1), disable=not verbose, desc="DIM pretraining", unit="epoch"
+    )
+    for epoch in epochs:
+        if bad_epochs >= settings.patience:
+            break
+        sampler.set_epoch(epoch)
+        batches = (collate_point_sets([point_sets[train_idx[i]] for i in b]) for b in _pair_up(list(sampler)))
+        generator = torch.Generator(device).manual_seed(_seed(seed, 2, epoch))
+        model.train()
+        start = time.perf_counter()
+        train = _run_epoch(model, batches, optimisers, device, autocast, generator)
+        seconds = time.perf_counter() - start
+        row = {"epoch": epoch, **train, "crystals_per_second": len(train_idx) / seconds, "seconds": seconds}
+        if valid_batches:
+            model.eval()
+            with torch.no_grad():
+                generator = torch.Generator(device).manual_seed(_seed(seed, 3))
+                valid = _run_epoch(model, valid_batches, None, device, autocast, generator)
+            row.update({f"valid_{k}": v for k, v in valid.items()})
+        history.append(row)
+
+        monitored = row.get("valid_loss", row["loss"])
+        if monitored < best_loss:
+            best_loss, best_epoch, bad_epochs = monitored, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        if verbose:
+            held_out = f" | held-out {row['valid_loss']:.4f}" if valid_batches else ""
+            epochs.write(
+                f"epoch {epoch:3d}: DIM loss {row['loss']:.4f} (local {row['local']:.4f}, global {row['global']:.4f})"
+                f"{held_out} | {row['crystals_per_second']:.0f} crystals/s" + (" *" if best_epoch == epoch else "")
+            )
+        if checkpoint_path is not None:
+            checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_save(
+                {
+                    "fingerprint": fingerprint, "seed": seed, "model": model.state_dict(),
+                    "optimisers": [o.state_dict() for o in optimisers], "history": history,
+                    "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                    "best_state": best_state,
+                },
+                checkpoint_path,
+            )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history, best_epoch
+

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dim_sklearn import build_point_sets
+from dim_sklearn.batching import collate_point_sets
+from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNetEncoder, cyclic_key_index, partner_sites
+from dim_sklearn.nn.activations import mish
+
+
+@pytest.fixture(scope="module")
+def point_sets(mp_cs419):
+    return build_point_sets(mp_cs419[0][:12])
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return DeepInfoMax(SiteNetEncoder())
+
+
+def test_encoder_size_and_output_shape(point_sets):
+    torch.manual_seed(0)
+    encoder = SiteNetEncoder()
+    assert 55_000 < sum(p.numel() for p in encoder.parameters()) < 65_000  # "about 60k"
+    out = encoder(collate_point_sets(point_sets))
+    assert out.shape == (12, 64) and torch.isfinite(out).all()
+    wide = SiteNetEncoder(EncoderConfig(width=32, local_dim=16, global_dim=8))
+    assert wide(collate_point_sets(point_sets)).shape == (12, 8)
+
+
+def test_crystal_vector_does_not_depend_on_the_rest_of_the_batch(point_sets):
+    """Padding, masking and pooling keep crystals apart: a crystal's vector is the same alone or in any batch."""
+    torch.manual_seed(0)
+    encoder = SiteNetEncoder().eval()
+    with torch.no_grad():
+        together = encoder(collate_point_sets(point_sets))
+        alone = torch.cat([encoder(collate_point_sets([p])) for p in point_sets])
+        reversed_ = encoder(collate_point_sets(point_sets[::-1])).flip(0)
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(together, reversed_, rtol=1e-5, atol=1e-5)
+
+
+def test_mish_matches_torch_forward_and_gradient():
+    x = torch.linspace(-60, 60, 20001, dtype=torch.float64, requires_grad=True)
+    ours, theirs = mish(x), F.mish(x)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0])
+    assert torch.autograd.gradcheck(mish, torch.randn(30, dtype=torch.float64, requires_grad=True))
+
+
+def _constructed_batch(sizes):
+    """Crystals with the given numbers of sites, each site one key per site of its own crystal."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    rows = []
+    for c, n in enumerate(sizes):
+        rows += [list(range(offsets[c], offsets[c] + n))] * n
+    width = max(sizes)
+    key_index = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    key_mask = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows])
+    site_crystal = torch.tensor(np.repeat(np.arange(len(sizes)), sizes))
+    return key_index, key_mask, site_crystal, torch.tensor(offsets)
+
+
+@pytest.mark.parametrize("sizes", [[1, 3, 2, 5], [4, 4], [7, 1], [2, 9, 3, 3, 1, 6, 2]])
+def test_negatives_are_other_crystals_sites(sizes):
+    key_index, key_mask, site_crystal, offsets = _constructed_batch(sizes)
+    partner = partner_sites(site_crystal, offsets)
+    assert (site_crystal[partner] != site_crystal).all()
+    # every crystal's partner is one crystal, and each of its sites is used
+    for c in range(len(sizes)):
+        own = site_crystal == c
+        partner_crystals = site_crystal[partner[own]].unique()
+        assert partner_crystals.numel() == 1
+    # the fake environments built from the partner rows hold only the other crystal's sites
+    cyclic = cyclic_key_index(key_index, key_mask)
+    fake_keys = cyclic[partner]
+    assert (site_crystal[fake_keys] == site_crystal[partner].unsqueeze(1)).all()
+    assert (site_crystal[fake_keys] != site_crystal.unsqueeze(1)).all()
+
+
+def test_cyclic_key_index_repeats_real_keys_into_padding():
+    key_index, key_mask, _, _ = _constructed_batch([3, 5])
+    cyclic = cyclic_key_index(key_index, key_mask)
+    assert torch.equal(cyclic[key_mask], key_index[key_mask])
+    assert cyclic[0].tolist() == [0, 1, 2, 0, 1]
+
+
+def test_every_loss_term_is_finite_and_positive(model, point_sets):
+    losses = model(collate_point_sets(point_sets), generator=torch.Generator().manual_seed(0))
+    assert set(losses) >= {"loss", "local", "global", "local_dim", "global_dim", "local_kl", "global_kl"}
+    for name, value in losses.items():
+        assert torch.isfinite(value), name
+        assert value >= 0, name
+    torch.testing.assert_close(losses["loss"], losses["local"] + losses["global"])
+    torch.testing.assert_close(losses["local"], losses["local_dim"] + 0.1 * losses["local_kl"])
+    with torch.no_grad():
+        without = DeepInfoMax(model.encoder, domain_negatives=False)(collate_point_sets(point_sets), sample=False)
+    assert torch.isfinite(without["global"])
+
+
+def test_local_and_global_objectives_train_separate_parts(model, point_sets):
+    batch = collate_point_sets(point_sets)
+    model(batch)["local"].backward()
+    assert all(p.grad is None for p in model.global_parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.local_parameters())
+    model.zero_grad(set_to_none=True)
+    model(batch)["global"].backward()
+    assert all(p.grad is None for p in model.local_parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.global_parameters())
+
+
+def test_losses_do_not_depend_on_chunk_size(point_sets):
+    torch.manual_seed(0)
+    big = DeepInfoMax(SiteNetEncoder(), chunk_rows=256)
+    small = DeepInfoMax(SiteNetEncoder(), chunk_rows=5)
+    small.load_state_dict(big.state_dict())
+    batch = collate_point_sets(point_sets)
+    a = big(batch, generator=torch.Generator().manual_seed(1))
+    b = small(batch, generator=torch.Generator().manual_seed(1))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_single_crystal_batch_is_refused(model, point_sets):
+    with pytest.raises(ValueError, match="at least two crystals"):
+        model(collate_point_sets(point_sets[:1]))
