@@ -24,7 +24,7 @@ from .featurizer import DeepInfoMaxFeaturizer
 def compare_features(
     dataset: str = "mp_cs419",
     target: str = "formation_energy_per_atom",
-    label_counts: Sequence[int] = (100, 250, 1000),
+    label_counts: Sequence[int] = (50, 100, 250, 1000),
     repeats: int = 5,
     max_epochs: int = 15,
     random_state: int = 0,

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
-from .io import load_encoder, save_encoder
+from .io import IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import PointSet, PointSetConfig, StructureError, as_structure_list, build_point_sets
 from .pretrain import PretrainSettings, pretrain, resolve_device
@@ -221,7 +221,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     # ------------------------------------------------------------------ scikit-learn
 
-    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> DeepInfoMaxFeaturizer:
+    def fit(self, X: Any, y: Any = None) -> DeepInfoMaxFeaturizer:
         """Pretrain the encoder with Deep InfoMax on structures ``X`` (labels are not used).
 
         Parameters
@@ -341,8 +341,6 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
         """A fitted featurizer from a folder written by :meth:`save` (no code is executed)."""
-        from .io import IncompatibleModelError
-
         encoder, config = load_encoder(path)
         try:
             featurizer = cls(**config["params"])

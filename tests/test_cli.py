@@ -21,8 +21,8 @@ def test_demo_prints_the_comparison_table(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "RandomForest test MAE on mp_cs419 formation_energy_per_atom (641 test structures)" in out
     assert "DIM pretrained on the 2561 training structures for 1 epochs" in out
-    lines = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("100", "250", "1000")]
-    assert [row[0] for row in lines] == ["100", "250", "1000"]
+    lines = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("50", "100", "250", "1000")]
+    assert [row[0] for row in lines] == ["50", "100", "250", "1000"]
     assert all(0 < float(row[1]) < 2 and 0 < float(row[4]) < 2 for row in lines)
 
 

@@ -1,11 +1,12 @@
 """Mish, ``x * tanh(softplus(x))``, with a cheaper CPU kernel than torch's.
 
-PyTorch's CPU mish (and especially its backward) is several times slower than
-its exp, log1p and tanh kernels run one after the other, and mish is the most
-frequent operation on the (sites x keys x width) pair tensors of Site-Net. This
-version computes the same function from those kernels, in place where it can,
-and its backward from the saved ``tanh(softplus(x))``. It agrees with
-``torch.nn.functional.mish`` to float rounding (checked in the tests).
+PyTorch's CPU mish kernels are slower than its exp, log1p and tanh kernels run
+one after the other (measured here: about 1.5x in forward, 1.3-3x in backward),
+and mish is the most frequent operation on the (sites x keys x width) pair
+tensors of Site-Net. This version computes the same function from those
+kernels, in place where it can, and its backward from the saved
+``tanh(softplus(x))``. It agrees with ``torch.nn.functional.mish`` to float
+rounding (checked in the tests).
 """
 
 from __future__ import annotations
