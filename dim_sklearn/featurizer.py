@@ -18,7 +18,7 @@ from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
 from .io import IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
-from .pointset import PointSet, PointSetConfig, StructureError, as_structure_list, build_point_sets
+from .pointset import PointSet, PointSetConfig, StructureError, build_point_sets
 from .pretrain import PretrainSettings, pretrain, resolve_device
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
@@ -313,7 +313,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """
         if return_errors and not ignore_errors:
             raise ValueError("Please set ignore_errors to True to use return_errors.")
-        features, errors = self._embed(as_structure_list(entries), ignore_errors, verbose=bool(pbar))
+        features, errors = self._embed(entries, ignore_errors, verbose=bool(pbar))
         rows = features.tolist()
         if return_errors:
             rows = [row + [error if error is not None else np.nan] for row, error in zip(rows, errors)]
