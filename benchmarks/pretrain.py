@@ -52,6 +52,7 @@ def main() -> None:
     model = DeepInfoMax(SiteNetEncoder(EncoderConfig()))
     settings = PretrainSettings(max_epochs=args.epochs, patience=args.epochs + 1, batch_sites=args.batch_sites)
     start = time.perf_counter()
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     history, _ = pretrain(model, point_sets, settings, random_state=0, device="cpu")
     total_s = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -62,7 +63,7 @@ def main() -> None:
     for row in history:
         print(f"epoch {row['epoch']:2d}      {row['seconds']:6.1f} s  {row['crystals_per_second']:6.0f} crystals/s  "
               f"DIM loss {row['loss']:.4f}  held-out {row['valid_loss']:.4f}")
-    print(f"peak memory   {peak_mb:.0f} MB (resident, whole process)")
+    print(f"peak memory   {peak_mb:.0f} MB (resident, whole process; {before_mb:.0f} MB before pretraining)")
     print(f"pretrain {args.dataset} n={len(point_sets)}: {np.median(rates):.0f} crystals/s per epoch (median of "
           f"{len(rates)}), {total_s:.0f} s in all, peak {peak_mb:.0f} MB")
 

@@ -48,7 +48,7 @@ def featurize_report(
         f"point sets       {len(ok)} built, {len(failed)} failed, in {t2 - t1:.1f} s "
         f"({len(structures) / max(t2 - t1, 1e-9):.0f} structures/s), supercells of at most {max_atoms} atoms",
     ]
-    for index, error in failed[:5]:
+    for _, error in failed[:5]:
         lines.append(f"  failed         {error}")
     if ok:
         features = np.concatenate([p.site_features for p in ok])

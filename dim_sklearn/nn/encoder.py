@@ -27,11 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
 from .activations import Mish, mish
 
-__all__ = ["EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "row_chunks", "segment_mean", "take_rows"]
+__all__ = ["EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "RowChunks", "segment_mean", "take_rows"]
 
 
 @dataclass(frozen=True)
@@ -69,15 +68,32 @@ def gather_keys(key: Pair, key_index: torch.Tensor) -> Pair:
     return F.embedding(key_index, key[0]), F.embedding(key_index, key[1])
 
 
-def row_chunks(chunk_rows: int, *key_masks: torch.Tensor) -> Iterator[tuple[slice, int]]:
-    """Slices of ``chunk_rows`` query rows, each with the most real keys any of ``key_masks`` has there.
+class RowChunks:
+    """Query rows grouped by key count, ``chunk_rows`` at a time.
 
-    Keys are padded at the end of each row, so ``[rows, :n_keys]`` holds every real key:
-    a large crystal pads only its own chunk, not the whole batch.
+    Keys are padded at the end of each row, so ``[rows, :n_keys]`` holds every
+    real key of ``rows`` when ``n_keys`` is their largest count. Rows are taken in
+    order of their key count (the most any of ``key_masks`` gives them), so each
+    chunk pads only to keys its own rows have: rows are independent, and
+    :meth:`gather` puts per-row results back in the original order.
     """
-    counts = torch.stack([mask.sum(-1) for mask in key_masks]).amax(0).tolist()
-    for start in range(0, len(counts), chunk_rows):
-        yield slice(start, start + chunk_rows), max(counts[start : start + chunk_rows])
+
+    def __init__(self, chunk_rows: int, *key_masks: torch.Tensor):
+        counts = torch.stack([mask.sum(-1) for mask in key_masks]).amax(0)
+        sorted_counts, self.order = torch.sort(counts, stable=True)
+        ends = sorted_counts[chunk_rows - 1 :: chunk_rows].tolist()
+        if len(counts) % chunk_rows:
+            ends.append(int(sorted_counts[-1]))
+        self.chunks = [(self.order[i * chunk_rows : (i + 1) * chunk_rows], n) for i, n in enumerate(ends)]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        """(row indices, key count to keep) per chunk."""
+        return iter(self.chunks)
+
+    def gather(self, per_chunk: list[torch.Tensor]) -> torch.Tensor:
+        """Per-chunk row results (in chunk order) back in the original row order."""
+        stacked = torch.cat(per_chunk)
+        return stacked.new_empty(stacked.shape).index_copy_(0, self.order, stacked)
 
 
 def take_rows(pair: Pair, rows: torch.Tensor) -> Pair:
@@ -159,22 +175,20 @@ class LocalEncoder(nn.Module):
         key_index, distances, key_mask : (n_sites, max_keys)
         distance_parts : optional precomputed :meth:`project_distances` of ``distances``
         chunk_rows : int
-            Rows are independent and processed this many at a time, each chunk
-            trimmed to its own longest key list, so the pair-sized temporaries
-            stay small; the result does not depend on it.
+            Rows are independent and processed this many at a time, grouped by
+            key count and trimmed to their longest key list (see :class:`RowChunks`),
+            so the pair-sized temporaries stay small; the result does not depend on it.
         """
+        chunks = RowChunks(chunk_rows, key_mask)
         out = []
-        for rows, n_keys in row_chunks(chunk_rows, key_mask):
+        for rows, n_keys in chunks:
             args = (query[0][rows], query[1][rows], key, key_index[rows, :n_keys], key_mask[rows, :n_keys])
             if distance_parts is not None:
                 parts = (distance_parts[0][rows, :n_keys], distance_parts[1][rows, :n_keys])
                 out.append(self._attend(*args, parts=parts))
-            elif torch.is_grad_enabled() and self.training:
-                # Keep only the chunk's inputs; recompute its pair tensors in backward.
-                out.append(checkpoint(self._attend, *args, distances[rows, :n_keys], use_reentrant=False))
             else:
                 out.append(self._attend(*args, distances[rows, :n_keys]))
-        return torch.cat([mu for mu, _ in out]), torch.cat([logvar for _, logvar in out])
+        return chunks.gather([mu for mu, _ in out]), chunks.gather([logvar for _, logvar in out])
 
     def _attend(self, query_attention, query_value, key, key_index, key_mask, distances=None, parts=None):
         keys = gather_keys(key, key_index)

@@ -40,10 +40,9 @@ from functools import partial
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
 from .activations import Mish, mish
-from .encoder import SiteNetEncoder, row_chunks, segment_mean, take_rows
+from .encoder import RowChunks, SiteNetEncoder, segment_mean, take_rows
 
 __all__ = ["DeepInfoMax", "partner_sites", "cyclic_key_index", "gaussian_kl"]
 
@@ -152,7 +151,7 @@ class DeepInfoMax(nn.Module):
         ]
 
     def _local_terms(self, z, species, cyclic, partner, rows, dist, mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positive and mean negative local terms of the sites ``rows`` (a slice), per site."""
+        """Positive and mean negative local terms of the sites ``rows`` (indices), per site."""
         own_keys, partner_keys = cyclic[rows], cyclic[partner]
         own_dist, partner_dist = dist[rows], dist[partner]
         own_mask, partner_mask = mask[rows], mask[partner]
@@ -199,15 +198,13 @@ class DeepInfoMax(nn.Module):
         z = _sample(mu, logvar, generator) if sample else mu
 
         species = self.local_critic.neighbour_species(sf)  # (S, width), gathered onto pairs per chunk
+        chunks = RowChunks(self.chunk_rows, mask, mask[partner])
         local_terms = [
-            checkpoint(self._local_terms, z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n],
-                       mask[:, :n], use_reentrant=False)
-            if torch.is_grad_enabled()
-            else self._local_terms(z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n], mask[:, :n])
-            for rows, n in row_chunks(self.chunk_rows, mask, mask[partner])
+            self._local_terms(z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n], mask[:, :n])
+            for rows, n in chunks
         ]
-        local_positive = torch.cat([positive for positive, _ in local_terms])
-        local_negative = torch.cat([negative for _, negative in local_terms])
+        local_positive = chunks.gather([positive for positive, _ in local_terms])
+        local_negative = chunks.gather([negative for _, negative in local_terms])
         local_kl = per_crystal(gaussian_kl(mu, logvar))
         local_dim = per_crystal(local_positive + local_negative)
 
