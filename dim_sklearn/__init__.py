@@ -2,15 +2,23 @@
 
 :class:`DeepInfoMaxFeaturizer` pretrains a Site-Net encoder with Deep InfoMax on
 unlabelled structures and turns structures into fixed-length vectors; it is a
-scikit-learn transformer and a matminer featurizer. Crystals become Site-Net
+scikit-learn transformer and a matminer featurizer. :class:`SiteNetRegressor`
+(skorch) fine-tunes that encoder, or trains one from scratch, on labels. Crystals become Site-Net
 point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
 (:mod:`dim_sklearn.batching`); real data sets load by name (:mod:`dim_sklearn.datasets`).
 """
 
+from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .featurizer import DeepInfoMaxFeaturizer
-from .pointset import PointSet, PointSetConfig, StructureError, build_point_set, build_point_sets
-from .cache import PointSetCache
+from .pointset import (
+    PointSet,
+    PointSetConfig,
+    StructureError,
+    build_point_set,
+    build_point_sets,
+)
+from .regressor import SiteNetRegressor
 
 __version__ = "0.1.0"
 
@@ -19,6 +27,7 @@ __all__ = [
     "PointSet",
     "PointSetCache",
     "PointSetConfig",
+    "SiteNetRegressor",
     "StructureError",
     "build_point_set",
     "build_point_sets",

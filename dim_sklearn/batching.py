@@ -38,6 +38,8 @@ class PointSetBatch:
         Crystal (position in the batch) of each site: the segment ids for pooling.
     crystal_offsets : Tensor of shape (n_crystals + 1,), int64
         Sites of crystal c are rows ``crystal_offsets[c]:crystal_offsets[c + 1]``.
+    atomic_numbers : Tensor of shape (n_sites,), int64
+        Element of every unique site (for models with learned element embeddings).
     """
 
     site_features: torch.Tensor
@@ -46,6 +48,7 @@ class PointSetBatch:
     key_mask: torch.Tensor
     site_crystal: torch.Tensor
     crystal_offsets: torch.Tensor
+    atomic_numbers: torch.Tensor
 
     @property
     def n_crystals(self) -> int:
@@ -54,6 +57,10 @@ class PointSetBatch:
     @property
     def n_sites(self) -> int:
         return int(self.site_features.shape[0])
+
+    def __len__(self) -> int:
+        """Number of crystals (what skorch counts as the batch size)."""
+        return self.n_crystals
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PointSetBatch:
         """The same batch on another device."""
@@ -97,6 +104,7 @@ def collate_point_sets(point_sets: Sequence[PointSet]) -> PointSetBatch:
         key_mask=torch.from_numpy(key_mask),
         site_crystal=torch.from_numpy(np.repeat(np.arange(len(point_sets)), sites)),
         crystal_offsets=torch.from_numpy(offsets.astype(np.int64)),
+        atomic_numbers=torch.from_numpy(np.concatenate([p.atomic_numbers for p in point_sets]).astype(np.int64)),
     )
 
 

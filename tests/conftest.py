@@ -37,6 +37,18 @@ def small_structures(mp_cs419):
 
 
 @pytest.fixture(scope="session")
+def structures(small_structures):
+    """40 real mp_cs419 structures, for the estimator tests."""
+    return small_structures[:40]
+
+
+@pytest.fixture(scope="session")
+def targets(mp_cs419):
+    """Formation energies (eV/atom) of ``structures``."""
+    return mp_cs419[1]["formation_energy_per_atom"].to_numpy()[:40]
+
+
+@pytest.fixture(scope="session")
 def phonons(data_home):
     from dim_sklearn import load_dataset
 

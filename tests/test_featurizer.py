@@ -19,16 +19,6 @@ QUICK = dict(max_epochs=1, batch_sites=300, random_state=0)
 
 
 @pytest.fixture(scope="module")
-def structures(small_structures):
-    return small_structures[:40]
-
-
-@pytest.fixture(scope="module")
-def targets(mp_cs419):
-    return mp_cs419[1]["formation_energy_per_atom"].to_numpy()[:40]
-
-
-@pytest.fixture(scope="module")
 def fitted(structures):
     return DeepInfoMaxFeaturizer(**QUICK).fit(structures)
 

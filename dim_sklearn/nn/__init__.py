@@ -1,7 +1,21 @@
-"""Torch modules only: the Site-Net encoder and the Deep InfoMax critics and losses."""
+"""Torch modules only: the Site-Net encoders, the Deep InfoMax critics and losses, the regression model."""
 
-from .encoder import EncoderConfig, GlobalEncoder, LocalEncoder, SiteNetEncoder, segment_mean
-from .infomax import DeepInfoMax, EnvironmentCritic, cyclic_key_index, gaussian_kl, partner_sites
+from .encoder import (
+    EncoderConfig,
+    GlobalEncoder,
+    LocalEncoder,
+    SiteNetEncoder,
+    segment_mean,
+)
+from .infomax import (
+    DeepInfoMax,
+    EnvironmentCritic,
+    cyclic_key_index,
+    gaussian_kl,
+    partner_sites,
+)
+from .regression import SiteNetModel
+from .sitenet import SiteNet, SiteNetConfig
 
 __all__ = [
     "DeepInfoMax",
@@ -9,7 +23,10 @@ __all__ = [
     "EnvironmentCritic",
     "GlobalEncoder",
     "LocalEncoder",
+    "SiteNet",
+    "SiteNetConfig",
     "SiteNetEncoder",
+    "SiteNetModel",
     "cyclic_key_index",
     "gaussian_kl",
     "partner_sites",

@@ -1,0 +1,382 @@
+"""SiteNetRegressor: skorch fine-tuning of a Site-Net encoder, pretrained with Deep InfoMax or not."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+from skorch import NeuralNetRegressor
+from skorch.callbacks import EarlyStopping, Freezer, GradientNormClipping
+from skorch.dataset import ValidSplit
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .batching import PointSetBatch, SiteBudgetBatchSampler, collate_point_sets
+from .cache import PointSetCache
+from .featurizer import DeepInfoMaxFeaturizer
+from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
+from .nn.activations import Mish
+from .pointset import PointSet, PointSetConfig, build_point_sets
+from .pretrain import resolve_device
+
+__all__ = ["SiteNetRegressor", "CrystalDataset", "collate_labelled"]
+
+PRESETS = ("compact", "sitenet")
+VALIDATION_SPLIT = ValidSplit(0.05, random_state=0)
+"""The default ``train_split``: 5% of the labels, the same draw for the same data."""
+
+
+class CrystalDataset(Dataset):
+    """Point sets with optional targets; items are ``(PointSet, target row)``.
+
+    Parameters
+    ----------
+    point_sets : sequence of PointSet
+    y : array of shape (n, 1), optional
+        Targets; a zero placeholder per item when absent (prediction).
+    """
+
+    def __init__(self, point_sets: Sequence[PointSet], y: np.ndarray | None = None):
+        self.point_sets = list(point_sets)
+        self.y = None if y is None else np.asarray(y, dtype=np.float32).reshape(len(self.point_sets), -1)
+
+    def __len__(self) -> int:
+        return len(self.point_sets)
+
+    def __getitem__(self, index: int) -> tuple[PointSet, np.ndarray]:
+        target = self.y[index] if self.y is not None else np.zeros(1, dtype=np.float32)
+        return self.point_sets[index], target
+
+    @property
+    def n_sites(self) -> np.ndarray:
+        """Unique sites of every crystal (the batch budget counts these)."""
+        return np.array([p.n_sites for p in self.point_sets], dtype=np.int64)
+
+
+def collate_labelled(items: Sequence[tuple[PointSet, np.ndarray]]) -> tuple[PointSetBatch, torch.Tensor]:
+    """``(PointSetBatch, targets of shape (n, 1))`` from ``CrystalDataset`` items."""
+    return collate_point_sets([p for p, _ in items]), torch.from_numpy(np.stack([t for _, t in items]))
+
+
+def _site_counts(dataset: Dataset) -> np.ndarray:
+    if isinstance(dataset, Subset):
+        return _site_counts(dataset.dataset)[np.asarray(dataset.indices)]
+    if isinstance(dataset, CrystalDataset):
+        return dataset.n_sites
+    raise TypeError(f"SiteNetRegressor needs a CrystalDataset (or a Subset of one), got {type(dataset).__name__}")
+
+
+def _as_targets(y: Any) -> np.ndarray | None:
+    """Targets as float32 (n, 1); 1-D input is reshaped, non-finite values are refused."""
+    if y is None:
+        return None
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != 1:
+        raise ValueError(f"SiteNetRegressor predicts one target: y must have shape (n,) or (n, 1), got {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite values")
+    return y
+
+
+class _ResolvedDevice:
+    """``net.device`` reads as a torch device string ("auto" resolved); the setting is kept as given."""
+
+    def __get__(self, net: Any, owner: type | None = None) -> Any:
+        if net is None:
+            return self
+        setting = net.__dict__.get("device_setting_", "auto")
+        return None if setting is None else str(resolve_device(setting))
+
+    def __set__(self, net: Any, value: Any) -> None:
+        net.__dict__["device_setting_"] = value
+
+
+class SiteNetRegressor(NeuralNetRegressor):
+    """Site-Net regression on pymatgen Structures, fine-tuned from a Deep InfoMax encoder.
+
+    A skorch ``NeuralNetRegressor`` whose ``X`` is a list (or pandas Series, or
+    object array) of Structures and ``y`` a 1-D (or (n, 1)) array. The model is
+    the compact Site-Net encoder followed by the head of Moran et al. (2025):
+    Linear 64->64, mish, Linear 64->1, all parameters trained (AdamW lr 1e-4,
+    amsgrad, eps 1e-7, weight decay 1e-4; MSE; 5% of the labels held out for
+    validation, the best-validation weights kept). The encoder starts from a
+    pretrained :class:`~dim_sklearn.DeepInfoMaxFeaturizer` (or a folder saved by
+    one), or from random weights. Crystals are batched by a budget of unique
+    sites (``batch_sites``); skorch's ``batch_size`` is not used.
+
+    The pretrained weights are loaded while the module is built, so they are the
+    starting point of every ``fit``, also after ``clone``, ``set_params`` and
+    inside ``GridSearchCV``; ``clone`` shares the (read-only) featurizer instead
+    of copying it unfitted.
+
+    Parameters
+    ----------
+    encoder : DeepInfoMaxFeaturizer, path or None, default=None
+        Fitted featurizer, or folder written by its ``save``, whose encoder is the
+        starting point; None starts from random weights.
+    preset : {"compact", "sitenet"}, default="compact"
+        "compact": the DIM encoder (about 62k parameters) + head. "sitenet": the
+        original, larger supervised Site-Net (about 300k parameters), from
+        scratch only (the paper trained it with L1 loss and lr 8.1e-4:
+        ``criterion=torch.nn.L1Loss, lr=8.1e-4``).
+    max_atoms : int, optional
+        Supercell size; default: the pretrained featurizer's, else 50.
+    oxidation : bool, optional
+        Oxidation state as a site feature; default: the featurizer's, else False.
+    freeze_encoder : bool, default=False
+        Train only the head (skorch ``Freezer`` on ``encoder.*``).
+    nonnegative : bool, default=False
+        Clamp predictions at zero with an identity gradient (band gaps).
+    standardize_target : bool, default=True
+        Learn ``(y - mean) / std`` of the training targets and map back; the
+        reported losses are then in units of the target's std (squared for MSE).
+    batch_sites : int, default=128
+        Unique sites per batch.
+    patience : int, default=30
+        EarlyStopping patience on the validation loss (epochs).
+    gradient_clip : float or None, default=1.0
+        Gradient norm clipping (skorch ``GradientNormClipping``); None disables.
+    random_state : int, RandomState or None
+        Seeds the initialisation of new layers and the batch order; an int gives
+        identical results on CPU.
+    cache_dir : str, optional
+        On-disk point-set cache.
+    lr, max_epochs, optimizer, criterion, train_split, callbacks, warm_start, verbose :
+        As in skorch; defaults ``lr=1e-4``, ``max_epochs=500``, AdamW,
+        MSELoss, ``ValidSplit(0.05, random_state=0)``, ``verbose=0``.
+        Default callbacks ``early_stopping``, ``gradient_clipping`` (and
+        ``freezer``) can be tuned as ``callbacks__early_stopping__patience``.
+    device : str, default="auto"
+        GPU when there is one, else the CPU.
+    **kwargs
+        Any other skorch argument, e.g. ``optimizer__weight_decay``.
+
+    Attributes
+    ----------
+    module_ : SiteNetModel
+    target_mean_, target_scale_ : float
+        The target standardisation of the last fresh ``fit``.
+
+    Examples
+    --------
+    >>> feat = DeepInfoMaxFeaturizer(random_state=0).fit(unlabelled)          # doctest: +SKIP
+    >>> reg = SiteNetRegressor(encoder=feat, random_state=0).fit(structures, y) # doctest: +SKIP
+    >>> reg.predict(test_structures).shape                                      # doctest: +SKIP
+    (n_test,)
+    """
+
+    device = _ResolvedDevice()
+
+    def __init__(
+        self,
+        encoder: DeepInfoMaxFeaturizer | str | os.PathLike | None = None,
+        preset: str = "compact",
+        max_atoms: int | None = None,
+        oxidation: bool | None = None,
+        freeze_encoder: bool = False,
+        nonnegative: bool = False,
+        standardize_target: bool = True,
+        batch_sites: int = 128,
+        patience: int = 30,
+        gradient_clip: float | None = 1.0,
+        random_state: int | np.random.RandomState | None = None,
+        cache_dir: str | None = None,
+        *,
+        module: type[nn.Module] = SiteNetModel,
+        criterion: type[nn.Module] = nn.MSELoss,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
+        lr: float = 1e-4,
+        max_epochs: int = 500,
+        train_split: Any = VALIDATION_SPLIT,
+        verbose: int = 0,
+        device: str | torch.device | None = "auto",
+        **kwargs: Any,
+    ):
+        for name, value in (("optimizer__amsgrad", True), ("optimizer__eps", 1e-7), ("optimizer__weight_decay", 1e-4)):
+            kwargs.setdefault(name, value)
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            train_split=train_split,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.preset = preset
+        self.max_atoms = max_atoms
+        self.oxidation = oxidation
+        self.freeze_encoder = freeze_encoder
+        self.nonnegative = nonnegative
+        self.standardize_target = standardize_target
+        self.batch_sites = batch_sites
+        self.patience = patience
+        self.gradient_clip = gradient_clip
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+
+    # ------------------------------------------------------------------ scikit-learn plumbing
+
+    def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
+        params = super().get_params(deep=deep, **kwargs)
+        params["device"] = self.__dict__.get("device_setting_", "auto")
+        return params
+
+    def __sklearn_clone__(self) -> SiteNetRegressor:
+        """Clone the parameters, but share a fitted featurizer instead of cloning it unfitted."""
+        params = self.get_params(deep=False)
+        return type(self)(**{k: v if k == "encoder" else clone(v, safe=False) for k, v in params.items()})
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["device"] = self.device  # skorch maps CUDA tensors with it when unpickling
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        setting = state.get("device_setting_", "auto")
+        super().__setstate__(state)
+        self.__dict__.pop("device", None)
+        self.device = setting
+
+    # ------------------------------------------------------------------ model
+
+    def _featurizer(self) -> DeepInfoMaxFeaturizer | None:
+        if self.encoder is None:
+            return None
+        if isinstance(self.encoder, DeepInfoMaxFeaturizer):
+            if not hasattr(self.encoder, "encoder_"):
+                raise ValueError("encoder: the DeepInfoMaxFeaturizer is not fitted; call its fit first")
+            return self.encoder
+        if isinstance(self.encoder, (str, os.PathLike)):
+            return DeepInfoMaxFeaturizer.load(self.encoder)
+        raise TypeError(
+            f"encoder must be a fitted DeepInfoMaxFeaturizer, a folder saved by one, or None; "
+            f"got {type(self.encoder).__name__}"
+        )
+
+    def point_set_config(self, featurizer: DeepInfoMaxFeaturizer | None = None) -> PointSetConfig:
+        """How structures become point sets: explicit parameters, else the pretrained featurizer's."""
+        featurizer = featurizer if featurizer is not None else self._featurizer()
+        max_atoms = self.max_atoms if self.max_atoms is not None else (featurizer.max_atoms if featurizer else 50)
+        oxidation = self.oxidation if self.oxidation is not None else (featurizer.oxidation if featurizer else False)
+        if featurizer is not None and oxidation != featurizer.oxidation:
+            raise ValueError(
+                f"oxidation={oxidation} does not match the pretrained encoder (oxidation={featurizer.oxidation})"
+            )
+        return PointSetConfig(max_atoms=max_atoms, oxidation=oxidation)
+
+    def _seeds(self) -> tuple[int, int]:
+        rng = check_random_state(self.random_state)
+        return tuple(int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+
+    def initialize_module(self) -> SiteNetRegressor:
+        """Build the model, loading the pretrained encoder weights as part of its construction."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        featurizer = self._featurizer()
+        n_site_features = self.point_set_config(featurizer).n_site_features
+        init_seed, self.shuffle_seed_ = self._seeds()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            if self.preset == "sitenet":
+                if featurizer is not None:
+                    raise ValueError("preset='sitenet' trains the original Site-Net from scratch: use encoder=None")
+                encoder: nn.Module = SiteNet(SiteNetConfig(n_site_features=n_site_features))
+                head: nn.Module = nn.Linear(encoder.config.output_dim, 1)
+            else:
+                if featurizer is not None:
+                    encoder = copy.deepcopy(featurizer.encoder_).cpu()
+                else:
+                    encoder = SiteNetEncoder(EncoderConfig(n_site_features=n_site_features))
+                width = encoder.config.global_dim
+                head = nn.Sequential(nn.Linear(width, width), Mish(), nn.Linear(width, 1))
+            self.module_ = self.module(
+                encoder,
+                head,
+                target_mean=getattr(self, "target_mean_", 0.0),
+                target_scale=getattr(self, "target_scale_", 1.0),
+                nonnegative=self.nonnegative,
+                **self.get_params_for("module"),
+            )
+        return self
+
+    def get_default_callbacks(self) -> list[tuple[str, Any]]:
+        callbacks = list(super().get_default_callbacks())
+        if self.freeze_encoder:
+            callbacks.append(("freezer", Freezer("encoder.*")))
+        if self.gradient_clip is not None:
+            callbacks.append(("gradient_clipping", GradientNormClipping(self.gradient_clip)))
+        monitor = "valid_loss" if self.train_split is not None else "train_loss"
+        callbacks.append(("early_stopping", EarlyStopping(monitor=monitor, patience=self.patience, load_best=True)))
+        return callbacks
+
+    # ------------------------------------------------------------------ data
+
+    def get_dataset(self, X: Any, y: Any = None) -> Dataset:
+        """A :class:`CrystalDataset` of the structures ``X`` (a Dataset passes through)."""
+        if isinstance(X, Dataset):
+            return X
+        cache = PointSetCache(self.cache_dir) if self.cache_dir else None
+        point_sets = build_point_sets(X, self.point_set_config(), cache=cache)
+        return CrystalDataset(point_sets, _as_targets(y))
+
+    def get_iterator(self, dataset: Dataset, training: bool = False) -> DataLoader:
+        """Batches by a budget of unique sites: shuffled per epoch in training, in order otherwise."""
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = {k: v for k, v in self.get_params_for(prefix).items() if k not in ("batch_size", "shuffle")}
+        sizes = _site_counts(dataset)
+        budget = max(self.batch_sites, int(sizes.max(initial=1)))
+        if training:
+            sampler = SiteBudgetBatchSampler(sizes, budget, shuffle=True, random_state=self.shuffle_seed_)
+            sampler.set_epoch(len(self.history))
+        else:
+            sampler = SiteBudgetBatchSampler(sizes, budget, shuffle=False)
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, batch_sampler=sampler, collate_fn=collate_labelled, **kwargs)
+
+    def infer(self, x: PointSetBatch, **fit_params: Any) -> torch.Tensor:
+        return self.module_(x.to(self.device), **fit_params)
+
+    def get_loss(self, y_pred: torch.Tensor, y_true: torch.Tensor, X: Any = None, training: bool = False):
+        """The criterion on standardised values (``target_scale`` divides both sides)."""
+        y_true = y_true.to(y_pred.device).view_as(y_pred)
+        scale = self.module_.target_scale
+        return self.criterion_(y_pred / scale, y_true / scale)
+
+    # ------------------------------------------------------------------ fit / predict
+
+    def _set_target_scaling(self, y: np.ndarray | None) -> None:
+        if y is None or not self.standardize_target:
+            self.target_mean_, self.target_scale_ = 0.0, 1.0
+            return
+        std = float(y.std())
+        self.target_mean_ = float(y.mean())
+        self.target_scale_ = std if std > 0 else 1.0
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> SiteNetRegressor:
+        """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1))."""
+        y = _as_targets(y)
+        if not (self.warm_start and self.initialized_):
+            self._set_target_scaling(y)
+        return super().fit(X, y, **fit_params)
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
+        y = _as_targets(y)
+        if not self.initialized_:
+            self._set_target_scaling(y)
+        return super().partial_fit(X, y, classes, **fit_params)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions for structures ``X``: float array of shape (n,)."""
+        return super().predict(X).reshape(-1)
