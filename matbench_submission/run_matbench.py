@@ -48,7 +48,7 @@ def settings(quick: bool) -> dict:
     """Budgets of one fold; ``quick`` is for the CI check (one fold, tiny budgets)."""
     if quick:
         return {"folds": [0], "train_limit": 120, "pretrain_epochs": 2, "finetune_epochs": 3, "n_estimators": 50}
-    return {"folds": None, "train_limit": None, "pretrain_epochs": 60, "finetune_epochs": 300, "n_estimators": 500}
+    return {"folds": None, "train_limit": None, "pretrain_epochs": 40, "finetune_epochs": 150, "n_estimators": 500}
 
 
 def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool) -> tuple[np.ndarray, dict]:
@@ -101,7 +101,7 @@ def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool
     return np.asarray(predictions, dtype=float), params
 
 
-def info(tasks: list[str], budget: dict, quick: bool) -> dict:
+def info(tasks: list[str], budget: dict, quick: bool, fold_seconds: list[float]) -> dict:
     """The submission's info.json."""
     import matbench
     import matminer
@@ -129,7 +129,8 @@ def info(tasks: list[str], budget: dict, quick: bool) -> dict:
             "no GPU. Pretraining uses each fold's training structures only (never test structures, never labels); "
             f"the model choice uses a validation split inside each fold's training data. Budgets: DIM {budget['pretrain_epochs']} epochs max (patience 10), fine-tuning "
             f"{budget['finetune_epochs']} epochs max (early stopping, patience 30), RF {budget['n_estimators']} trees. "
-            f"Tasks: {', '.join(tasks)}."
+            f"Wall time per fold {min(fold_seconds):.0f}-{max(fold_seconds):.0f} s ({sum(fold_seconds) / 60:.0f} min "
+            f"in all). Tasks: {', '.join(tasks)}."
         ),
         "requirements": {
             "python": [
@@ -147,7 +148,7 @@ def run(tasks: list[str], output_dir: Path, quick: bool = False, cache_dir: str 
 
     Every finished fold is also kept in ``<output_dir>/matbench_v0.1_<algorithm>.progress.json`` (matbench
     cannot read back a partly recorded benchmark); a later run re-records those folds instead of recomputing
-    them, and the file is removed once the benchmark is complete.
+    them, and the file is removed once every fold of every task is recorded and matbench finds the results valid.
     """
     from matbench.bench import MatbenchBenchmark
 
@@ -180,9 +181,10 @@ def run(tasks: list[str], output_dir: Path, quick: bool = False, cache_dir: str 
                   flush=True)
         report(task)
     benchmark.to_file(str(folder / "results.json.gz"))
-    (folder / "info.json").write_text(json.dumps(info(tasks, budget, quick), indent=2) + "\n")
+    fold_seconds = [fold["params"]["seconds"] for name in tasks for fold in progress[name].values()]
+    (folder / "info.json").write_text(json.dumps(info(tasks, budget, quick, fold_seconds), indent=2) + "\n")
     shutil.copy(__file__, folder / Path(__file__).name)
-    if benchmark.is_complete and benchmark.is_valid:
+    if all(task.all_folds_recorded for task in benchmark.tasks) and benchmark.is_valid:
         progress_path.unlink(missing_ok=True)
     return benchmark
 

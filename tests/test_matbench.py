@@ -50,3 +50,21 @@ def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys
     runner.run(["matbench_phonons"], tmp_path, quick=True)
     assert "fold 0: already recorded, kept" in capsys.readouterr().out
     assert json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"] == result
+
+
+def test_committed_phonons_submission_is_valid(runner):
+    """The full 5-fold run in the repository passes matbench's own checks."""
+    from matbench.bench import MatbenchBenchmark
+
+    folder = REPO / "matbench_submission" / "benchmarks" / f"matbench_v0.1_{runner.ALGORITHM}"
+    info = json.loads((folder / "info.json").read_text())
+    for key in REQUIRED_INFO:
+        assert info.get(key) is not None, key
+    assert "QUICK" not in info["notes"]
+    benchmark = MatbenchBenchmark.from_file(str(folder / "results.json.gz"))
+    assert benchmark.is_valid
+    task = benchmark.tasks_map["matbench_phonons"]
+    assert task.all_folds_recorded
+    assert not (folder.parent / f"{folder.name}.progress.json").exists()
+    for fold in task.folds:
+        assert task.results[f"fold_{fold}"]["parameters"]["pretraining"]["structures"].startswith("this fold's training")
