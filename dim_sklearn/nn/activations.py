@@ -8,7 +8,8 @@ one exp and cheap in-place arithmetic (no log1p, the slowest kernel on the
 path; exp overflowing to inf gives exactly 1). Measured here on pair-sized
 tensors: 1.4 ms against 2.2 ms via exp/log1p/tanh and 3.8 ms for torch's mish.
 The backward uses the saved ``tanh(softplus(x))``. It agrees with
-``torch.nn.functional.mish`` to 2e-6 (checked in the tests).
+``torch.nn.functional.mish`` within 1.3e-6 in float32 over [-100, 100]
+(measured), and to float64 rounding with its gradient (the tests).
 """
 
 from __future__ import annotations
