@@ -162,6 +162,8 @@ class SiteNetRegressor(NeuralNetRegressor):
     Attributes
     ----------
     module_ : SiteNetModel
+    point_set_config_ : PointSetConfig
+        How structures become point sets (from the parameters, else the featurizer).
     target_mean_, target_scale_ : float
         The target standardisation of the last fresh ``fit``.
 
@@ -265,9 +267,8 @@ class SiteNetRegressor(NeuralNetRegressor):
             f"got {type(self.encoder).__name__}"
         )
 
-    def point_set_config(self, featurizer: DeepInfoMaxFeaturizer | None = None) -> PointSetConfig:
+    def _point_set_config(self, featurizer: DeepInfoMaxFeaturizer | None) -> PointSetConfig:
         """How structures become point sets: explicit parameters, else the pretrained featurizer's."""
-        featurizer = featurizer if featurizer is not None else self._featurizer()
         max_atoms = self.max_atoms if self.max_atoms is not None else (featurizer.max_atoms if featurizer else 50)
         oxidation = self.oxidation if self.oxidation is not None else (featurizer.oxidation if featurizer else False)
         if featurizer is not None and oxidation != featurizer.oxidation:
@@ -284,8 +285,9 @@ class SiteNetRegressor(NeuralNetRegressor):
         """Build the model, loading the pretrained encoder weights as part of its construction."""
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
-        featurizer = self._featurizer()
-        n_site_features = self.point_set_config(featurizer).n_site_features
+        featurizer = self._featurizer()  # a saved folder is read here, once per initialisation
+        self.point_set_config_ = self._point_set_config(featurizer)
+        n_site_features = self.point_set_config_.n_site_features
         init_seed, self.shuffle_seed_ = self._seeds()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -327,8 +329,9 @@ class SiteNetRegressor(NeuralNetRegressor):
         """A :class:`CrystalDataset` of the structures ``X`` (a Dataset passes through)."""
         if isinstance(X, Dataset):
             return X
+        self.check_is_fitted(["point_set_config_"])  # set when the module is built
         cache = PointSetCache(self.cache_dir) if self.cache_dir else None
-        point_sets = build_point_sets(X, self.point_set_config(), cache=cache)
+        point_sets = build_point_sets(X, self.point_set_config_, cache=cache)
         return CrystalDataset(point_sets, _as_targets(y))
 
     def get_iterator(self, dataset: Dataset, training: bool = False) -> DataLoader:

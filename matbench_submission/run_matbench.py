@@ -66,24 +66,19 @@ def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool
 
     inner, valid = train_test_split(np.arange(len(X_train)), test_size=0.1, random_state=fold)
     X_inner, X_valid = [X_train[i] for i in inner], [X_train[i] for i in valid]
-    features = {"inner": featurizer.transform(X_inner), "valid": featurizer.transform(X_valid),
-                "test": featurizer.transform(X_test)}
     forest = RandomForestRegressor(n_estimators=budget["n_estimators"], random_state=fold, n_jobs=-1)
-    forest.fit(features["inner"], y_train[inner])
+    forest.fit(featurizer.transform(X_inner), y_train[inner])
     regressor = SiteNetRegressor(
         encoder=featurizer, max_epochs=budget["finetune_epochs"], random_state=fold, cache_dir=cache_dir
     ).fit(X_inner, y_train[inner])
 
-    valid_predictions = {"rf_dim": forest.predict(features["valid"]), "finetuned": regressor.predict(X_valid)}
-    valid_predictions["average"] = (valid_predictions["rf_dim"] + valid_predictions["finetuned"]) / 2
-    valid_mae = {name: float(np.abs(p - y_train[valid]).mean()) for name, p in valid_predictions.items()}
+    def candidates(structures: list) -> dict[str, np.ndarray]:
+        out = {"rf_dim": forest.predict(featurizer.transform(structures)), "finetuned": regressor.predict(structures)}
+        return {**out, "average": (out["rf_dim"] + out["finetuned"]) / 2}
+
+    valid_mae = {name: float(np.abs(p - y_train[valid]).mean()) for name, p in candidates(X_valid).items()}
     choice = min(valid_mae, key=valid_mae.get)
-    test_predictions = {"rf_dim": lambda: forest.predict(features["test"]),
-                        "finetuned": lambda: regressor.predict(X_test)}
-    if choice == "average":
-        predictions = (test_predictions["rf_dim"]() + test_predictions["finetuned"]()) / 2
-    else:
-        predictions = test_predictions[choice]()
+    predictions = candidates(X_test)[choice]
 
     params = {
         "model": choice,

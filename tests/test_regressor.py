@@ -8,6 +8,7 @@ from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
 from skorch.callbacks import Checkpoint, LRScheduler, ProgressBar
+from skorch.exceptions import NotInitializedError
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, StructureError
 from dim_sklearn.nn import SiteNetModel
@@ -136,6 +137,8 @@ def test_bad_structures_and_targets_give_clear_errors(structures, targets, featu
         SiteNetRegressor(**QUICK).fit(structures, np.where(np.arange(40) == 3, np.nan, targets))
     with pytest.raises(ValueError, match="one target"):
         SiteNetRegressor(**QUICK).fit(structures, np.zeros((40, 2)))
+    with pytest.raises(NotInitializedError):
+        SiteNetRegressor().predict(structures[:2])
     with pytest.raises(ValueError, match="not fitted"):
         SiteNetRegressor(encoder=DeepInfoMaxFeaturizer()).initialize()
     with pytest.raises(ValueError, match="oxidation"):

@@ -81,10 +81,11 @@ class RowChunks:
     def __init__(self, chunk_rows: int, *key_masks: torch.Tensor):
         counts = torch.stack([mask.sum(-1) for mask in key_masks]).amax(0)
         sorted_counts, self.order = torch.sort(counts, stable=True)
-        ends = sorted_counts[chunk_rows - 1 :: chunk_rows].tolist()
-        if len(counts) % chunk_rows:
-            ends.append(int(sorted_counts[-1]))
-        self.chunks = [(self.order[i * chunk_rows : (i + 1) * chunk_rows], n) for i, n in enumerate(ends)]
+        sorted_counts, n_rows = sorted_counts.tolist(), len(sorted_counts)
+        self.chunks = [
+            (self.order[start : start + chunk_rows], sorted_counts[min(start + chunk_rows, n_rows) - 1])
+            for start in range(0, n_rows, chunk_rows)
+        ]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         """(row indices, key count to keep) per chunk."""
