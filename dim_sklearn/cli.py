@@ -1,8 +1,9 @@
-"""Command line: ``dim-sklearn datasets | featurize | pretrain | demo``."""
+"""Command line: ``dim-sklearn datasets | featurize | pretrain | demo | study``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from .demo import compare_features, format_table
 from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
 from .pointset import PointSetConfig, build_point_sets
+from .study import cli as study_cli
 
 
 def _stats(values: Sequence[float]) -> str:
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--repeats", type=int, default=5)
     demo.add_argument("--cache-dir", default=None)
     demo.add_argument("--data-home", default=None)
+    study = sub.add_parser("study", help="the label-masking study (DIM vs baselines at 50-1,000 labels)")
+    study_cli.add_arguments(study)
     args = parser.parse_args(argv)
 
     if args.command == "datasets":
@@ -123,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table, info = compare_features(max_epochs=args.max_epochs, repeats=args.repeats,
                                        cache_dir=args.cache_dir, data_home=args.data_home)
         print(format_table(table, info))
+    elif args.command == "study":
+        return study_cli.run(args, "dim-sklearn " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 
 

@@ -1,0 +1,16 @@
+"""The label-masking study: does Deep InfoMax pretraining pay, against what, by how much.
+
+For each target, DIM pretrains on the training structures of a split (no
+labels); then, with 50-1,000 labelled training structures over repeated label
+subsets, scikit-learn models on DIM features are compared with the untrained
+encoder and matminer's hand-crafted features, and ``SiteNetRegressor`` fine-tuned
+from DIM with one fine-tuned from scratch, all on the whole test split.
+Run it with ``python matbench_submission/label_masking.py`` or ``dim-sklearn study``.
+"""
+
+from .cli import main
+from .protocol import FULL, QUICK, TARGETS, Budget, Target
+from .report import write_report
+from .runner import run_study
+
+__all__ = ["Budget", "FULL", "QUICK", "TARGETS", "Target", "main", "run_study", "write_report"]

@@ -1,0 +1,71 @@
+"""Command line of the study, shared by ``dim-sklearn study`` and matbench_submission/label_masking.py."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .protocol import FULL, QUICK, TARGETS, get_target
+from .report import write_report
+from .runner import run_study
+
+DEFAULT_WORK = Path.home() / ".cache" / "dim-sklearn"
+PARTS = ("representation", "transfer", "investigation")
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/results") -> None:
+    names = ", ".join(t.name for t in TARGETS)
+    parser.add_argument("--quick", action="store_true",
+                        help="one target, two sizes, two seeds, tiny budgets (checks the machinery)")
+    parser.add_argument("--targets", default=None, help=f"comma-separated subset of: {names}")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="representation (scikit-learn models), transfer (fine-tuning), investigation "
+                             "(pretraining variants); comma-separated")
+    parser.add_argument("--results-dir", default=default_results, help="CSV, JSON, markdown and plots")
+    parser.add_argument("--work-dir", default=None, help="encoders and feature caches "
+                        "(default ~/.cache/dim-sklearn/label-masking[-quick])")
+    parser.add_argument("--cache-dir", default=None, help="point-set cache (default: <work-dir>/point-sets)")
+    parser.add_argument("--data-home", default=None)
+    parser.add_argument("--report-only", action="store_true", help="regenerate the markdown and plots from the CSV")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    results = Path(args.results_dir)
+    if args.report_only:
+        meta_path = results / "label_masking.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        page = write_report(results / "label_masking.csv", meta, results)
+        print(page or f"no label_masking.csv in {results}")
+        return 0 if page else 1
+    budget = QUICK if args.quick else FULL
+    if args.targets:
+        try:
+            targets = tuple(get_target(name) for name in args.targets.split(","))
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        budget = dataclasses.replace(budget, targets=targets)
+    work = Path(args.work_dir) if args.work_dir else DEFAULT_WORK / ("label-masking-quick" if args.quick
+                                                                     else "label-masking")
+    parts = tuple(args.parts.split(","))
+    if not set(parts) <= set(PARTS):
+        raise SystemExit(f"unknown parts {parts}")
+    warnings.simplefilter("ignore")
+    path = run_study(budget, results, work, args.cache_dir or str(work / "point-sets"), args.data_home, parts,
+                     verbose=not args.quiet, command=command)
+    print(f"results in {path} and {results / 'label_masking.md'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, default_results: str = "docs/results",
+         prog: str = "label_masking.py") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    add_arguments(parser, default_results)
+    args = parser.parse_args(argv)
+    command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
+    return run(args, command)

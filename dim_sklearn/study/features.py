@@ -1,0 +1,212 @@
+"""The representations the study compares, computed once per data set and kept on disk.
+
+DIM features come from an encoder pretrained on the split's training structures
+(no labels); the untrained encoder is the same architecture at its random
+initialisation; the hand-crafted baselines are matminer featurizers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import load_dataset
+from ..featurizer import DeepInfoMaxFeaturizer
+from .protocol import Budget, Split, slugify
+
+__all__ = ["HAND_CRAFTED", "UNIONS", "MAIN", "VARIANTS", "Pretraining", "corpus_structures", "pretrained_encoder",
+           "untrained_encoder", "feature_table"]
+
+
+def _magpie(structures: list) -> np.ndarray:
+    from matminer.featurizers.composition import ElementProperty
+
+    return _featurize(ElementProperty.from_preset("magpie"), [s.composition for s in structures])
+
+
+def _sine_coulomb(structures: list) -> np.ndarray:
+    from matminer.featurizers.structure import SineCoulombMatrix
+
+    # fit only sets the padding length (the largest cell); it sees no labels.
+    return _featurize(SineCoulombMatrix().fit(structures), structures)
+
+
+def _xrd(structures: list) -> np.ndarray:
+    from matminer.featurizers.structure import XRDPowderPattern
+
+    return _featurize(XRDPowderPattern(), structures)
+
+
+def _orbital_field(structures: list) -> np.ndarray:
+    from matminer.featurizers.structure import OrbitalFieldMatrix
+
+    return _featurize(OrbitalFieldMatrix(period_tag=False), structures)
+
+
+def _featurize(featurizer, inputs: list) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = featurizer.featurize_many(inputs, ignore_errors=True, pbar=False)
+    width = len(featurizer.feature_labels())
+    return np.array([r if len(r) == width else [np.nan] * width for r in rows], dtype=float)
+
+
+HAND_CRAFTED: dict[str, Callable[[list], np.ndarray]] = {
+    "Magpie": _magpie,
+    "SineCoulombMatrix": _sine_coulomb,
+    "XRDPowderPattern": _xrd,
+    "OrbitalFieldMatrix": _orbital_field,
+}
+"""matminer baselines: name -> function of a list of structures giving (n, d) features (NaN rows on failure)."""
+
+UNIONS: dict[str, tuple[str, str]] = {
+    "Magpie + DIM": ("Magpie", "DIM"),
+    "Magpie + untrained": ("Magpie", "untrained"),
+    "Magpie + SineCoulombMatrix": ("Magpie", "SineCoulombMatrix"),
+}
+"""Composition features beside a structure representation: the columns of both, side by side, as
+``sklearn.pipeline.FeatureUnion`` of the two featurizers gives them (docs/examples/magpie_plus_dim.py)."""
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """How one DIM encoder of the study is pretrained; ``name`` is its feature set in the ledger.
+
+    ``epochs_factor`` scales the budget's pretraining epochs. ``corpus="train"``
+    uses the split's training structures; ``"all"`` adds every structure of the
+    other data sets except those that match a test structure of the split
+    (pymatgen ``StructureMatcher``, same reduced formula), so nothing tested is
+    seen in pretraining.
+    """
+
+    name: str = "DIM"
+    epochs_factor: float = 1.0
+    domain_negatives: bool = True
+    corpus: str = "train"
+    description: str = "the study's pretraining"
+
+    def epochs(self, budget: Budget) -> int:
+        return max(1, round(self.epochs_factor * budget.pretrain_epochs))
+
+
+MAIN = Pretraining()
+VARIANTS = (
+    Pretraining("DIM, 2.5x epochs", epochs_factor=2.5, description="2.5 times the epochs (patience unchanged)"),
+    Pretraining("DIM, no domain negatives", domain_negatives=False,
+                description="negatives from other crystals of the batch only"),
+    Pretraining("DIM, all data sets", epochs_factor=0.25, corpus="all",
+                description="the training structures plus every other data set (test matches removed), "
+                            "a quarter of the epochs"),
+)
+"""What the investigation tries where DIM loses: longer pretraining, the plain DIM negatives, more data."""
+
+def corpus_structures(split: Split, budget: Budget, data_home: str | None = None) -> tuple[list, dict]:
+    """The training structures plus the structures of ``budget.corpus_sets`` that match no test structure.
+
+    With ``budget.train_limit`` only the first structures of each set are taken.
+    """
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    tested: dict[str, list] = {}
+    for i in split.test:
+        tested.setdefault(split.structures[i].composition.reduced_formula, []).append(split.structures[i])
+    matcher = StructureMatcher()
+    corpus, counts = [split.structures[i] for i in split.train], {"train": len(split.train)}
+    for name in budget.corpus_sets:
+        if name == split.target.dataset:
+            continue
+        others = load_dataset(name, data_home)[0][: budget.train_limit]
+        kept = [s for s in others if not any(matcher.fit(s, t) for t in tested.get(s.composition.reduced_formula, ()))]
+        corpus += kept
+        counts[name] = len(kept)
+        counts[f"{name} removed (match a test structure)"] = len(others) - len(kept)
+    return corpus, counts
+
+
+def pretrained_encoder(
+    split: Split, budget: Budget, work_dir: Path, cache_dir: str | None = None, verbose: bool = False,
+    pretraining: Pretraining = MAIN, data_home: str | None = None,
+) -> tuple[DeepInfoMaxFeaturizer, dict]:
+    """DIM pretrained without labels on the split's training structures (or a wider corpus), kept in ``work_dir``.
+
+    Returns the featurizer and what the pretraining did (structures, epochs,
+    best epoch, minutes spent in training epochs, summed over resumed runs).
+    A finished encoder is loaded, not retrained; an interrupted one resumes
+    from its checkpoint.
+    """
+    epochs = pretraining.epochs(budget)
+    name = f"{split.target.dataset}-dim-{epochs}ep-{len(split.train)}"
+    if pretraining != MAIN:
+        name += "-" + slugify(pretraining.name.lower())
+    folder, info_path = work_dir / "encoders" / name, work_dir / "encoders" / f"{name}.json"
+    if info_path.is_file():
+        featurizer = DeepInfoMaxFeaturizer.load(folder)
+        return featurizer, {**json.loads(info_path.read_text()), **_history_summary(featurizer)}
+    if pretraining.corpus == "all":
+        corpus, counts = corpus_structures(split, budget, data_home)
+    else:
+        corpus, counts = [split.structures[i] for i in split.train], {"train": len(split.train)}
+    featurizer = DeepInfoMaxFeaturizer(
+        max_epochs=epochs, patience=budget.pretrain_patience, domain_negatives=pretraining.domain_negatives,
+        random_state=0, cache_dir=cache_dir, checkpoint_dir=str(work_dir / "checkpoints" / name), verbose=verbose,
+        ignore_errors=pretraining.corpus == "all",
+    ).fit(corpus)
+    featurizer.save(folder)
+    info = {
+        "dataset": split.target.dataset, "features": pretraining.name, "description": pretraining.description,
+        "n_train": len(corpus), "corpus": counts, "max_epochs": epochs, "patience": budget.pretrain_patience,
+        "domain_negatives": pretraining.domain_negatives,
+    }
+    info_path.write_text(json.dumps(info, indent=1))
+    return featurizer, {**info, **_history_summary(featurizer)}
+
+
+def _history_summary(featurizer: DeepInfoMaxFeaturizer) -> dict:
+    history = featurizer.history_
+    return {
+        "epochs": len(history), "best_epoch": featurizer.best_epoch_,
+        "seconds": round(sum(row["seconds"] for row in history), 1),
+        "first_loss": history[0].get("valid_loss", history[0]["loss"]),
+        "best_loss": min(row.get("valid_loss", row["loss"]) for row in history),
+    }
+
+
+def untrained_encoder(split: Split, cache_dir: str | None = None) -> DeepInfoMaxFeaturizer:
+    """The same encoder at its random initialisation (``max_epochs=0``, ``random_state=0``)."""
+    return DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir).fit(
+        [split.structures[split.train[0]]]
+    )
+
+
+def feature_table(
+    name: str, compute: Callable[[list], np.ndarray], split: Split, work_dir: Path, key: str = ""
+) -> tuple[np.ndarray, dict]:
+    """Features of every row the study touches, cached in ``work_dir``.
+
+    Returns an array with one row per structure of the data set (NaN for rows
+    outside the split) and ``{"seconds", "failed", "width"}``.
+    """
+    path = work_dir / "features" / split.target.dataset / f"{slugify(name)}{key}.npz"
+    rows = np.sort(split.rows)
+    if path.is_file():
+        stored = np.load(path)
+        if np.array_equal(stored["rows"], rows):
+            values, seconds = stored["X"], float(stored["seconds"])
+        else:
+            path.unlink()
+    if not path.is_file():
+        start = time.perf_counter()
+        values = np.asarray(compute([split.structures[i] for i in rows]), dtype=float)
+        seconds = time.perf_counter() - start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, rows=rows, X=values, seconds=seconds)
+    table = np.full((len(split.structures), values.shape[1]), np.nan)
+    table[rows] = values
+    failed = int(np.isnan(values).all(axis=1).sum())
+    return table, {"seconds": round(seconds, 1), "failed": failed, "width": values.shape[1]}

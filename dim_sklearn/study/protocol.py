@@ -1,0 +1,142 @@
+"""What the label-masking study measures: targets, splits, label subsets and budgets."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from ..datasets import load_dataset
+
+__all__ = ["Target", "Budget", "TARGETS", "get_target", "FULL", "QUICK", "Split", "load_split", "label_subset",
+           "slugify"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One property of one data set."""
+
+    dataset: str
+    column: str
+    unit: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.column}"
+
+
+def slugify(text: str) -> str:
+    """A file-name-safe form of ``text``: runs of other characters become one underscore."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+TARGETS = (
+    Target("flla", "formation_energy_per_atom", "eV/atom"),
+    Target("mp_cs419", "band_gap", "eV"),
+    Target("mp_cs419", "formation_energy_per_atom", "eV/atom"),
+    Target("perov5", "heat_all", "eV/cell"),
+    Target("matbench_phonons", "last phdos peak", "cm^-1"),
+    Target("carbon24", "energy_per_atom", "eV/atom"),
+)
+
+
+def get_target(name: str) -> Target:
+    """A target of the study by its name, ``"<dataset>/<column>"``."""
+    for target in TARGETS:
+        if target.name == name:
+            return target
+    raise ValueError(f"unknown target {name!r}; known: {', '.join(t.name for t in TARGETS)}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Sizes, repeats and training budgets of a run of the study.
+
+    ``finetune_samples`` bounds fine-tuning by the number of structures seen
+    (epochs = samples / labels, at most ``finetune_max_epochs``), so every label
+    count gets a comparable compute budget; early stopping ends most runs
+    sooner. ``investigate`` names the targets on which the pretraining variants
+    are tried; ``corpus_sets`` are the data sets of the widest pretraining corpus.
+    """
+
+    label_counts: tuple[int, ...] = (50, 100, 250, 1000)
+    subsets: int = 25
+    seeds: int = 5
+    pretrain_epochs: int = 40
+    pretrain_patience: int = 10
+    finetune_samples: int = 30_000
+    finetune_max_epochs: int = 300
+    finetune_patience: int = 20
+    n_estimators: int = 100
+    mlp_max_iter: int = 1000
+    train_limit: int | None = None
+    test_limit: int | None = None
+    ofm_datasets: tuple[str, ...] = ("matbench_phonons",)
+    targets: tuple[Target, ...] = field(default=TARGETS)
+    investigate: tuple[str, ...] = ("mp_cs419/formation_energy_per_atom", "mp_cs419/band_gap")
+    corpus_sets: tuple[str, ...] = ("flla", "mp_cs419", "perov5", "carbon24", "matbench_phonons",
+                                    "dielectric_constant", "elastic_tensor_2015", "piezoelectric_tensor")
+
+    def finetune_epochs(self, n_labels: int) -> int:
+        return max(1, min(self.finetune_max_epochs, math.ceil(self.finetune_samples / n_labels)))
+
+
+FULL = Budget()
+"""The study as published in docs/results (the issue's sizes and repeats)."""
+
+QUICK = Budget(
+    label_counts=(10, 20), subsets=2, seeds=2, pretrain_epochs=1, pretrain_patience=1,
+    finetune_samples=40, finetune_max_epochs=2, finetune_patience=2, n_estimators=10, mlp_max_iter=50,
+    train_limit=60, test_limit=30, targets=(get_target("matbench_phonons/last phdos peak"),),
+    investigate=("matbench_phonons/last phdos peak",), corpus_sets=("mp_cs419", "perov5"),
+)
+"""One target, two sizes, two seeds, tiny budgets: checks the machinery (CI)."""
+
+
+@dataclass
+class Split:
+    """A data set's structures with one target and its train/test positions."""
+
+    target: Target
+    structures: list
+    y: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Every position the study touches: training then test."""
+        return np.concatenate([self.train, self.test])
+
+
+def _split_positions(dataset: str, frame) -> tuple[np.ndarray, np.ndarray]:
+    if dataset.startswith("matbench_"):
+        from matbench.metadata import mbv01_validation
+
+        fold = mbv01_validation.splits[dataset]["fold_0"]
+        position = {mbid: i for i, mbid in enumerate(frame.index)}
+        return np.array([position[m] for m in fold["train"]]), np.array([position[m] for m in fold["test"]])
+    train, test = train_test_split(np.arange(len(frame)), test_size=0.2, random_state=0)
+    return np.asarray(train), np.asarray(test)
+
+
+def load_split(target: Target, budget: Budget, data_home: str | None = None) -> Split:
+    """The target's split: Matbench fold 0 for Matbench tasks, else an 80/20 split (random_state=0).
+
+    With ``budget.train_limit`` / ``test_limit`` only the first positions of
+    each part are kept (quick runs).
+    """
+    structures, frame = load_dataset(target.dataset, data_home)
+    y = frame[target.column].to_numpy(dtype=float)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{target.name} has missing values")
+    train, test = _split_positions(target.dataset, frame)
+    return Split(target, structures, y, train[: budget.train_limit], test[: budget.test_limit])
+
+
+def label_subset(train: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
+    """The labelled training structures of one repeat: the same for every method."""
+    return np.random.default_rng([seed, n_labels]).choice(train, size=n_labels, replace=False)

@@ -1,0 +1,355 @@
+"""The study's page: tables, plots and settings generated from the CSV ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .features import HAND_CRAFTED, UNIONS, VARIANTS
+from .protocol import TARGETS, slugify
+
+__all__ = ["write_report", "summarise"]
+
+MODELS = ("RF", "MLP", "Linear", "fine-tuned")
+BASE_FEATURES = ("DIM", "untrained", *HAND_CRAFTED)
+UNION_FEATURES = ("Magpie", *UNIONS)
+VARIANT_FEATURES = tuple(v.name for v in VARIANTS)
+FEATURE_ORDER = (*BASE_FEATURES, *UNIONS, *VARIANT_FEATURES)
+STYLE = {"DIM": ("tab:red", "o"), "untrained": ("tab:gray", "s"), "Magpie": ("tab:blue", "^"),
+         "SineCoulombMatrix": ("tab:green", "v"), "XRDPowderPattern": ("tab:purple", "D"),
+         "OrbitalFieldMatrix": ("tab:brown", "P"), "Magpie + DIM": ("tab:red", "o"),
+         "Magpie + untrained": ("tab:gray", "s"), "Magpie + SineCoulombMatrix": ("tab:green", "v"),
+         "DIM, 2.5x epochs": ("tab:orange", "o"), "DIM, no domain negatives": ("tab:pink", "o"),
+         "DIM, all data sets": ("tab:olive", "o")}
+EXAMPLE = "../examples/magpie_plus_dim.py"
+"""The FeatureUnion example, relative to the results folder (docs/results -> docs/examples)."""
+DISCUSSION = "label_masking_discussion.md"
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count of the test MAE per target, model, features and label count."""
+    return (frame.groupby(["dataset", "target", "model", "features", "n_labels"])["mae"]
+            .agg(["mean", "std", "count"]).reset_index())
+
+
+def _paired(frame: pd.DataFrame, model: str, a: str, b: str) -> pd.DataFrame:
+    """Per label count: mean MAE of features a and b under one model, change of a vs b, a's paired wins."""
+    rows = frame[frame.model == model]
+    pivot = rows.pivot_table(index=["n_labels", "seed"], columns="features", values="mae")
+    if a not in pivot or b not in pivot:
+        return pd.DataFrame()
+    pairs = pivot[[a, b]].dropna()
+    out = pairs.groupby(level="n_labels").agg(["mean", "std"])
+    out.columns = [f"{f} {s}" for f, s in out.columns]
+    out["change %"] = 100 * (out[f"{a} mean"] / out[f"{b} mean"] - 1)
+    out["wins"] = (pairs[a] < pairs[b]).groupby(level="n_labels").sum().astype(int)
+    out["runs"] = pairs.groupby(level="n_labels").size()
+    return out
+
+
+def _best_hand_crafted(frame: pd.DataFrame, model: str = "RF") -> pd.Series:
+    """Per label count, the hand-crafted feature set with the lowest mean test MAE under ``model``."""
+    rows = frame[(frame.model == model) & frame.features.isin(list(HAND_CRAFTED))]
+    if rows.empty:
+        return pd.Series(dtype=object)
+    means = rows.groupby(["n_labels", "features"]).mae.mean().unstack()
+    return means.idxmin(axis=1)
+
+
+def _fmt(mean: float, std: float) -> str:
+    return "" if np.isnan(mean) else f"{mean:.4g} ± {0 if np.isnan(std) else std:.2g}"
+
+
+def _headline(frame: pd.DataFrame) -> list[str]:
+    vs_untrained = _paired(frame, "RF", "DIM", "untrained")
+    best = _best_hand_crafted(frame)
+    if vs_untrained.empty:
+        return []
+    lines = ["| labels | DIM | untrained encoder | best hand-crafted | DIM vs untrained | DIM wins | "
+             "DIM vs best hand-crafted |", "|---|---|---|---|---|---|---|"]
+    for n, row in vs_untrained.iterrows():
+        hand = best.get(n)
+        cell, change = "", ""
+        if hand is not None:
+            other = _paired(frame, "RF", "DIM", hand).loc[n]
+            cell = f"{_fmt(other[f'{hand} mean'], other[f'{hand} std'])} ({hand})"
+            change = f"{other['change %']:+.1f}%"
+        lines.append(f"| {n} | {_fmt(row['DIM mean'], row['DIM std'])} | "
+                     f"{_fmt(row['untrained mean'], row['untrained std'])} | {cell} | {row['change %']:+.1f}% | "
+                     f"{row['wins']:.0f}/{row['runs']:.0f} | {change} |")
+    return lines
+
+
+def _finetune(frame: pd.DataFrame) -> list[str]:
+    paired = _paired(frame, "fine-tuned", "DIM", "untrained")
+    if paired.empty:
+        return []
+    tuned = frame[frame.model == "fine-tuned"]
+    epochs = pd.to_numeric(tuned.epochs, errors="coerce")
+    mean_epochs = epochs.groupby([tuned.n_labels, tuned.features]).mean().unstack()
+    lines = ["| labels | from scratch | from DIM | change | DIM wins | mean epochs (scratch / DIM) |",
+             "|---|---|---|---|---|---|"]
+    for n, row in paired.iterrows():
+        lines.append(f"| {n} | {_fmt(row['untrained mean'], row['untrained std'])} | "
+                     f"{_fmt(row['DIM mean'], row['DIM std'])} | {row['change %']:+.1f}% | "
+                     f"{row['wins']:.0f}/{row['runs']:.0f} | {mean_epochs.loc[n, 'untrained']:.0f} / "
+                     f"{mean_epochs.loc[n, 'DIM']:.0f} |")
+    return lines
+
+
+def _full_table(summary: pd.DataFrame, mean_predictor: pd.Series) -> list[str]:
+    counts = sorted(summary.n_labels.unique())
+    lines = ["| model | features | " + " | ".join(f"{n} labels" for n in counts) + " |",
+             "|---|---|" + "---|" * len(counts)]
+    lines.append("| mean of the labels | | " + " | ".join(_fmt(mean_predictor.get(n, np.nan), 0) for n in counts)
+                 + " |")
+    for model in MODELS:
+        for features in FEATURE_ORDER:
+            rows = summary[(summary.model == model) & (summary.features == features)].set_index("n_labels")
+            if rows.empty:
+                continue
+            cells = [f"{_fmt(rows.loc[n, 'mean'], rows.loc[n, 'std'])} ({int(rows.loc[n, 'count'])})"
+                     if n in rows.index else "" for n in counts]
+            lines.append(f"| {model} | {features} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _panel(ax, summary: pd.DataFrame, model: str, features: tuple[str, ...], mean_predictor: pd.Series) -> None:
+    """Test MAE against labels (log x) with std error bars, one line per feature set."""
+    for name in features:
+        rows = summary[(summary.model == model) & (summary.features == name)].sort_values("n_labels")
+        if rows.empty:
+            continue
+        color, marker = STYLE[name]
+        label = {"untrained": "untrained encoder" if model != "fine-tuned" else "from scratch",
+                 "DIM": "DIM" if model != "fine-tuned" else "from DIM"}.get(name, name)
+        ax.errorbar(rows.n_labels, rows["mean"], yerr=rows["std"].fillna(0), color=color, marker=marker,
+                    capsize=3, label=label, lw=1.5 if name in ("DIM", "untrained", "Magpie + DIM") else 1)
+    if len(mean_predictor):
+        ax.plot(mean_predictor.index, mean_predictor.values, "k--", lw=1, label="mean of the labels")
+        ax.set_ylim(0, 1.3 * mean_predictor.max())
+    counts = sorted(summary.n_labels.unique())
+    ax.set_xscale("log")
+    ax.set_xticks(counts)
+    ax.set_xticklabels([str(n) for n in counts])
+    ax.minorticks_off()
+
+
+def _plot(summary: pd.DataFrame, mean_predictor: pd.Series, title: str, unit: str, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharey=True)
+    for k, (ax, model) in enumerate(zip(axes.flat, MODELS)):
+        _panel(ax, summary, model, BASE_FEATURES, mean_predictor)
+        ax.set_title(model if model != "fine-tuned" else "SiteNetRegressor fine-tuned")
+        if k >= 2:
+            ax.set_xlabel("labelled training structures")
+        if k % 2 == 0:
+            ax.set_ylabel(f"test MAE ({unit})")
+        if k in (0, len(MODELS) - 1):
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _union_rows(group: pd.DataFrame, model: str) -> list[str]:
+    """Per label count: Magpie and its unions under one model, and the per-subset change from adding DIM."""
+    pivot = group[group.model == model].pivot_table(index=["n_labels", "seed"], columns="features", values="mae")
+    if not set(UNION_FEATURES) <= set(pivot.columns):
+        return []
+    lines = []
+    for n, runs in pivot[list(UNION_FEATURES)].dropna().groupby(level="n_labels"):
+        change = 100 * (runs["Magpie + DIM"] / runs["Magpie"] - 1)
+        cells = " | ".join(_fmt(runs[name].mean(), runs[name].std()) for name in UNION_FEATURES)
+        lines.append(f"| {model} | {n} | {cells} | {change.mean():+.1f}% ± {change.std():.1f} | "
+                     f"{int((runs['Magpie + DIM'] < runs['Magpie']).sum())}/{len(runs)} |")
+    return lines
+
+
+def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path) -> list[str]:
+    """Magpie alone vs Magpie beside DIM, the untrained encoder and SineCoulombMatrix, for every target."""
+    groups = [(key, group) for key, group in frame.groupby(["dataset", "target"], sort=False)
+              if set(UNION_FEATURES) <= set(group.features)]
+    if not groups:
+        return []
+    header = ["| model | labels | " + " | ".join(UNION_FEATURES) + " | adding DIM to Magpie (per subset) | "
+              "DIM helps |", "|---|---|" + "---|" * (len(UNION_FEATURES) + 2)]
+    lines = ["## Composition features beside DIM vectors", "",
+             "A matminer user keeps the composition features and adds a structure representation beside them "
+             "(`FeatureUnion`). Test MAE of Magpie alone and of Magpie beside DIM, the untrained encoder and "
+             "SineCoulombMatrix; the change from adding DIM is the mean ± std over label subsets of the "
+             "per-subset relative change (negative = DIM vectors help); \"DIM helps\" counts subsets where "
+             "Magpie + DIM beats Magpie.", "", "![Magpie vs Magpie + DIM](label_masking_magpie_unions.png)", ""]
+    plt = _pyplot()
+    columns = min(3, len(groups))
+    rows = -(-len(groups) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.9 * rows), squeeze=False)
+    for ax, ((dataset, target), group) in zip(axes.flat, groups):
+        part = summary[(summary.dataset == dataset) & (summary.target == target)]
+        _panel(ax, part, "RF", UNION_FEATURES, group[group.model == "mean"].groupby("n_labels").mae.mean())
+        ax.set_title(f"{dataset}: {target}", fontsize=9)
+        ax.set_ylabel(f"RF test MAE ({_unit(dataset, target)})", fontsize=8)
+        lines += [f"### {dataset}: {target}", "", *header,
+                  *(row for model in MODELS[:3] for row in _union_rows(group, model)), ""]
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(results_dir / "label_masking_magpie_unions.png", dpi=100)
+    plt.close(fig)
+    example = results_dir / EXAMPLE
+    if example.is_file():
+        lines += ["### The pipeline to copy", "",
+                  "Pretrain on all the unlabelled structures once, freeze the featurizer, and put it beside "
+                  "matminer's composition features (`docs/examples/magpie_plus_dim.py`, run by the test suite; "
+                  "the study builds the same columns from its cached feature tables):", "",
+                  "```python", example.read_text().strip(), "```", ""]
+    return lines
+
+
+def _investigation(frame: pd.DataFrame) -> list[str]:
+    """The pretraining variants beside the study's DIM and the untrained encoder, with the change vs untrained."""
+    compared = ("untrained", "DIM", *VARIANT_FEATURES)
+    lines = []
+    for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
+        if not set(VARIANT_FEATURES) & set(group.features):
+            continue
+        stats = group.groupby(["model", "n_labels", "features"]).mae.agg(["mean", "std"])
+        lines += [f"### {dataset}: {target}", "", "| model | labels | " + " | ".join(compared) + " |",
+                  "|---|---|" + "---|" * len(compared)]
+        for model in MODELS[:3]:
+            for n in sorted(group.n_labels.unique()):
+                if (model, n, "untrained") not in stats.index:
+                    continue
+                base = stats.loc[(model, n, "untrained"), "mean"]
+                cells = []
+                for name in compared:
+                    if (model, n, name) not in stats.index:
+                        cells.append("")
+                        continue
+                    mean, std = stats.loc[(model, n, name)]
+                    change = "" if name == "untrained" else f" ({100 * (mean / base - 1):+.1f}%)"
+                    cells.append(_fmt(mean, std) + change)
+                lines.append(f"| {model} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if not lines:
+        return []
+    return ["## Investigation: other ways to pretrain", "",
+            "Where DIM features lose, three changes to the pretraining were tried on the same splits, label subsets "
+            "and models (change vs the untrained encoder in brackets; the encoders are in the settings below):", "",
+            *(f"- **{v.name}**: {v.description}." for v in VARIANTS), "", *lines]
+
+
+def _settings(meta: dict, frame: pd.DataFrame) -> list[str]:
+    budget, hardware = meta.get("budget", {}), meta.get("hardware", {})
+    lines = ["## How this was run", "",
+             f"Hardware: {hardware.get('cpus')} CPU cores ({hardware.get('processor')}), "
+             f"GPU: {hardware.get('gpu') or 'none'}; torch {hardware.get('torch')} with "
+             f"{hardware.get('torch_threads')} threads, Python {hardware.get('python')}.", "",
+             "Commands (each resumes from the CSV; wall time of that invocation):", ""]
+    lines += [f"- `{run['command']}` started {run['started']}, {run['wall_s'] / 60:.1f} min"
+              for run in meta.get("runs", [])]
+    part = np.where(frame.model == "fine-tuned", "fine-tuning", "scikit-learn models")
+    seconds = pd.to_numeric(frame.seconds, errors="coerce").groupby(part).sum()
+    lines += ["", "Compute inside the recorded fits: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
+              + ".", "", f"Budget: `{budget}`.", "",
+              "Pretraining (Deep InfoMax on the training structures of the split, no labels; compact encoder, "
+              "AdamW lr 1e-4, batches of 1,200 unique sites, 5% held out for the DIM loss, early stopping "
+              "on it, the best held-out epoch kept, `random_state=0`):", "",
+              "| encoder | structures | epochs run (max) | best epoch | held-out DIM loss first → best "
+              "| minutes in training epochs |", "|---|---|---|---|---|---|"]
+    corpora = []
+    for name, info in meta.get("pretraining", {}).items():
+        lines.append(f"| {name} | {info['n_train']} | {info['epochs']} ({info['max_epochs']}) | {info['best_epoch']} "
+                     f"| {info['first_loss']:.4f} → {info['best_loss']:.4f} | {info['seconds'] / 60:.1f} |")
+        if len(info.get("corpus", {})) > 1:
+            corpora.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in info["corpus"].items()))
+    if corpora:
+        lines += ["", "Pretraining corpora beyond the training split (structures kept per data set):", "", *corpora]
+    lines += ["", "Features (every structure of the split, cached; failures become NaN rows, imputed by the "
+              "training mean):", "", "| data set / features | columns | failed | seconds |", "|---|---|---|---|"]
+    lines += [f"| {key} | {info['width']} | {info['failed']} | {info['seconds']:.0f} |"
+              for key, info in meta.get("featurisation", {}).items()]
+    return lines
+
+
+def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
+    """Write ``label_masking.md`` and one PNG per target into ``results_dir``; returns the page's path."""
+    results_dir = Path(results_dir)
+    if not Path(csv_path).is_file():
+        return None
+    frame = pd.read_csv(csv_path)
+    summary = summarise(frame)
+    lines = ["# Label-masking study: does Deep InfoMax pretraining pay?", "",
+             "*Generated by `python matbench_submission/label_masking.py` from "
+             "[label_masking.csv](label_masking.csv) (one row per fit); do not edit by hand.*", "",
+             "Protocol: for each target, Deep InfoMax pretrains the compact Site-Net encoder on the training "
+             "structures of the split (labels unused). Then, for each number of labels, random labelled subsets "
+             "of the training split (the same subsets for every method) train RandomForest (100 trees), "
+             "MLPRegressor (one hidden layer of 64, standardised target) and LinearRegression on features "
+             "standardised by their mean and std over all training structures (no labels needed; failed rows "
+             "take the mean): DIM, the "
+             "untrained encoder (same architecture, random weights), and matminer's Magpie ElementProperty of the "
+             "composition, SineCoulombMatrix, XRDPowderPattern and OrbitalFieldMatrix (phonons only: "
+             "0.2-0.9 s per structure). SiteNetRegressor is fine-tuned from random weights and from the DIM "
+             "encoder on the first subsets. Every model is scored on the whole test split. ± is the standard "
+             "deviation over label subsets; wins count subsets where DIM is lower (paired). Splits: 80/20 "
+             "`train_test_split(arange(n), random_state=0)`; Matbench fold 0 for phonons. \"Best hand-crafted\" "
+             "is picked per size on the test MAE, which flatters the baseline.", ""]
+    discussion = results_dir / DISCUSSION
+    if discussion.is_file():
+        lines += ["## Discussion", "", discussion.read_text().strip(), ""]
+    lines += ["## Summary: change in test MAE from DIM pretraining", "",
+              "RF on DIM features vs the untrained encoder and vs the best hand-crafted features; fine-tuning "
+              "from DIM vs from scratch. Negative = DIM better.", ""]
+    summary_rows = []
+    for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
+        rf, tuned, best = (_paired(group, "RF", "DIM", "untrained"), _paired(group, "fine-tuned", "DIM", "untrained"),
+                           _best_hand_crafted(group))
+        for n in sorted(group.n_labels.unique()):
+            hand = best.get(n)
+            vs_hand = _paired(group, "RF", "DIM", hand).loc[n, "change %"] if hand is not None else np.nan
+            summary_rows.append(
+                f"| {dataset} {target} | {n} | "
+                + (f"{rf.loc[n, 'change %']:+.1f}% ({rf.loc[n, 'wins']}/{rf.loc[n, 'runs']})" if n in rf.index else "")
+                + f" | {vs_hand:+.1f}% ({hand}) | "
+                + (f"{tuned.loc[n, 'change %']:+.1f}% ({tuned.loc[n, 'wins']}/{tuned.loc[n, 'runs']})"
+                   if n in tuned.index else "not run yet") + " |")
+    lines += ["| target | labels | RF: DIM vs untrained (wins) | RF: DIM vs best hand-crafted | "
+              "fine-tuning: DIM vs scratch (wins) |", "|---|---|---|---|---|", *summary_rows, ""]
+
+    for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
+        slug = slugify(f"{dataset}_{target}")
+        unit = _unit(dataset, target)
+        part = summary[(summary.dataset == dataset) & (summary.target == target)]
+        mean_predictor = group[group.model == "mean"].groupby("n_labels").mae.mean()
+        _plot(part, mean_predictor, f"{dataset}: {target}", unit, results_dir / f"label_masking_{slug}.png")
+        lines += [f"## {dataset}: {target} ({unit})", "", f"![{dataset} {target}](label_masking_{slug}.png)", "",
+                  "RandomForest on DIM features vs the untrained encoder and the best hand-crafted features:", "",
+                  *_headline(group), ""]
+        tuned = _finetune(group)
+        if tuned:
+            lines += ["SiteNetRegressor fine-tuned from scratch vs from the DIM encoder:", "", *tuned, ""]
+        lines += ["All methods, test MAE mean ± std (runs):", "", *_full_table(part, mean_predictor), ""]
+    lines += _union_section(frame, summary, results_dir)
+    lines += _investigation(frame)
+    lines += _settings(meta, frame)
+    page = results_dir / "label_masking.md"
+    page.write_text("\n".join(lines) + "\n")
+    return page
+
+
+def _unit(dataset: str, target: str) -> str:
+    return next((t.unit for t in TARGETS if (t.dataset, t.column) == (dataset, target)), "")

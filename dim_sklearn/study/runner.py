@@ -1,0 +1,267 @@
+"""Running the label-masking study: every single fit is one row of a CSV ledger.
+
+Rows are appended as runs finish and a row already in the ledger is never run
+again, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.neural_network import MLPRegressor
+from sklearn.preprocessing import StandardScaler
+
+from ..regressor import SiteNetRegressor
+from .features import HAND_CRAFTED, UNIONS, VARIANTS, feature_table, pretrained_encoder, untrained_encoder
+from .protocol import Budget, Split, label_subset, load_split
+
+__all__ = ["Ledger", "sklearn_models", "run_study"]
+
+COLUMNS = ("dataset", "target", "n_labels", "seed", "features", "model", "mae", "seconds", "epochs")
+KEY = COLUMNS[:6]
+
+
+class Ledger:
+    """The study's CSV: one row per fit, appended as fits finish."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.done: set[tuple[str, ...]] = set()
+        if self.path.is_file():
+            with self.path.open(newline="") as handle:
+                self.done = {tuple(row[k] for k in KEY) for row in csv.DictReader(handle)}
+
+    @staticmethod
+    def key(**row) -> tuple[str, ...]:
+        return tuple(str(row[k]) for k in KEY)
+
+    def has(self, **row) -> bool:
+        return self.key(**row) in self.done
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not self.path.is_file()
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            if new_file:
+                writer.writeheader()
+            writer.writerows(rows)
+        self.done.update(self.key(**row) for row in rows)
+
+
+def standardise(table: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Scale every column by its mean and std over all training structures (no labels needed).
+
+    Missing values (failed featurisation) become the training mean, 0; constant
+    columns become 0. Scaling on the whole unlabelled training split, as DIM
+    pretraining uses it, keeps a column that happens to be constant in a small
+    labelled subset from blowing up on the test structures.
+    """
+    mean = np.nanmean(table[train], axis=0)
+    std = np.nanstd(table[train], axis=0)
+    scaled = (table - np.nan_to_num(mean)) / np.where(np.nan_to_num(std) > 0, std, np.inf)
+    return np.nan_to_num(scaled, nan=0.0)
+
+
+def sklearn_models(budget: Budget, seed: int) -> dict[str, object]:
+    """RF, MLP(64) with a standardised target, and linear regression (on standardised features)."""
+    mlp = MLPRegressor(hidden_layer_sizes=(64,), max_iter=budget.mlp_max_iter, random_state=seed)
+    return {
+        "RF": RandomForestRegressor(n_estimators=budget.n_estimators, random_state=seed, n_jobs=-1),
+        "MLP": TransformedTargetRegressor(mlp, transformer=StandardScaler()),
+        "Linear": LinearRegression(),
+    }
+
+
+def _mae(prediction: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.abs(np.asarray(prediction, dtype=float).ravel() - truth).mean())
+
+
+def _row(split: Split, n_labels: int, seed: int, features: str, model: str, **values) -> dict:
+    return {"dataset": split.target.dataset, "target": split.target.column, "n_labels": n_labels, "seed": seed,
+            "features": features, "model": model, "epochs": "", **values}
+
+
+def _label_counts(split: Split, budget: Budget, sizes: list[int] | None = None) -> list[int]:
+    return sorted({min(n, len(split.train)) for n in (sizes or budget.label_counts)})
+
+
+def run_representation(split: Split, features: dict[str, np.ndarray], budget: Budget, ledger: Ledger,
+                       log: Callable[..., None]) -> None:
+    """scikit-learn models on every feature set, for every label count and label subset."""
+    y_test = split.y[split.test]
+    for n_labels in _label_counts(split, budget):
+        start = time.perf_counter()
+        for seed in range(budget.subsets):
+            subset = label_subset(split.train, n_labels, seed)
+            rows = []
+            if not ledger.has(**_row(split, n_labels, seed, "none", "mean")):
+                rows.append(_row(split, n_labels, seed, "none", "mean", seconds=0.0,
+                                 mae=_mae(np.full(len(y_test), split.y[subset].mean()), y_test)))
+            for name, X in features.items():
+                for model_name, model in sklearn_models(budget, seed).items():
+                    if ledger.has(**_row(split, n_labels, seed, name, model_name)):
+                        continue
+                    tic = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # MLP convergence at a few labels
+                        model.fit(X[subset], split.y[subset])
+                        mae = _mae(model.predict(X[split.test]), y_test)
+                    rows.append(_row(split, n_labels, seed, name, model_name, mae=mae,
+                                     seconds=round(time.perf_counter() - tic, 3)))
+            ledger.append(rows)
+        log(f"  {split.target.name}: {n_labels} labels x {budget.subsets} subsets, scikit-learn models done "
+            f"({time.perf_counter() - start:.0f} s)")
+
+
+def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: str | None,
+                 log: Callable[..., None], sizes: list[int] | None = None) -> None:
+    """SiteNetRegressor fine-tuned from random weights ("untrained") and from the DIM encoder ("DIM")."""
+    test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
+    for n_labels in _label_counts(split, budget, sizes):
+        for seed in range(budget.seeds):
+            subset = label_subset(split.train, n_labels, seed)
+            for name, encoder in (("untrained", None), ("DIM", dim)):
+                if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
+                    continue
+                tic = time.perf_counter()
+                regressor = SiteNetRegressor(
+                    encoder=encoder, random_state=seed, max_epochs=budget.finetune_epochs(n_labels),
+                    patience=budget.finetune_patience, cache_dir=cache_dir,
+                ).fit([split.structures[i] for i in subset], split.y[subset])
+                mae = _mae(regressor.predict(test_structures), y_test)
+                ledger.append([_row(split, n_labels, seed, name, "fine-tuned", mae=mae,
+                                    seconds=round(time.perf_counter() - tic, 1), epochs=len(regressor.history))])
+                log(f"  {split.target.name}: {n_labels} labels seed {seed} fine-tuned from {name}: "
+                    f"MAE {mae:.4f} ({len(regressor.history)} epochs, {time.perf_counter() - tic:.0f} s)")
+
+
+def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, verbose: bool,
+                     meta: dict, log: Callable[..., None]) -> dict[str, np.ndarray]:
+    """Every feature set of the split (DIM pretrained first if needed), cached in ``work_dir``."""
+    dim, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose)
+    meta["pretraining"][split.target.dataset] = info
+    untrained = untrained_encoder(split, cache_dir)
+    computers = {"DIM": dim.transform, "untrained": untrained.transform}
+    computers.update({name: f for name, f in HAND_CRAFTED.items()
+                      if name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets})
+    features = {}
+    for name, compute in computers.items():
+        key = f"-{info['max_epochs']}ep" if name == "DIM" else ""
+        table, about = feature_table(name, compute, split, work_dir, key)
+        features[name] = standardise(table, split.train)
+        meta["featurisation"][f"{split.target.dataset}/{name}"] = about
+        log(f"  {split.target.dataset}: {name} features, {about['width']} columns, {about['failed']} failed, "
+            f"{about['seconds']:.0f} s")
+    # Standardising each block is standardising the union: the scaling is per column.
+    features.update({name: np.hstack([features[a], features[b]]) for name, (a, b) in UNIONS.items()})
+    return features
+
+
+def _variants(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
+              verbose: bool, meta: dict) -> dict[str, np.ndarray]:
+    """Features of the encoders pretrained the other ways (longer, plain negatives, more data)."""
+    features = {}
+    for pretraining in VARIANTS:
+        encoder, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose, pretraining, data_home)
+        meta["pretraining"][f"{split.target.dataset} ({pretraining.name})"] = info
+        table, about = feature_table(pretraining.name, encoder.transform, split, work_dir, f"-{info['max_epochs']}ep")
+        meta["featurisation"][f"{split.target.dataset}/{pretraining.name}"] = about
+        features[pretraining.name] = standardise(table, split.train)
+    return features
+
+
+def _processor() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _hardware() -> dict:
+    return {"machine": platform.machine(), "processor": _processor(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else None}
+
+
+def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str | None = None,
+              data_home: str | None = None, parts: tuple[str, ...] = ("representation", "transfer", "investigation"),
+              verbose: bool = False, command: str | None = None) -> Path:
+    """Run (or resume) the study and write its report; returns the CSV path.
+
+    ``parts``: "representation" (scikit-learn models on every feature set),
+    "transfer" (fine-tuning) and "investigation" (pretraining variants on
+    ``budget.investigate``), in that order; each runs for every target before
+    the next starts, so the cheaper comparisons are complete first.
+    """
+    from .report import write_report
+
+    log = print if verbose else (lambda *args, **kwargs: None)
+    results_dir, work_dir = Path(results_dir), Path(work_dir)
+    ledger = Ledger(results_dir / "label_masking.csv")
+    meta_path = results_dir / "label_masking.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"runs": []}
+    meta.setdefault("pretraining", {})
+    meta.setdefault("featurisation", {})
+    meta["budget"] = {k: v for k, v in vars(budget).items() if k != "targets"}
+    meta["hardware"] = _hardware()
+    run = {"command": command or " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": 0}
+    meta["runs"].append(run)
+    start = time.perf_counter()
+
+    def save() -> None:
+        run["wall_s"] = round(time.perf_counter() - start)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps(meta, indent=1, default=str))
+
+    try:
+        if "representation" in parts:
+            for target in budget.targets:
+                log(f"{target.name}: representation learning")
+                split = load_split(target, budget, data_home)
+                features = _representations(split, budget, work_dir, cache_dir, verbose, meta, log)
+                save()
+                run_representation(split, features, budget, ledger, log)
+                save()
+        if "transfer" in parts:
+            splits = [load_split(target, budget, data_home) for target in budget.targets]
+            encoders = []
+            for split in splits:
+                dim, meta["pretraining"][split.target.dataset] = pretrained_encoder(
+                    split, budget, work_dir, cache_dir, verbose)
+                encoders.append(dim)
+            for n_labels in budget.label_counts:  # every target at a size before the next, larger size
+                for split, dim in zip(splits, encoders):
+                    run_transfer(split, dim, budget, ledger, cache_dir, log, sizes=[n_labels])
+                    save()
+        if "investigation" in parts:
+            for target in budget.targets:
+                if target.name in budget.investigate:
+                    log(f"{target.name}: pretraining variants")
+                    split = load_split(target, budget, data_home)
+                    variants = _variants(split, budget, work_dir, cache_dir, data_home, verbose, meta)
+                    save()
+                    run_representation(split, variants, budget, ledger, log)
+                    save()
+    finally:
+        save()
+        write_report(ledger.path, meta, results_dir)
+    return ledger.path

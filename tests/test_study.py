@@ -1,0 +1,132 @@
+"""The label-masking study: protocol, resumable ledger, quick run end to end, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from dim_sklearn.cli import main as cli_main
+from dim_sklearn.study import FULL, QUICK, main
+from dim_sklearn.study.features import HAND_CRAFTED, UNIONS, VARIANTS
+from dim_sklearn.study.protocol import get_target, label_subset, load_split
+from dim_sklearn.study.runner import COLUMNS, Ledger, standardise
+
+
+def test_splits_follow_the_protocol(data_home):
+    flla = load_split(get_target("flla/formation_energy_per_atom"), FULL, data_home)
+    train, test = train_test_split(np.arange(len(flla.structures)), test_size=0.2, random_state=0)
+    np.testing.assert_array_equal(flla.train, train)
+    np.testing.assert_array_equal(flla.test, test)
+    phonons = load_split(get_target("matbench_phonons/last phdos peak"), FULL, data_home)  # Matbench fold 0
+    assert (len(phonons.train), len(phonons.test)) == (1012, 253)
+    assert not set(phonons.train) & set(phonons.test)
+    assert set(phonons.rows) == set(range(1265))
+
+
+def test_label_subsets_are_reproducible_and_inside_the_training_split():
+    train = np.arange(100, 600)
+    a, b = label_subset(train, 50, 3), label_subset(train, 50, 3)
+    np.testing.assert_array_equal(a, b)
+    assert len(set(a)) == 50 and set(a) <= set(train)
+    assert not np.array_equal(a, label_subset(train, 50, 4))
+
+
+def test_standardise_uses_training_rows_and_survives_missing_and_constant_columns():
+    table = np.array([[1.0, 5.0, np.nan], [3.0, 5.0, 2.0], [np.nan, 5.0, 4.0], [100.0, 7.0, 6.0]])
+    scaled = standardise(table, np.array([0, 1, 2]))
+    np.testing.assert_allclose(scaled[:2, 0], [-1, 1])
+    assert scaled[2, 0] == 0 and scaled[0, 2] == 0  # missing -> the training mean
+    assert (scaled[:, 1] == 0).all()  # constant over the training rows
+    assert scaled[3, 0] == pytest.approx(98.0)  # test rows use the training statistics
+    assert np.isfinite(scaled).all()
+
+
+def test_ledger_appends_and_knows_what_is_done(tmp_path):
+    ledger = Ledger(tmp_path / "runs.csv")
+    row = dict(zip(COLUMNS, ("flla", "t", 50, 0, "DIM", "RF", 0.1, 1.0, "")))
+    assert not ledger.has(**row)
+    ledger.append([row])
+    again = Ledger(tmp_path / "runs.csv")
+    assert again.has(**row) and not again.has(**{**row, "seed": 1})
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, data_home):
+    results = tmp_path_factory.mktemp("study")
+    argv = ["--quick", "--results-dir", str(results), "--work-dir", str(results / "work"), "--quiet",
+            "--data-home", str(data_home)]
+    assert main(argv) == 0
+    return results, argv
+
+
+def test_quick_study_records_every_fit(quick_run):
+    results, _ = quick_run
+    frame = pd.read_csv(results / "label_masking.csv")
+    assert tuple(frame.columns) == COLUMNS
+    n_features = 2 + len(HAND_CRAFTED) + len(UNIONS)  # DIM, untrained, the four matminer sets, the unions
+    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 2  # + the variants
+    expected = len(QUICK.label_counts) * per_size
+    assert len(frame) == expected
+    assert not frame.duplicated(["dataset", "target", "n_labels", "seed", "features", "model"]).any()
+    assert np.isfinite(frame.mae).all() and (frame.mae > 0).all()
+    assert set(frame.model) == {"mean", "RF", "MLP", "Linear", "fine-tuned"}
+    tuned = frame[frame.model == "fine-tuned"]
+    assert set(tuned.features) == {"DIM", "untrained"} and (tuned.epochs <= QUICK.finetune_max_epochs).all()
+    meta = json.loads((results / "label_masking.json").read_text())
+    assert meta["pretraining"]["matbench_phonons"]["n_train"] == QUICK.train_limit  # training structures only
+    wide = meta["pretraining"]["matbench_phonons (DIM, all data sets)"]["corpus"]
+    assert wide["train"] == QUICK.train_limit and "matbench_phonons" not in wide
+    assert set(frame.features) >= {v.name for v in VARIANTS}
+
+
+def test_quick_study_writes_the_page_and_plots(quick_run):
+    results, _ = quick_run
+    page = (results / "label_masking.md").read_text()
+    assert "## matbench_phonons: last phdos peak (cm^-1)" in page
+    assert "| labels | DIM | untrained encoder | best hand-crafted |" in page
+    assert "| labels | from scratch | from DIM |" in page
+    assert "## How this was run" in page and "--quick" in page
+    assert "## Composition features beside DIM vectors" in page and "## Investigation" in page
+    assert (results / "label_masking_magpie_unions.png").is_file()
+    png = results / "label_masking_matbench_phonons_last_phdos_peak.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"]({png.name})" in page
+
+
+def test_interrupted_study_resumes_with_the_same_results(quick_run):
+    results, argv = quick_run
+    path = results / "label_masking.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keep, lost = rows[:-12], rows[-12:]  # the last fine-tuning runs and some scikit-learn fits
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(keep)
+    assert main(argv) == 0
+    frame = pd.read_csv(path)
+    assert len(frame) == len(rows)
+    key = ["n_labels", "seed", "features", "model"]
+    redone = frame.iloc[len(keep):].set_index(key).mae.sort_index()
+    before = pd.DataFrame(lost).astype({"n_labels": int, "seed": int, "mae": float}).set_index(key).mae.sort_index()
+    np.testing.assert_allclose(redone.to_numpy(), before.to_numpy(), rtol=1e-5)
+    assert main(argv) == 0  # nothing left to run: no new rows
+    assert len(pd.read_csv(path)) == len(rows)
+
+
+def test_report_only_from_the_cli(quick_run, capsys):
+    results, _ = quick_run
+    (results / "label_masking.md").unlink()
+    assert cli_main(["study", "--report-only", "--results-dir", str(results)]) == 0
+    assert (results / "label_masking.md").is_file()
+    assert str(results / "label_masking.md") in capsys.readouterr().out
+
+
+def test_unknown_target_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="unknown target"):
+        main(["--targets", "flla/nonsense", "--results-dir", str(tmp_path)])
