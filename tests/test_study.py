@@ -122,9 +122,19 @@ def test_interrupted_study_resumes_with_the_same_results(quick_run):
 def test_report_only_from_the_cli(quick_run, capsys):
     results, _ = quick_run
     (results / "label_masking.md").unlink()
+    (results / "label_masking_discussion.md").write_text("What the numbers say, by hand.")
     assert cli_main(["study", "--report-only", "--results-dir", str(results)]) == 0
-    assert (results / "label_masking.md").is_file()
+    page = (results / "label_masking.md").read_text()
+    assert "## Discussion\n\nWhat the numbers say, by hand." in page
     assert str(results / "label_masking.md") in capsys.readouterr().out
+
+
+def test_quick_results_never_land_in_the_study_folder(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("dim_sklearn.study.cli.run_study", lambda *args, **kwargs: calls.append(args) or "x")
+    main(["--quick", "--work-dir", str(tmp_path)], default_results=str(tmp_path / "docs"))
+    main(["--work-dir", str(tmp_path)], default_results=str(tmp_path / "docs"))
+    assert calls[0][1] == tmp_path / "results" and calls[1][1] == tmp_path / "docs"
 
 
 def test_unknown_target_is_refused(tmp_path):

@@ -23,10 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/
     parser.add_argument("--quick", action="store_true",
                         help="one target, two sizes, two seeds, tiny budgets (checks the machinery)")
     parser.add_argument("--targets", default=None, help=f"comma-separated subset of: {names}")
+    parser.add_argument("--labels", default=None, help="comma-separated label counts (default 50,100,250,1000)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help="representation (scikit-learn models), transfer (fine-tuning), investigation "
                              "(pretraining variants); comma-separated")
-    parser.add_argument("--results-dir", default=default_results, help="CSV, JSON, markdown and plots")
+    parser.add_argument("--results-dir", default=None,
+                        help=f"CSV, JSON, markdown and plots (default {default_results}; with --quick "
+                             "<work-dir>/results, so a quick run never mixes into the study's results)")
+    parser.set_defaults(default_results=default_results)
     parser.add_argument("--work-dir", default=None, help="encoders and feature caches "
                         "(default ~/.cache/dim-sklearn/label-masking[-quick])")
     parser.add_argument("--cache-dir", default=None, help="point-set cache (default: <work-dir>/point-sets)")
@@ -36,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    results = Path(args.results_dir)
+    work = Path(args.work_dir) if args.work_dir else DEFAULT_WORK / ("label-masking-quick" if args.quick
+                                                                     else "label-masking")
+    results = Path(args.results_dir or (work / "results" if args.quick else args.default_results))
     if args.report_only:
         meta_path = results / "label_masking.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -50,8 +56,8 @@ def run(args: argparse.Namespace, command: str) -> int:
         except ValueError as error:
             raise SystemExit(str(error)) from None
         budget = dataclasses.replace(budget, targets=targets)
-    work = Path(args.work_dir) if args.work_dir else DEFAULT_WORK / ("label-masking-quick" if args.quick
-                                                                     else "label-masking")
+    if args.labels:
+        budget = dataclasses.replace(budget, label_counts=tuple(int(n) for n in args.labels.split(",")))
     parts = tuple(args.parts.split(","))
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")

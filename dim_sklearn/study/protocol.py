@@ -71,7 +71,7 @@ class Budget:
     finetune_max_epochs: int = 300
     finetune_patience: int = 20
     n_estimators: int = 100
-    mlp_max_iter: int = 1000
+    mlp_max_iter: int = 200
     train_limit: int | None = None
     test_limit: int | None = None
     ofm_datasets: tuple[str, ...] = ("matbench_phonons",)
@@ -91,7 +91,7 @@ QUICK = Budget(
     label_counts=(10, 20), subsets=2, seeds=2, pretrain_epochs=1, pretrain_patience=1,
     finetune_samples=40, finetune_max_epochs=2, finetune_patience=2, n_estimators=10, mlp_max_iter=50,
     train_limit=60, test_limit=30, targets=(get_target("matbench_phonons/last phdos peak"),),
-    investigate=("matbench_phonons/last phdos peak",), corpus_sets=("mp_cs419", "perov5"),
+    investigate=("matbench_phonons/last phdos peak",), corpus_sets=("dielectric_constant", "piezoelectric_tensor"),
 )
 """One target, two sizes, two seeds, tiny budgets: checks the machinery (CI)."""
 

@@ -164,18 +164,54 @@ def _plot(summary: pd.DataFrame, mean_predictor: pd.Series, title: str, unit: st
     plt.close(fig)
 
 
+def _subset_change(frame: pd.DataFrame, model: str, a: str, b: str) -> pd.DataFrame:
+    """Per label count: mean and std over label subsets of the relative change of a vs b (%), a's wins, runs."""
+    pivot = frame[frame.model == model].pivot_table(index=["n_labels", "seed"], columns="features", values="mae")
+    if a not in pivot or b not in pivot:
+        return pd.DataFrame(columns=["mean", "std", "wins", "runs"])
+    pairs = pivot[[a, b]].dropna()
+    change = (100 * (pairs[a] / pairs[b] - 1)).groupby(level="n_labels")
+    return pd.DataFrame({"mean": change.mean(), "std": change.std(), "runs": change.size(),
+                         "wins": (pairs[a] < pairs[b]).groupby(level="n_labels").sum()})
+
+
+def _change_cell(changes: pd.DataFrame, n: int) -> str:
+    if n not in changes.index:
+        return ""
+    row = changes.loc[n]
+    return f"{row['mean']:+.1f}% ± {row['std']:.1f} ({row['wins']:.0f}/{row['runs']:.0f})"
+
+
 def _union_rows(group: pd.DataFrame, model: str) -> list[str]:
     """Per label count: Magpie and its unions under one model, and the per-subset change from adding DIM."""
-    pivot = group[group.model == model].pivot_table(index=["n_labels", "seed"], columns="features", values="mae")
-    if not set(UNION_FEATURES) <= set(pivot.columns):
-        return []
+    stats = group[group.model == model].groupby(["n_labels", "features"]).mae.agg(["mean", "std"])
+    changes = _subset_change(group, model, "Magpie + DIM", "Magpie")
     lines = []
-    for n, runs in pivot[list(UNION_FEATURES)].dropna().groupby(level="n_labels"):
-        change = 100 * (runs["Magpie + DIM"] / runs["Magpie"] - 1)
-        cells = " | ".join(_fmt(runs[name].mean(), runs[name].std()) for name in UNION_FEATURES)
-        lines.append(f"| {model} | {n} | {cells} | {change.mean():+.1f}% ± {change.std():.1f} | "
-                     f"{int((runs['Magpie + DIM'] < runs['Magpie']).sum())}/{len(runs)} |")
+    for n in changes.index:
+        cells = " | ".join(_fmt(*stats.loc[(n, name)]) if (n, name) in stats.index else "" for name in UNION_FEATURES)
+        lines.append(f"| {model} | {n} | {cells} | {_change_cell(changes, n)} |")
     return lines
+
+
+def _summary_table(frame: pd.DataFrame) -> list[str]:
+    """One row per target and label count: what DIM changes, against each comparison."""
+    lines = ["| target | labels | RF: DIM vs untrained (wins) | RF: DIM vs best hand-crafted | "
+             "fine-tuning: DIM vs scratch (wins) | RF: Magpie + DIM vs Magpie, per subset (wins) |",
+             "|---|---|---|---|---|---|"]
+    for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
+        rf, tuned = _paired(group, "RF", "DIM", "untrained"), _paired(group, "fine-tuned", "DIM", "untrained")
+        best, union = _best_hand_crafted(group), _subset_change(group, "RF", "Magpie + DIM", "Magpie")
+        for n in sorted(group.n_labels.unique()):
+            cells = []
+            for paired in (rf, tuned):
+                cells.append(f"{paired.loc[n, 'change %']:+.1f}% ({paired.loc[n, 'wins']:.0f}/"
+                             f"{paired.loc[n, 'runs']:.0f})" if n in paired.index else "not run yet")
+            hand = best.get(n)
+            vs_hand = (f"{_paired(group, 'RF', 'DIM', hand).loc[n, 'change %']:+.1f}% ({hand})"
+                       if hand is not None else "")
+            lines.append(f"| {dataset} {target} | {n} | {cells[0]} | {vs_hand} | {cells[1]} | "
+                         f"{_change_cell(union, n)} |")
+    return [*lines, ""]
 
 
 def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path) -> list[str]:
@@ -184,13 +220,13 @@ def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path
               if set(UNION_FEATURES) <= set(group.features)]
     if not groups:
         return []
-    header = ["| model | labels | " + " | ".join(UNION_FEATURES) + " | adding DIM to Magpie (per subset) | "
-              "DIM helps |", "|---|---|" + "---|" * (len(UNION_FEATURES) + 2)]
+    header = ["| model | labels | " + " | ".join(UNION_FEATURES) + " | adding DIM to Magpie, per subset (DIM helps) |",
+              "|---|---|" + "---|" * (len(UNION_FEATURES) + 1)]
     lines = ["## Composition features beside DIM vectors", "",
              "A matminer user keeps the composition features and adds a structure representation beside them "
              "(`FeatureUnion`). Test MAE of Magpie alone and of Magpie beside DIM, the untrained encoder and "
              "SineCoulombMatrix; the change from adding DIM is the mean ± std over label subsets of the "
-             "per-subset relative change (negative = DIM vectors help); \"DIM helps\" counts subsets where "
+             "per-subset relative change (negative = DIM vectors help), with in brackets the subsets where "
              "Magpie + DIM beats Magpie.", "", "![Magpie vs Magpie + DIM](label_masking_magpie_unions.png)", ""]
     plt = _pyplot()
     columns = min(3, len(groups))
@@ -298,7 +334,8 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
              "Protocol: for each target, Deep InfoMax pretrains the compact Site-Net encoder on the training "
              "structures of the split (labels unused). Then, for each number of labels, random labelled subsets "
              "of the training split (the same subsets for every method) train RandomForest (100 trees), "
-             "MLPRegressor (one hidden layer of 64, standardised target) and LinearRegression on features "
+             "MLPRegressor (one hidden layer of 64, standardised target, at most 200 iterations: the defaults) and "
+             "LinearRegression on features "
              "standardised by their mean and std over all training structures (no labels needed; failed rows "
              "take the mean): DIM, the "
              "untrained encoder (same architecture, random weights), and matminer's Magpie ElementProperty of the "
@@ -314,21 +351,7 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
     lines += ["## Summary: change in test MAE from DIM pretraining", "",
               "RF on DIM features vs the untrained encoder and vs the best hand-crafted features; fine-tuning "
               "from DIM vs from scratch. Negative = DIM better.", ""]
-    summary_rows = []
-    for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
-        rf, tuned, best = (_paired(group, "RF", "DIM", "untrained"), _paired(group, "fine-tuned", "DIM", "untrained"),
-                           _best_hand_crafted(group))
-        for n in sorted(group.n_labels.unique()):
-            hand = best.get(n)
-            vs_hand = _paired(group, "RF", "DIM", hand).loc[n, "change %"] if hand is not None else np.nan
-            summary_rows.append(
-                f"| {dataset} {target} | {n} | "
-                + (f"{rf.loc[n, 'change %']:+.1f}% ({rf.loc[n, 'wins']}/{rf.loc[n, 'runs']})" if n in rf.index else "")
-                + f" | {vs_hand:+.1f}% ({hand}) | "
-                + (f"{tuned.loc[n, 'change %']:+.1f}% ({tuned.loc[n, 'wins']}/{tuned.loc[n, 'runs']})"
-                   if n in tuned.index else "not run yet") + " |")
-    lines += ["| target | labels | RF: DIM vs untrained (wins) | RF: DIM vs best hand-crafted | "
-              "fine-tuning: DIM vs scratch (wins) |", "|---|---|---|---|---|", *summary_rows, ""]
+    lines += _summary_table(frame)
 
     for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
         slug = slugify(f"{dataset}_{target}")

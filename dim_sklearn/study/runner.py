@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..regressor import SiteNetRegressor
 from .features import HAND_CRAFTED, UNIONS, VARIANTS, feature_table, pretrained_encoder, untrained_encoder
-from .protocol import Budget, Split, label_subset, load_split
+from .protocol import Budget, Split, Target, label_subset, load_split
 
 __all__ = ["Ledger", "sklearn_models", "run_study"]
 
@@ -151,8 +151,8 @@ def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: s
                     f"MAE {mae:.4f} ({len(regressor.history)} epochs, {time.perf_counter() - tic:.0f} s)")
 
 
-def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, verbose: bool,
-                     meta: dict, log: Callable[..., None]) -> dict[str, np.ndarray]:
+def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
+                     verbose: bool, meta: dict, log: Callable[..., None]) -> dict[str, np.ndarray]:
     """Every feature set of the split (DIM pretrained first if needed), cached in ``work_dir``."""
     dim, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose)
     meta["pretraining"][split.target.dataset] = info
@@ -174,7 +174,7 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
 
 
 def _variants(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
-              verbose: bool, meta: dict) -> dict[str, np.ndarray]:
+              verbose: bool, meta: dict, log: Callable[..., None]) -> dict[str, np.ndarray]:
     """Features of the encoders pretrained the other ways (longer, plain negatives, more data)."""
     features = {}
     for pretraining in VARIANTS:
@@ -183,6 +183,7 @@ def _variants(split: Split, budget: Budget, work_dir: Path, cache_dir: str | Non
         table, about = feature_table(pretraining.name, encoder.transform, split, work_dir, f"-{info['max_epochs']}ep")
         meta["featurisation"][f"{split.target.dataset}/{pretraining.name}"] = about
         features[pretraining.name] = standardise(table, split.train)
+        log(f"  {split.target.dataset}: {pretraining.name}, {info['epochs']} epochs (best {info['best_epoch']})")
     return features
 
 
@@ -232,15 +233,18 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
         results_dir.mkdir(parents=True, exist_ok=True)
         meta_path.write_text(json.dumps(meta, indent=1, default=str))
 
+    def scikit_learn(targets: list[Target], representations: Callable[..., dict[str, np.ndarray]]) -> None:
+        for target in targets:
+            log(f"{target.name}: {representations.__doc__.splitlines()[0]}")
+            split = load_split(target, budget, data_home)
+            features = representations(split, budget, work_dir, cache_dir, data_home, verbose, meta, log)
+            save()
+            run_representation(split, features, budget, ledger, log)
+            save()
+
     try:
         if "representation" in parts:
-            for target in budget.targets:
-                log(f"{target.name}: representation learning")
-                split = load_split(target, budget, data_home)
-                features = _representations(split, budget, work_dir, cache_dir, verbose, meta, log)
-                save()
-                run_representation(split, features, budget, ledger, log)
-                save()
+            scikit_learn(list(budget.targets), _representations)
         if "transfer" in parts:
             splits = [load_split(target, budget, data_home) for target in budget.targets]
             encoders = []
@@ -253,14 +257,7 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
                     run_transfer(split, dim, budget, ledger, cache_dir, log, sizes=[n_labels])
                     save()
         if "investigation" in parts:
-            for target in budget.targets:
-                if target.name in budget.investigate:
-                    log(f"{target.name}: pretraining variants")
-                    split = load_split(target, budget, data_home)
-                    variants = _variants(split, budget, work_dir, cache_dir, data_home, verbose, meta)
-                    save()
-                    run_representation(split, variants, budget, ledger, log)
-                    save()
+            scikit_learn([t for t in budget.targets if t.name in budget.investigate], _variants)
     finally:
         save()
         write_report(ledger.path, meta, results_dir)
