@@ -28,7 +28,7 @@ from ..regressor import SiteNetRegressor
 from .features import HAND_CRAFTED, UNIONS, VARIANTS, feature_table, pretrained_encoder, untrained_encoder
 from .protocol import Budget, Split, Target, label_subset, load_split
 
-__all__ = ["Ledger", "sklearn_models", "run_study"]
+__all__ = ["Ledger", "standardise", "sklearn_models", "run_study"]
 
 COLUMNS = ("dataset", "target", "n_labels", "seed", "features", "model", "mae", "seconds", "epochs")
 KEY = COLUMNS[:6]
