@@ -23,6 +23,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, load_dataset
+from dim_sklearn.study.protocol import label_subset
 
 
 def main() -> None:
@@ -53,7 +54,7 @@ def main() -> None:
     for n_labels in (int(n) for n in args.labels.split(",")):
         maes: dict[str, list[float]] = {"scratch": [], "DIM": [], "mean": []}
         for seed in range(args.seeds):
-            subset = np.random.default_rng([seed, n_labels]).choice(train, size=n_labels, replace=False)
+            subset = label_subset(train, n_labels, seed)
             X, target = [structures[i] for i in subset], y[subset]
             maes["mean"].append(float(np.abs(y_test - target.mean()).mean()))
             for name, encoder in (("scratch", None), ("DIM", featurizer)):
