@@ -14,7 +14,7 @@ from dim_sklearn.cli import main as cli_main
 from dim_sklearn.study import FULL, QUICK, main
 from dim_sklearn.study.features import HAND_CRAFTED, UNIONS, VARIANTS
 from dim_sklearn.study.protocol import get_target, label_subset, load_split
-from dim_sklearn.study.runner import COLUMNS, Ledger, standardise
+from dim_sklearn.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
 
 
 def test_splits_follow_the_protocol(data_home):
@@ -53,6 +53,23 @@ def test_ledger_appends_and_knows_what_is_done(tmp_path):
     ledger.append([row])
     again = Ledger(tmp_path / "runs.csv")
     assert again.has(**row) and not again.has(**{**row, "seed": 1})
+
+
+def test_two_processes_sharing_a_results_folder_keep_each_others_records(tmp_path):
+    path = tmp_path / "label_masking.json"
+    first, second = ({"runs": [run], "pretraining": {}, "featurisation": {}} for run in (
+        {"command": "--parts representation", "started": "09:00", "wall_s": 0},
+        {"command": "--parts transfer", "started": "09:01", "wall_s": 0}))
+    _merge_metadata(first, first["runs"][0], path)
+    second["pretraining"]["flla"] = {"epochs": 40}
+    _merge_metadata(second, second["runs"][0], path)
+    first["runs"][-1]["wall_s"], first["featurisation"]["flla"] = 60, {"XRD": 222}
+    _merge_metadata(first, first["runs"][0], path)
+    saved = json.loads(path.read_text())
+    assert [(run["command"], run["wall_s"]) for run in saved["runs"]] == [
+        ("--parts representation", 60), ("--parts transfer", 0)]
+    assert saved["pretraining"] == {"flla": {"epochs": 40}} and saved["featurisation"] == {"flla": {"XRD": 222}}
+    assert [p.name for p in tmp_path.iterdir()] == ["label_masking.json"]
 
 
 @pytest.fixture(scope="module")

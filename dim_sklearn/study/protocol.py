@@ -59,7 +59,8 @@ class Budget:
     (epochs = samples / labels, at most ``finetune_max_epochs``), so every label
     count gets a comparable compute budget; early stopping ends most runs
     sooner. ``investigate`` names the targets on which the pretraining variants
-    are tried; ``corpus_sets`` are the data sets of the widest pretraining corpus.
+    are tried (those where DIM features lost most to the untrained encoder);
+    ``corpus_sets`` are the data sets of the widest pretraining corpus.
     """
 
     label_counts: tuple[int, ...] = (50, 100, 250, 1000)
@@ -76,7 +77,7 @@ class Budget:
     test_limit: int | None = None
     ofm_datasets: tuple[str, ...] = ("matbench_phonons",)
     targets: tuple[Target, ...] = field(default=TARGETS)
-    investigate: tuple[str, ...] = ("mp_cs419/formation_energy_per_atom", "mp_cs419/band_gap")
+    investigate: tuple[str, ...] = ("perov5/heat_all", "matbench_phonons/last phdos peak")
     corpus_sets: tuple[str, ...] = ("flla", "mp_cs419", "perov5", "carbon24", "matbench_phonons",
                                     "dielectric_constant", "elastic_tensor_2015", "piezoelectric_tensor")
 

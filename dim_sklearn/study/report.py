@@ -292,15 +292,18 @@ def _settings(meta: dict, frame: pd.DataFrame) -> list[str]:
     budget, hardware = meta.get("budget", {}), meta.get("hardware", {})
     lines = ["## How this was run", "",
              f"Hardware: {hardware.get('cpus')} CPU cores ({hardware.get('processor')}), "
-             f"GPU: {hardware.get('gpu') or 'none'}; torch {hardware.get('torch')} with "
-             f"{hardware.get('torch_threads')} threads, Python {hardware.get('python')}.", "",
-             "Commands (each resumes from the CSV; wall time of that invocation):", ""]
+             f"GPU: {hardware.get('gpu') or 'none'}; torch {hardware.get('torch')}, Python {hardware.get('python')}. "
+             "Commands below without a thread count used torch's default, one thread per core.", "",
+             "Commands (each resumes from the CSV; wall time of that invocation; two invocations whose times overlap "
+             "shared the cores):", ""]
     lines += [f"- `{run['command']}` started {run['started']}, {run['wall_s'] / 60:.1f} min"
+              + (f", {run['torch_threads']} torch thread(s)" if "torch_threads" in run else "")
               for run in meta.get("runs", [])]
     part = np.where(frame.model == "fine-tuned", "fine-tuning", "scikit-learn models")
     seconds = pd.to_numeric(frame.seconds, errors="coerce").groupby(part).sum()
+    budget = {k: v for k, v in budget.items() if k != "label_counts"}  # each command sets its own sizes
     lines += ["", "Compute inside the recorded fits: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
-              + ".", "", f"Budget: `{budget}`.", "",
+              + ".", "", f"Budget (the label counts are in the commands): `{budget}`.", "",
               "Pretraining (Deep InfoMax on the training structures of the split, no labels; compact encoder, "
               "AdamW lr 1e-4, batches of 1,200 unique sites, 5% held out for the DIM loss, early stopping "
               "on it, the best held-out epoch kept, `random_state=0`):", "",

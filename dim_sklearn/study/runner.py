@@ -203,6 +203,24 @@ def _hardware() -> dict:
             else None}
 
 
+def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
+    """Fold ``meta`` (whose current run is ``run``) into the JSON at ``path`` and back; write it atomically.
+
+    Two study processes may share a results directory (one fitting scikit-learn
+    models, one fine-tuning): each keeps the other's runs and pretraining records.
+    """
+    if path.is_file():
+        disk = json.loads(path.read_text())
+        for section in ("pretraining", "featurisation"):
+            meta[section] = {**disk.get(section, {}), **meta[section]}
+        others = [other for other in disk.get("runs", []) if other["started"] != run["started"]
+                  or other["command"] != run["command"]]
+        meta["runs"] = sorted(others + [run], key=lambda each: each["started"])
+    scratch = path.with_suffix(f".{os.getpid()}.tmp")
+    scratch.write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(scratch, path)
+
+
 def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str | None = None,
               data_home: str | None = None, parts: tuple[str, ...] = ("representation", "transfer", "investigation"),
               verbose: bool = False, command: str | None = None) -> Path:
@@ -224,14 +242,15 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
     meta.setdefault("featurisation", {})
     meta["budget"] = {k: v for k, v in vars(budget).items() if k != "targets"}
     meta["hardware"] = _hardware()
-    run = {"command": command or " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": 0}
+    run = {"command": command or " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": 0,
+           "torch_threads": torch.get_num_threads()}
     meta["runs"].append(run)
     start = time.perf_counter()
 
     def save() -> None:
         run["wall_s"] = round(time.perf_counter() - start)
         results_dir.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps(meta, indent=1, default=str))
+        _merge_metadata(meta, run, meta_path)
 
     def scikit_learn(targets: list[Target], representations: Callable[..., dict[str, np.ndarray]]) -> None:
         for target in targets:
