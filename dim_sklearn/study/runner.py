@@ -198,7 +198,7 @@ def _processor() -> str:
 
 def _hardware() -> dict:
     return {"machine": platform.machine(), "processor": _processor(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpus": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
             else None}
 
