@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-atoms", type=int, default=50)
-    parser.add_argument("--batch-sites", type=int, default=1200)
+    parser.add_argument("--batch-sites", type=int, default=PretrainSettings.batch_sites)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()

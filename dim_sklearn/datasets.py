@@ -66,6 +66,9 @@ _DATASETS = {
                     "Castelli cubic perovskites (CDVAE Perov-5 val + test splits)."),
         DatasetInfo("carbon24", "file", 4062, ("energy_per_atom",),
                     "AIRSS carbon polymorphs at 10 GPa (CDVAE Carbon-24 val + test splits)."),
+        DatasetInfo("mp_crysxpp", "file", 36737, ("formation_energy_per_atom",),
+                    "Materials Project formation energies of 36,737 ordered structures, the CrysXPP set "
+                    "(Das et al. 2022; MIT repository kdmsit/crysxpp, Materials Project data CC BY 4.0)."),
     ]
 }
 

@@ -93,7 +93,8 @@ def load_encoder(path: str | os.PathLike) -> tuple[SiteNetEncoder, dict[str, Any
             f"{FORMAT_VERSION} (written by {config.get('versions', {}).get('dim-sklearn', 'an unknown version')})"
         )
     try:
-        encoder = SiteNetEncoder(EncoderConfig(**config["encoder"]))
+        # Files written before the radial-basis option hold raw-distance encoders.
+        encoder = SiteNetEncoder(EncoderConfig(**{"n_rbf": 0, **config["encoder"]}))
     except (KeyError, TypeError, ValueError) as exc:
         raise IncompatibleModelError(f"{folder / CONFIG} has an unusable encoder section: {exc}") from exc
     try:

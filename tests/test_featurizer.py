@@ -51,7 +51,7 @@ def test_not_fitted_error(structures):
 
 def test_init_only_stores_parameters_and_clone_round_trips(fitted):
     params = fitted.get_params()
-    assert params["max_atoms"] == 50 and params["lr"] == 1e-4 and params["random_state"] == 0
+    assert params["max_atoms"] == 50 and params["lr"] == 1e-3 and params["random_state"] == 0
     copy = clone(fitted)
     assert copy.get_params() == params
     assert not hasattr(copy, "encoder_")

@@ -1,6 +1,7 @@
 """Torch modules only: the Site-Net encoders, the Deep InfoMax critics and losses, the regression model."""
 
 from .encoder import (
+    DistanceExpansion,
     EncoderConfig,
     GlobalEncoder,
     LocalEncoder,
@@ -8,6 +9,7 @@ from .encoder import (
     segment_mean,
 )
 from .infomax import (
+    CHANCE,
     DeepInfoMax,
     EnvironmentCritic,
     cyclic_key_index,
@@ -18,7 +20,9 @@ from .regression import SiteNetModel
 from .sitenet import SiteNet, SiteNetConfig
 
 __all__ = [
+    "CHANCE",
     "DeepInfoMax",
+    "DistanceExpansion",
     "EncoderConfig",
     "EnvironmentCritic",
     "GlobalEncoder",

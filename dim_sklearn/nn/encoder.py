@@ -12,6 +12,11 @@ Global encoder: per site local_dim -> width -> global_width, mean over the
 crystal's unique sites, global_width -> width, then a plain Linear to the
 ``global_dim`` crystal vector mu_g, the feature vector handed downstream.
 
+Distances enter either as the raw scalar (``n_rbf=0``, the paper's encoder) or
+expanded on ``n_rbf`` Gaussian radial basis functions with centres evenly spaced
+on [0, ``rbf_cutoff``] Angstrom (the expansion METHOD.md names as a fair
+improvement; SchNet's form ``exp(-(d - c_k)^2 / spacing^2)``).
+
 Both heads also output a log-variance (used by Deep InfoMax's sampling and
 KL term). The first layer of each pair MLP is computed as the sum of a query,
 a key and a distance projection: the same function as a Linear on the
@@ -30,21 +35,66 @@ from torch.nn import functional as F
 
 from .activations import Mish, mish
 
-__all__ = ["EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "RowChunks", "segment_mean", "take_rows"]
+__all__ = ["DistanceExpansion", "EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "RowChunks", "segment_mean", "take_rows"]
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Widths of the compact Site-Net encoder (defaults: the DIM paper's, about 62k parameters)."""
+    """Widths of the compact Site-Net encoder (the DIM paper's, about 63k parameters) and its distance input.
+
+    ``n_rbf=0`` feeds the raw distance, as the paper; the default expands it on
+    16 Gaussians, which let Deep InfoMax learn geometry (docs/deep-infomax.md).
+    """
 
     n_site_features: int = 8
     width: int = 64
     local_dim: int = 32
     global_width: int = 128
     global_dim: int = 64
+    n_rbf: int = 16
+    rbf_cutoff: float = 8.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_site_features", "width", "local_dim", "global_width", "global_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.n_rbf) < 0 or self.n_rbf == 1:
+            raise ValueError(f"n_rbf must be 0 (raw distances) or >= 2, got {self.n_rbf}")
+        if not self.rbf_cutoff > 0:
+            raise ValueError(f"rbf_cutoff must be > 0, got {self.rbf_cutoff}")
+
+    @property
+    def n_distance_features(self) -> int:
+        """Width of a distance as the networks see it: 1 (raw) or ``n_rbf``."""
+        return self.n_rbf or 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class DistanceExpansion(nn.Module):
+    """A distance (any shape) -> its Gaussian radial-basis expansion (shape + (n_rbf,)), or itself as (..., 1).
+
+    Parameters
+    ----------
+    n_rbf : int
+        Number of Gaussians; 0 keeps the raw distance as a single feature.
+    cutoff : float
+        Centre of the last Gaussian (Angstrom); the first is at 0.
+    """
+
+    def __init__(self, n_rbf: int = 0, cutoff: float = 8.0):
+        super().__init__()
+        self.n_rbf = n_rbf
+        centres = torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0)
+        self.register_buffer("centres", centres, persistent=False)
+        self.gamma = (n_rbf - 1) ** 2 / cutoff**2 if n_rbf else 0.0
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        d = distances.unsqueeze(-1)
+        if not self.n_rbf:
+            return d
+        return torch.exp(-self.gamma * (d - self.centres.to(d.dtype)).square())
 
 
 def hidden_layer(n_in: int, n_out: int) -> nn.Sequential:
@@ -109,7 +159,8 @@ class LocalEncoder(nn.Module):
         super().__init__()
         w = config.width
         self.site_embedding = hidden_layer(config.n_site_features, w)
-        self.distance_embedding = hidden_layer(1, w)
+        self.expand_distances = DistanceExpansion(config.n_rbf, config.rbf_cutoff)
+        self.distance_embedding = hidden_layer(config.n_distance_features, w)
         # First layers of the attention and value MLPs on the pair [x_i, x_j, e_ij],
         # each as its query, key and distance parts.
         self.query_attention = nn.Linear(w, w)
@@ -155,7 +206,7 @@ class LocalEncoder(nn.Module):
 
     def project_distances(self, distances: torch.Tensor) -> Pair:
         """Distance parts of the first pair layers: (n_sites, max_keys, width) each."""
-        e = self.distance_embedding(distances.unsqueeze(-1))
+        e = self.distance_embedding(self.expand_distances(distances))
         return self.distance_attention(e), self.distance_value(e)
 
     def attend(

@@ -27,6 +27,13 @@ position modulo its size: always a different crystal for batches of two or more,
 unlike a roll of the concatenated site axis, which needs every crystal to hold
 less than half the batch.
 
+A critic that cannot tell positives from negatives scores T = 0 everywhere and
+each term equals ``CHANCE = 2 ln 2``. The global term's floor is lower but not
+zero when some domain-aware negatives are (nearly) the true environment: a
+scrambled single-element crystal is its own scramble. ``forward`` also returns
+the positive and negative parts of both terms, and each kind of global negative
+separately, so a run shows which discrimination is learnt.
+
 Regularisation: mu and log-variance heads; training samples
 ``mu + eps * exp(logvar / 2)`` and adds ``kl_weight`` times the textbook Gaussian
 KL to N(0, I), ``0.5 * (mu^2 + exp(logvar) - logvar - 1)``, averaged over
@@ -35,6 +42,7 @@ dimensions, sites (or crystals) and the batch.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -42,9 +50,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .activations import Mish, mish
-from .encoder import RowChunks, SiteNetEncoder, segment_mean, take_rows
+from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, segment_mean, take_rows
 
-__all__ = ["DeepInfoMax", "partner_sites", "cyclic_key_index", "gaussian_kl"]
+__all__ = ["CHANCE", "DeepInfoMax", "partner_sites", "cyclic_key_index", "gaussian_kl"]
+
+
+CHANCE = 2 * math.log(2)
+"""Value of a DIM term (positive + mean negative) for a critic that scores every pair 0."""
 
 
 def partner_sites(site_crystal: torch.Tensor, crystal_offsets: torch.Tensor) -> torch.Tensor:
@@ -80,11 +92,15 @@ def _projection(n_in: int, width: int, n_out: int) -> nn.Sequential:
 class EnvironmentCritic(nn.Module):
     """Scores a site vector against each of its keys' (raw site features, distance)."""
 
-    def __init__(self, local_dim: int, n_site_features: int, width: int = 64, dim: int = 128):
+    def __init__(
+        self, local_dim: int, n_site_features: int, width: int = 64, dim: int = 128,
+        expand_distances: nn.Module | None = None,
+    ):
         super().__init__()
         self.site = _projection(local_dim, width, dim)
         self.neighbour_species = nn.Linear(n_site_features, width)
-        self.neighbour_distance = nn.Linear(1, width, bias=False)
+        self.expand_distances = expand_distances or DistanceExpansion()
+        self.neighbour_distance = nn.Linear(self.expand_distances.n_rbf or 1, width, bias=False)
         self.neighbour_out = nn.Linear(width, dim)
 
     def forward(
@@ -96,7 +112,7 @@ class EnvironmentCritic(nn.Module):
         batch; ``key_index`` and ``distances`` give each row's keys.
         """
         query = self.site(local)  # (R, dim)
-        hidden = mish(F.embedding(key_index, species) + self.neighbour_distance(distances.unsqueeze(-1)))
+        hidden = mish(F.embedding(key_index, species) + self.neighbour_distance(self.expand_distances(distances)))
         # <query, W h + b> computed as <W^T query, h> + <query, b>: no (R, K, dim) tensor.
         folded = query @ self.neighbour_out.weight  # (R, width)
         return torch.einsum("rw,rkw->rk", folded, hidden) + (query @ self.neighbour_out.bias).unsqueeze(-1)
@@ -114,6 +130,15 @@ class DeepInfoMax(nn.Module):
     domain_negatives : bool, default=True
         Add the composition-swapped, structure-swapped and scrambled negatives
         to the global objective.
+    local_scrambled : bool, default=True
+        Add a fourth local negative, the site's own environment with its keys
+        shuffled (species no longer match distances), so the local vectors learn
+        which species sits at which distance, the difference the global
+        objective's scrambled negative asks about (not in the paper).
+    batch_negatives : bool, default=True
+        Score every site against every other crystal of the batch (the mean of
+        those terms replaces the single crystal half a batch away): many
+        negatives per step, as in Hjelm et al.'s global DIM (not in the paper).
     chunk_rows : int, default=256
         Pair-level work is done this many query sites at a time (cache-sized
         temporaries); the losses do not depend on it.
@@ -126,16 +151,23 @@ class DeepInfoMax(nn.Module):
         critic_dim: int = 128,
         kl_weight: float = 0.1,
         domain_negatives: bool = True,
+        local_scrambled: bool = True,
+        batch_negatives: bool = True,
         chunk_rows: int = 256,
     ):
         super().__init__()
         config = encoder.config
         self.encoder = encoder
-        self.local_critic = EnvironmentCritic(config.local_dim, config.n_site_features, critic_width, critic_dim)
+        self.local_critic = EnvironmentCritic(
+            config.local_dim, config.n_site_features, critic_width, critic_dim,
+            DistanceExpansion(config.n_rbf, config.rbf_cutoff),
+        )
         self.global_critic_crystal = _projection(config.global_dim, critic_width, critic_dim)
         self.global_critic_site = _projection(config.local_dim, critic_width, critic_dim)
         self.kl_weight = kl_weight
         self.domain_negatives = domain_negatives
+        self.local_scrambled = local_scrambled
+        self.batch_negatives = batch_negatives
         self.chunk_rows = chunk_rows
 
     def local_parameters(self) -> list[nn.Parameter]:
@@ -150,7 +182,9 @@ class DeepInfoMax(nn.Module):
             *self.global_critic_site.parameters(),
         ]
 
-    def _local_terms(self, z, species, cyclic, partner, rows, dist, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def _local_terms(
+        self, z, species, cyclic, partner, rows, dist, mask, scrambled=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive and mean negative local terms of the sites ``rows`` (indices), per site."""
         own_keys, partner_keys = cyclic[rows], cyclic[partner]
         own_dist, partner_dist = dist[rows], dist[partner]
@@ -163,12 +197,14 @@ class DeepInfoMax(nn.Module):
             return (weights * F.softplus(sign * scores)).sum(-1)
 
         positive = term(own_keys, own_dist, own_mask, -1.0)
-        negative = (
-            term(partner_keys, partner_dist, partner_mask, 1.0)  # all fake
-            + term(own_keys, partner_dist, partner_mask, 1.0)  # fake distances
-            + term(partner_keys, own_dist, own_mask, 1.0)  # fake composition
-        ) / 3
-        return positive, negative
+        negatives = [
+            term(partner_keys, partner_dist, partner_mask, 1.0),  # all fake
+            term(own_keys, partner_dist, partner_mask, 1.0),  # fake distances
+            term(partner_keys, own_dist, own_mask, 1.0),  # fake composition
+        ]
+        if scrambled is not None:  # own neighbours on own distances, shuffled: species no longer match distances
+            negatives.append(term(scrambled[rows], own_dist, own_mask, 1.0))
+        return positive, torch.stack(negatives).mean(0)
 
     def forward(self, batch, sample: bool = True, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """All loss terms of one batch; ``loss`` is the sum to minimise.
@@ -192,6 +228,12 @@ class DeepInfoMax(nn.Module):
         def per_crystal(per_site: torch.Tensor) -> torch.Tensor:
             return segment_mean(per_site, crystal, n_crystals).mean()
 
+        def scramble() -> torch.Tensor:
+            order = torch.rand(keys.shape, generator=generator, device=keys.device).masked_fill(~mask, 2.0)
+            return keys.gather(1, order.argsort(-1))
+
+        scrambled = scramble() if self.local_scrambled else None
+
         # ---- local objective
         query, key = self.encoder.local.project_sites(sf)
         mu, logvar = self.encoder.local.attend(query, key, keys, dist, mask, chunk_rows=self.chunk_rows)
@@ -200,7 +242,8 @@ class DeepInfoMax(nn.Module):
         species = self.local_critic.neighbour_species(sf)  # (S, width), gathered onto pairs per chunk
         chunks = RowChunks(self.chunk_rows, mask, mask[partner])
         local_terms = [
-            self._local_terms(z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n], mask[:, :n])
+            self._local_terms(z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n], mask[:, :n],
+                              None if scrambled is None else scrambled[:, :n])
             for rows, n in chunks
         ]
         local_positive = chunks.gather([positive for positive, _ in local_terms])
@@ -219,12 +262,18 @@ class DeepInfoMax(nn.Module):
             return (self.global_critic_site(site_vectors) * crystal_vectors).sum(-1)
 
         global_positive = F.softplus(-score(local_vectors))
-        negatives = [F.softplus(score(local_vectors, F.embedding(crystal[partner], crystal_side)))]
+        if self.batch_negatives:
+            # every site against every other crystal of the batch: (S, B) scores, own crystal masked out
+            others = F.softplus(self.global_critic_site(local_vectors) @ crystal_side.T)
+            others = others.masked_fill(F.one_hot(crystal, n_crystals).bool(), 0.0)
+            negatives = {"partner": others.sum(-1) / (n_crystals - 1)}
+        else:
+            negatives = {"partner": F.softplus(score(local_vectors, F.embedding(crystal[partner], crystal_side)))}
         if self.domain_negatives:
             with torch.no_grad():
                 # Fake environments through the current local encoder, reusing the projections above.
-                order = torch.rand(keys.shape, generator=generator, device=keys.device).masked_fill(~mask, 2.0)
-                scrambled = keys.gather(1, order.argsort(-1))
+                if scrambled is None:
+                    scrambled = scramble()
                 true_distances = self.encoder.local.project_distances(dist)
                 attend = partial(self.encoder.local.attend, chunk_rows=self.chunk_rows)
                 fakes = [
@@ -232,8 +281,10 @@ class DeepInfoMax(nn.Module):
                     attend(query, key, cyclic, dist[partner], mask[partner], take_rows(true_distances, partner))[0],
                     attend(query, key, scrambled, dist, mask, true_distances)[0],
                 ]  # composition swapped, structure swapped, scrambled
-            negatives += [F.softplus(score(fake)) for fake in fakes]
-        global_negative = torch.stack(negatives).mean(0)
+            negatives.update(
+                {kind: F.softplus(score(fake)) for kind, fake in zip(("composition", "structure", "scrambled"), fakes)}
+            )
+        global_negative = torch.stack(list(negatives.values())).mean(0)
         global_kl = gaussian_kl(g_mu, g_logvar).mean()
         global_dim = per_crystal(global_positive + global_negative)
 
@@ -247,4 +298,8 @@ class DeepInfoMax(nn.Module):
             "global_dim": global_dim,
             "local_kl": local_kl,
             "global_kl": global_kl,
+            "local_positive": per_crystal(local_positive).detach(),
+            "local_negative": per_crystal(local_negative).detach(),
+            "global_positive": per_crystal(global_positive).detach(),
+            **{f"global_negative_{kind}": per_crystal(value).detach() for kind, value in negatives.items()},
         }

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/
                         help="one target, two sizes, two seeds, tiny budgets (checks the machinery)")
     parser.add_argument("--targets", default=None, help=f"comma-separated subset of: {names}")
     parser.add_argument("--labels", default=None, help="comma-separated label counts (default 50,100,250,1000)")
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help=f"DIM pretraining epochs (default {FULL.pretrain_epochs}; the encoder's name records it)")
+    parser.add_argument("--finetune-samples", type=int, default=None,
+                        help=f"fine-tuning budget in structures seen, epochs = samples / labels "
+                             f"(default {FULL.finetune_samples:,}, at most {FULL.finetune_max_epochs} epochs)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help="representation (scikit-learn models), transfer (fine-tuning), investigation "
                              "(pretraining variants); comma-separated")
@@ -58,6 +63,10 @@ def run(args: argparse.Namespace, command: str) -> int:
         budget = dataclasses.replace(budget, targets=targets)
     if args.labels:
         budget = dataclasses.replace(budget, label_counts=tuple(int(n) for n in args.labels.split(",")))
+    if args.pretrain_epochs:
+        budget = dataclasses.replace(budget, pretrain_epochs=args.pretrain_epochs)
+    if args.finetune_samples:
+        budget = dataclasses.replace(budget, finetune_samples=args.finetune_samples)
     parts = tuple(args.parts.split(","))
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")

@@ -7,6 +7,7 @@ initialisation; the hand-crafted baselines are matminer featurizers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -106,6 +107,11 @@ VARIANTS = (
 )
 """What the investigation tries where DIM loses: longer pretraining, the plain DIM negatives, more data."""
 
+_PRETRAINING_SETTINGS = ("n_rbf", "local_scrambled", "batch_negatives", "kl_weight", "batch_sites", "lr",
+                         "weight_decay", "validation_fraction", "width", "local_dim", "global_width", "global_dim")
+"""Featurizer parameters that change the pretrained encoder beyond epochs and negatives: they name its folder."""
+
+
 def corpus_structures(split: Split, budget: Budget, data_home: str | None = None) -> tuple[list, dict]:
     """The training structures plus the structures of ``budget.corpus_sets`` that match no test structure.
 
@@ -141,7 +147,13 @@ def pretrained_encoder(
     from its checkpoint.
     """
     epochs = pretraining.epochs(budget)
-    name = f"{split.target.dataset}-dim-{epochs}ep-{len(split.train)}"
+    featurizer = DeepInfoMaxFeaturizer(
+        max_epochs=epochs, patience=budget.pretrain_patience, domain_negatives=pretraining.domain_negatives,
+        random_state=0, cache_dir=cache_dir, verbose=verbose, ignore_errors=pretraining.corpus == "all",
+    )
+    settings = {k: v for k, v in featurizer.get_params().items() if k in _PRETRAINING_SETTINGS}
+    tag = hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=4).hexdigest()
+    name = f"{split.target.dataset}-dim-{epochs}ep-{len(split.train)}-{tag}"
     if pretraining != MAIN:
         name += "-" + slugify(pretraining.name.lower())
     folder, info_path = work_dir / "encoders" / name, work_dir / "encoders" / f"{name}.json"
@@ -152,16 +164,12 @@ def pretrained_encoder(
         corpus, counts = corpus_structures(split, budget, data_home)
     else:
         corpus, counts = [split.structures[i] for i in split.train], {"train": len(split.train)}
-    featurizer = DeepInfoMaxFeaturizer(
-        max_epochs=epochs, patience=budget.pretrain_patience, domain_negatives=pretraining.domain_negatives,
-        random_state=0, cache_dir=cache_dir, checkpoint_dir=str(work_dir / "checkpoints" / name), verbose=verbose,
-        ignore_errors=pretraining.corpus == "all",
-    ).fit(corpus)
+    featurizer.set_params(checkpoint_dir=str(work_dir / "checkpoints" / name)).fit(corpus)
     featurizer.save(folder)
     info = {
         "dataset": split.target.dataset, "features": pretraining.name, "description": pretraining.description,
         "n_train": len(corpus), "corpus": counts, "max_epochs": epochs, "patience": budget.pretrain_patience,
-        "domain_negatives": pretraining.domain_negatives,
+        "domain_negatives": pretraining.domain_negatives, "settings": settings,
     }
     info_path.write_text(json.dumps(info, indent=1))
     return featurizer, {**info, **_history_summary(featurizer)}
@@ -169,11 +177,15 @@ def pretrained_encoder(
 
 def _history_summary(featurizer: DeepInfoMaxFeaturizer) -> dict:
     history = featurizer.history_
+    first, best = history[0], history[max(featurizer.best_epoch_, 1) - 1]
+    terms = {f"{when}_{term}": row[f"valid_{term}"] for when, row in (("first", first), ("best", best))
+             for term in ("local_dim", "global_dim", "vector_std") if f"valid_{term}" in row}
     return {
         "epochs": len(history), "best_epoch": featurizer.best_epoch_,
         "seconds": round(sum(row["seconds"] for row in history), 1),
-        "first_loss": history[0].get("valid_loss", history[0]["loss"]),
+        "first_loss": first.get("valid_loss", first["loss"]),
         "best_loss": min(row.get("valid_loss", row["loss"]) for row in history),
+        **terms,
     }
 
 

@@ -107,7 +107,7 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
     y_test = split.y[split.test]
     for n_labels in _label_counts(split, budget):
         start = time.perf_counter()
-        for seed in range(budget.subsets):
+        for seed in range(budget.subsets_for(n_labels)):
             subset = label_subset(split.train, n_labels, seed)
             rows = []
             if not ledger.has(**_row(split, n_labels, seed, "none", "mean")):
@@ -125,7 +125,7 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
                     rows.append(_row(split, n_labels, seed, name, model_name, mae=mae,
                                      seconds=round(time.perf_counter() - tic, 3)))
             ledger.append(rows)
-        log(f"  {split.target.name}: {n_labels} labels x {budget.subsets} subsets, scikit-learn models done "
+        log(f"  {split.target.name}: {n_labels} labels x {budget.subsets_for(n_labels)} subsets, scikit-learn models done "
             f"({time.perf_counter() - start:.0f} s)")
 
 
@@ -158,8 +158,8 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
     meta["pretraining"][split.target.dataset] = info
     untrained = untrained_encoder(split, cache_dir)
     computers = {"DIM": dim.transform, "untrained": untrained.transform}
-    computers.update({name: f for name, f in HAND_CRAFTED.items()
-                      if name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets})
+    computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines
+                      and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)})
     features = {}
     for name, compute in computers.items():
         key = f"-{info['max_epochs']}ep" if name == "DIM" else ""
@@ -169,7 +169,8 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
         log(f"  {split.target.dataset}: {name} features, {about['width']} columns, {about['failed']} failed, "
             f"{about['seconds']:.0f} s")
     # Standardising each block is standardising the union: the scaling is per column.
-    features.update({name: np.hstack([features[a], features[b]]) for name, (a, b) in UNIONS.items()})
+    features.update({name: np.hstack([features[a], features[b]]) for name, (a, b) in UNIONS.items()
+                     if a in features and b in features})
     return features
 
 

@@ -1,0 +1,130 @@
+"""The DIM objective's options and diagnostics, on small hand-built crystals (no data folder needed)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from dim_sklearn import DeepInfoMaxFeaturizer, build_point_sets
+from dim_sklearn.batching import collate_point_sets
+from dim_sklearn.nn import CHANCE, DeepInfoMax, DistanceExpansion, EncoderConfig, SiteNetEncoder
+from dim_sklearn.pretrain import PretrainSettings, pretrain
+
+
+def _crystals() -> list[Structure]:
+    rocksalts = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)]
+    others = [
+        Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
+        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
+        Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
+                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+        Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.tetragonal(4.6, 2.96), ["Ti", "Ti", "O", "O", "O", "O"],
+                  [[0, 0, 0], [.5, .5, .5], [.3, .3, 0], [.7, .7, 0], [.8, .2, .5], [.2, .8, .5]]),
+    ]
+    return rocksalts + others
+
+
+@pytest.fixture(scope="module")
+def point_sets():
+    return build_point_sets(_crystals())
+
+
+def test_radial_basis_peaks_at_its_centres_and_raw_distance_passes_through():
+    expand = DistanceExpansion(n_rbf=9, cutoff=8.0)
+    d = torch.tensor([[0.0, 1.0], [4.0, 8.0]])
+    out = expand(d)
+    assert out.shape == (2, 2, 9)
+    assert torch.equal(out.argmax(-1), torch.tensor([[0, 1], [4, 8]]))
+    torch.testing.assert_close(out.amax(-1), torch.ones(2, 2))
+    assert torch.equal(DistanceExpansion(0)(d), d.unsqueeze(-1))
+    with pytest.raises(ValueError, match="n_rbf"):
+        EncoderConfig(n_rbf=1)
+
+
+def test_encoder_with_radial_basis_gives_finite_vectors(point_sets):
+    torch.manual_seed(0)
+    encoder = SiteNetEncoder(EncoderConfig(n_rbf=16))
+    assert sum(p.numel() for p in encoder.parameters()) - sum(p.numel() for p in SiteNetEncoder(EncoderConfig(n_rbf=0)).parameters()) == 15 * 64
+    out = encoder(collate_point_sets(point_sets))
+    assert out.shape == (len(point_sets), 64) and torch.isfinite(out).all()
+
+
+def test_critics_that_score_zero_give_exactly_the_chance_value(point_sets):
+    """The reference point of every reported DIM term: scores of 0 everywhere give 2 ln 2 for each term."""
+    torch.manual_seed(0)
+    model = DeepInfoMax(SiteNetEncoder(EncoderConfig(n_rbf=8)), local_scrambled=True, batch_negatives=True)
+    with torch.no_grad():
+        for layer in (model.local_critic.site[-1], model.global_critic_crystal[-1]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    out = model(collate_point_sets(point_sets), sample=False)
+    assert out["local_dim"].item() == pytest.approx(CHANCE, abs=1e-5)
+    assert out["global_dim"].item() == pytest.approx(CHANCE, abs=1e-5)
+    parts = [k for k in out if k.startswith("global_negative_")]
+    assert sorted(parts) == [f"global_negative_{k}" for k in ("composition", "partner", "scrambled", "structure")]
+    for name in ("local_positive", "local_negative", "global_positive", *parts):
+        assert out[name].item() == pytest.approx(np.log(2), abs=1e-5), name
+
+
+def test_batch_negatives_with_two_crystals_equal_the_partner_negative(point_sets):
+    """With two crystals the only other crystal is the partner: both forms give the same losses."""
+    batch = collate_point_sets(point_sets[3:5])
+    losses = []
+    for batch_negatives in (False, True):
+        torch.manual_seed(0)
+        model = DeepInfoMax(SiteNetEncoder(), batch_negatives=batch_negatives)
+        losses.append(model(batch, generator=torch.Generator().manual_seed(1)))
+    for name in losses[0]:
+        torch.testing.assert_close(losses[0][name], losses[1][name], msg=name)
+
+
+@pytest.mark.parametrize("options", [dict(local_scrambled=True), dict(batch_negatives=True)])
+def test_objective_options_train_both_encoders(point_sets, options):
+    torch.manual_seed(0)
+    model = DeepInfoMax(SiteNetEncoder(EncoderConfig(n_rbf=8)), **options)
+    out = model(collate_point_sets(point_sets), generator=torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert all(torch.isfinite(v) for v in out.values())
+    for part in (model.encoder.local, model.encoder.global_):
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in part.parameters())
+
+
+def test_history_reports_the_terms_their_parts_and_the_vector_spread(point_sets):
+    torch.manual_seed(0)
+    model = DeepInfoMax(SiteNetEncoder())
+    history, _ = pretrain(model, point_sets * 3, PretrainSettings(max_epochs=2, batch_sites=40,
+                                                                  validation_fraction=0.25), random_state=0)
+    for row in history:
+        for name in ("local_dim", "global_dim", "local_kl", "global_kl", "global_positive",
+                     "global_negative_scrambled", "local_negative"):
+            assert np.isfinite(row[name]) and np.isfinite(row[f"valid_{name}"]), name
+        assert row["valid_vector_std"] > 0
+
+
+def test_featurizer_objective_options_round_trip(tmp_path):
+    structures = _crystals()
+    feat = DeepInfoMaxFeaturizer(n_rbf=8, local_scrambled=True, batch_negatives=True, max_epochs=1,
+                                 batch_sites=40, random_state=0).fit(structures * 2)
+    feat.save(tmp_path / "enc")
+    loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
+    assert loaded.get_params() == feat.get_params()
+    np.testing.assert_array_equal(loaded.transform(structures), feat.transform(structures))
+
+
+def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
+    """A folder from before ``n_rbf`` existed (no such key anywhere) loads as the raw-distance encoder."""
+    structures = _crystals()
+    feat = DeepInfoMaxFeaturizer(n_rbf=0, max_epochs=0, random_state=0).fit(structures)
+    feat.save(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    for section in ("encoder", "params"):
+        for key in ("n_rbf", "rbf_cutoff", "local_scrambled", "batch_negatives"):
+            config[section].pop(key, None)
+    config_path.write_text(json.dumps(config))
+    loaded = DeepInfoMaxFeaturizer.load(tmp_path / "old")
+    assert loaded.n_rbf == 0 and loaded.encoder_.config.n_rbf == 0
+    np.testing.assert_array_equal(loaded.transform(structures), feat.transform(structures))
