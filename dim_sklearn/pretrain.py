@@ -62,10 +62,19 @@ def _seed(*parts: int) -> int:
 
 
 def _pair_up(batches: list[list[int]]) -> list[list[int]]:
-    """Merge a trailing single-crystal batch into the one before (DIM needs two crystals)."""
-    if len(batches) > 1 and len(batches[-1]) < 2:
-        batches = [*batches[:-2], batches[-2] + batches[-1]]
-    return batches
+    """Merge every single-crystal batch into a neighbour (DIM needs two crystals per batch).
+
+    A crystal larger than half the site budget can be alone in its batch; it
+    then joins the batch before it (or, first in the pass, the one after), which
+    passes the budget by at most that crystal's sites.
+    """
+    merged: list[list[int]] = []
+    for batch in batches:
+        if merged and (len(batch) < 2 or len(merged[-1]) < 2):
+            merged[-1] = merged[-1] + batch
+        else:
+            merged.append(list(batch))
+    return merged
 
 
 def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: PretrainSettings) -> str:

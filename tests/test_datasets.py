@@ -14,6 +14,7 @@ DOCUMENTED = {
     "mp_cs419": (3202, ["formation_energy_per_atom", "band_gap", "is_metal", "K_VRH", "G_VRH"]),
     "perov5": (7572, ["heat_all", "heat_ref", "dir_gap", "ind_gap"]),
     "carbon24": (4062, ["energy_per_atom"]),
+    "mp_crysxpp": (36737, ["formation_energy_per_atom", "material_id", "formula"]),  # about 40 s to load
 }
 
 

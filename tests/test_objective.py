@@ -128,3 +128,11 @@ def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "old")
     assert loaded.n_rbf == 0 and loaded.encoder_.config.n_rbf == 0
     np.testing.assert_array_equal(loaded.transform(structures), feat.transform(structures))
+
+
+def test_a_crystal_larger_than_half_the_budget_never_forms_a_batch_alone(point_sets):
+    """Batches of one crystal have no negatives; the 6-site crystal with a 6-site budget joins a neighbour."""
+    torch.manual_seed(0)
+    history, _ = pretrain(DeepInfoMax(SiteNetEncoder()), point_sets * 2,
+                          PretrainSettings(max_epochs=2, batch_sites=6, validation_fraction=0.25), random_state=0)
+    assert len(history) == 2 and np.isfinite(history[-1]["valid_loss"])

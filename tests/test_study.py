@@ -157,3 +157,10 @@ def test_quick_results_never_land_in_the_study_folder(tmp_path, monkeypatch):
 def test_unknown_target_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown target"):
         main(["--targets", "flla/nonsense", "--results-dir", str(tmp_path)])
+
+
+def test_the_large_set_is_a_target_with_magpie_only_and_fewer_subsets_at_ten_thousand_labels():
+    target = get_target("mp_crysxpp/formation_energy_per_atom")
+    assert target.baselines == ("Magpie",) and target.unit == "eV/atom"
+    assert [FULL.subsets_for(n) for n in (50, 1000, 10_000)] == [25, 25, 5]
+    assert get_target("flla/formation_energy_per_atom").baselines[0] == "Magpie"

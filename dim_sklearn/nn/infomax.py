@@ -103,19 +103,36 @@ class EnvironmentCritic(nn.Module):
         self.neighbour_distance = nn.Linear(self.expand_distances.n_rbf or 1, width, bias=False)
         self.neighbour_out = nn.Linear(width, dim)
 
-    def forward(
-        self, local: torch.Tensor, species: torch.Tensor, key_index: torch.Tensor, distances: torch.Tensor
+    def embed_distances(self, distances: torch.Tensor) -> torch.Tensor:
+        """Distance part of the neighbour embedding: (rows, max_keys, width)."""
+        return self.neighbour_distance(self.expand_distances(distances))
+
+    def score(
+        self, query: torch.Tensor, species: torch.Tensor, key_index: torch.Tensor, distance_part: torch.Tensor
     ) -> torch.Tensor:
-        """Scores (rows, max_keys) of site vectors ``local`` (rows, local_dim) against their keys.
+        """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against their keys.
 
         ``species`` is ``neighbour_species(site_features)`` for every site of the
-        batch; ``key_index`` and ``distances`` give each row's keys.
+        batch, ``key_index`` gives each row's keys and ``distance_part`` is
+        :meth:`embed_distances` of their distances; both parts are computed once
+        and shared by the positive and negative environments that reuse them.
         """
-        query = self.site(local)  # (R, dim)
-        hidden = mish(F.embedding(key_index, species) + self.neighbour_distance(self.expand_distances(distances)))
+        hidden = mish(F.embedding(key_index, species) + distance_part)
         # <query, W h + b> computed as <W^T query, h> + <query, b>: no (R, K, dim) tensor.
         folded = query @ self.neighbour_out.weight  # (R, width)
         return torch.einsum("rw,rkw->rk", folded, hidden) + (query @ self.neighbour_out.bias).unsqueeze(-1)
+
+    def forward(
+        self, local: torch.Tensor, species: torch.Tensor, key_index: torch.Tensor, distances: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores (rows, max_keys) of site vectors ``local`` (rows, local_dim) against their keys."""
+        return self.score(self.site(local), species, key_index, self.embed_distances(distances))
+
+
+def _pair_weights(distances: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """``(d + 1)^-2`` over the real keys, normalised per row."""
+    weights = (distances + 1).pow(-2) * key_mask
+    return weights / weights.sum(-1, keepdim=True)
 
 
 class DeepInfoMax(nn.Module):
@@ -187,23 +204,23 @@ class DeepInfoMax(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive and mean negative local terms of the sites ``rows`` (indices), per site."""
         own_keys, partner_keys = cyclic[rows], cyclic[partner]
-        own_dist, partner_dist = dist[rows], dist[partner]
-        own_mask, partner_mask = mask[rows], mask[partner]
+        critic = self.local_critic
+        query = critic.site(z)
+        own = critic.embed_distances(dist[rows]), _pair_weights(dist[rows], mask[rows])
+        other = critic.embed_distances(dist[partner]), _pair_weights(dist[partner], mask[partner])
 
-        def term(key_index, distances, key_mask, sign: float) -> torch.Tensor:
-            scores = self.local_critic(z, species, key_index, distances)
-            weights = (distances + 1).pow(-2) * key_mask
-            weights = weights / weights.sum(-1, keepdim=True)
-            return (weights * F.softplus(sign * scores)).sum(-1)
+        def term(key_index, distances: tuple[torch.Tensor, torch.Tensor], sign: float) -> torch.Tensor:
+            distance_part, weights = distances
+            return (weights * F.softplus(sign * critic.score(query, species, key_index, distance_part))).sum(-1)
 
-        positive = term(own_keys, own_dist, own_mask, -1.0)
+        positive = term(own_keys, own, -1.0)
         negatives = [
-            term(partner_keys, partner_dist, partner_mask, 1.0),  # all fake
-            term(own_keys, partner_dist, partner_mask, 1.0),  # fake distances
-            term(partner_keys, own_dist, own_mask, 1.0),  # fake composition
+            term(partner_keys, other, 1.0),  # all fake
+            term(own_keys, other, 1.0),  # fake distances
+            term(partner_keys, own, 1.0),  # fake composition
         ]
         if scrambled is not None:  # own neighbours on own distances, shuffled: species no longer match distances
-            negatives.append(term(scrambled[rows], own_dist, own_mask, 1.0))
+            negatives.append(term(scrambled[rows], own, 1.0))
         return positive, torch.stack(negatives).mean(0)
 
     def forward(self, batch, sample: bool = True, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
