@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from dim_sklearn.cli import main as cli_main
 from dim_sklearn.study import FULL, QUICK, main
-from dim_sklearn.study.features import HAND_CRAFTED, UNIONS, VARIANTS
+from dim_sklearn.study.features import HAND_CRAFTED, RAW_UNTRAINED, UNIONS, VARIANTS
 from dim_sklearn.study.protocol import get_target, label_subset, load_split
 from dim_sklearn.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
 
@@ -85,7 +85,8 @@ def test_quick_study_records_every_fit(quick_run):
     results, _ = quick_run
     frame = pd.read_csv(results / "label_masking.csv")
     assert tuple(frame.columns) == COLUMNS
-    n_features = 2 + len(HAND_CRAFTED) + len(UNIONS)  # DIM, untrained, the four matminer sets, the unions
+    # DIM, untrained (default radial-basis and paper's raw distances), the four matminer sets, the unions
+    n_features = 3 + len(HAND_CRAFTED) + len(UNIONS)
     per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 2  # + the variants
     expected = len(QUICK.label_counts) * per_size
     assert len(frame) == expected
@@ -98,7 +99,7 @@ def test_quick_study_records_every_fit(quick_run):
     assert meta["pretraining"]["matbench_phonons"]["n_train"] == QUICK.train_limit  # training structures only
     wide = meta["pretraining"]["matbench_phonons (DIM, all data sets)"]["corpus"]
     assert wide["train"] == QUICK.train_limit and "matbench_phonons" not in wide
-    assert set(frame.features) >= {v.name for v in VARIANTS}
+    assert set(frame.features) >= {v.name for v in VARIANTS} | {RAW_UNTRAINED}
 
 
 def test_quick_study_writes_the_page_and_plots(quick_run):

@@ -21,7 +21,7 @@ from ..datasets import load_dataset
 from ..featurizer import DeepInfoMaxFeaturizer
 from .protocol import Budget, Split, slugify
 
-__all__ = ["HAND_CRAFTED", "UNIONS", "MAIN", "VARIANTS", "Pretraining", "corpus_structures", "pretrained_encoder",
+__all__ = ["HAND_CRAFTED", "RAW_UNTRAINED", "UNIONS", "MAIN", "VARIANTS", "Pretraining", "corpus_structures", "pretrained_encoder",
            "untrained_encoder", "feature_table"]
 
 
@@ -65,6 +65,9 @@ HAND_CRAFTED: dict[str, Callable[[list], np.ndarray]] = {
     "OrbitalFieldMatrix": _orbital_field,
 }
 """matminer baselines: name -> function of a list of structures giving (n, d) features (NaN rows on failure)."""
+
+RAW_UNTRAINED = "untrained, raw distances"
+"""The untrained encoder with the paper's raw-distance input, beside the default (radial-basis) one."""
 
 UNIONS: dict[str, tuple[str, str]] = {
     "Magpie + DIM": ("Magpie", "DIM"),
@@ -189,9 +192,12 @@ def _history_summary(featurizer: DeepInfoMaxFeaturizer) -> dict:
     }
 
 
-def untrained_encoder(split: Split, cache_dir: str | None = None) -> DeepInfoMaxFeaturizer:
-    """The same encoder at its random initialisation (``max_epochs=0``, ``random_state=0``)."""
-    return DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir).fit(
+def untrained_encoder(split: Split, cache_dir: str | None = None, **params) -> DeepInfoMaxFeaturizer:
+    """The same encoder at its random initialisation (``max_epochs=0``, ``random_state=0``).
+
+    ``params`` change the architecture, e.g. ``n_rbf=0`` for the paper's raw distances.
+    """
+    return DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir, **params).fit(
         [split.structures[split.train[0]]]
     )
 

@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 
 from ..nn import CHANCE
-from .features import HAND_CRAFTED, UNIONS, VARIANTS
+from .features import HAND_CRAFTED, RAW_UNTRAINED, UNIONS, VARIANTS
 from .protocol import TARGETS, slugify
 
 __all__ = ["write_report", "summarise"]
 
 MODELS = ("RF", "MLP", "Linear", "fine-tuned")
-BASE_FEATURES = ("DIM", "untrained", *HAND_CRAFTED)
+BASE_FEATURES = ("DIM", "untrained", RAW_UNTRAINED, *HAND_CRAFTED)
 UNION_FEATURES = ("Magpie", *UNIONS)
 VARIANT_FEATURES = tuple(v.name for v in VARIANTS)
 FEATURE_ORDER = (*BASE_FEATURES, *UNIONS, *VARIANT_FEATURES)
-STYLE = {"DIM": ("tab:red", "o"), "untrained": ("tab:gray", "s"), "Magpie": ("tab:blue", "^"),
+STYLE = {"DIM": ("tab:red", "o"), "untrained": ("tab:gray", "s"), RAW_UNTRAINED: ("black", "x"), "Magpie": ("tab:blue", "^"),
          "SineCoulombMatrix": ("tab:green", "v"), "XRDPowderPattern": ("tab:purple", "D"),
          "OrbitalFieldMatrix": ("tab:brown", "P"), "Magpie + DIM": ("tab:red", "o"),
          "Magpie + untrained": ("tab:gray", "s"), "Magpie + SineCoulombMatrix": ("tab:green", "v"),

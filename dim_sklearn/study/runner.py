@@ -25,7 +25,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
 from ..regressor import SiteNetRegressor
-from .features import HAND_CRAFTED, UNIONS, VARIANTS, feature_table, pretrained_encoder, untrained_encoder
+from .features import HAND_CRAFTED, RAW_UNTRAINED, UNIONS, VARIANTS, feature_table, pretrained_encoder, untrained_encoder
 from .protocol import Budget, Split, Target, label_subset, load_split
 
 __all__ = ["Ledger", "standardise", "sklearn_models", "run_study"]
@@ -158,6 +158,8 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
     meta["pretraining"][split.target.dataset] = info
     untrained = untrained_encoder(split, cache_dir)
     computers = {"DIM": dim.transform, "untrained": untrained.transform}
+    if untrained.n_rbf:  # the paper's raw-distance encoder too: a random encoder a user could take instead
+        computers[RAW_UNTRAINED] = untrained_encoder(split, cache_dir, n_rbf=0).transform
     computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines
                       and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)})
     features = {}
