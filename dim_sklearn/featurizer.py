@@ -20,8 +20,11 @@ from .io import IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import PointSet, PointSetConfig, StructureError, build_point_sets
 from .pretrain import PretrainSettings, pretrain, resolve_device
+from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
+
+_RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose"})
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
   title = {Site-Net: using global self-attention and real-space supercells to capture long-range
@@ -155,6 +158,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Per-epoch training and held-out losses (see :func:`~dim_sklearn.pretrain.pretrain`).
     best_epoch_ : int
         Epoch whose weights were kept.
+    metadata_ : dict
+        What :meth:`save` was given about the model (for the shipped encoders:
+        corpus, settings, held-out DIM terms); empty after ``fit``.
 
     Examples
     --------
@@ -288,6 +294,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         self.encoder_ = model.encoder.cpu().eval()
         self.history_ = history
         self.best_epoch_ = best_epoch
+        self.metadata_ = {}
         return self
 
     def _embed(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[np.ndarray, list[str | None]]:
@@ -350,13 +357,18 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted encoder to the folder ``path``: safetensors weights and a JSON config."""
+    def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
+        """Write the fitted encoder to the folder ``path``: safetensors weights and a JSON config.
+
+        ``metadata`` (JSON-serialisable: corpus, timings, ...) is stored with it
+        and comes back as ``metadata_`` from :meth:`load`.
+        """
         check_is_fitted(self, "encoder_")
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None
-        save_encoder(path, self.encoder_, {"params": params, "history": self.history_, "best_epoch": self.best_epoch_})
+        save_encoder(path, self.encoder_, {"params": params, "history": self.history_, "best_epoch": self.best_epoch_,
+                                           "metadata": metadata if metadata is not None else getattr(self, "metadata_", {})})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
@@ -375,4 +387,28 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         featurizer.encoder_ = encoder
         featurizer.history_ = config.get("history", [])
         featurizer.best_epoch_ = config.get("best_epoch", 0)
+        featurizer.metadata_ = config.get("metadata") or {}
         return featurizer
+
+    @classmethod
+    def from_pretrained(cls, name: str = DEFAULT_PRETRAINED, **params: Any) -> DeepInfoMaxFeaturizer:
+        """The encoder that ships with the package, fitted: no training, no download.
+
+        Parameters
+        ----------
+        name : str, default="dim-38k"
+            One of :func:`~dim_sklearn.pretrained.list_pretrained`.
+        **params
+            Run-time settings only: ``device``, ``cache_dir``, ``ignore_errors``, ``verbose``.
+
+        Examples
+        --------
+        >>> feat = DeepInfoMaxFeaturizer.from_pretrained()      # doctest: +SKIP
+        >>> X = feat.transform(structures)                      # doctest: +SKIP
+        >>> feat.metadata_["corpus"]["n_structures"]            # doctest: +SKIP
+        """
+        unknown = set(params) - _RUNTIME_PARAMS
+        if unknown:
+            raise ValueError(f"from_pretrained takes run-time settings only ({', '.join(sorted(_RUNTIME_PARAMS))}); "
+                             f"got {', '.join(sorted(unknown))}: fit a new featurizer to change the model")
+        return cls.load(pretrained_path(name)).set_params(**params)

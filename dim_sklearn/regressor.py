@@ -28,6 +28,7 @@ from .pretrain import resolve_device
 __all__ = ["SiteNetRegressor", "CrystalDataset", "collate_labelled"]
 
 PRESETS = ("compact", "sitenet")
+INITS = ("encoder", "auto")
 VALIDATION_SPLIT = ValidSplit(0.05, random_state=0)
 """The default ``train_split``: 5% of the labels, the same draw for the same data."""
 
@@ -119,9 +120,11 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     Parameters
     ----------
-    encoder : DeepInfoMaxFeaturizer, path or None, default=None
-        Fitted featurizer, or folder written by its ``save``, whose encoder is the
-        starting point; None starts from random weights.
+    encoder : "pretrained", DeepInfoMaxFeaturizer, path or None, default=None
+        The starting point: "pretrained" (the encoder that ships with the
+        package, :meth:`DeepInfoMaxFeaturizer.from_pretrained`), a fitted
+        featurizer, or a folder written by its ``save``; None starts from
+        random weights.
     preset : {"compact", "sitenet"}, default="compact"
         "compact": the DIM encoder (about 62k parameters) + head. "sitenet": the
         original, larger supervised Site-Net (about 300k parameters), from
@@ -133,6 +136,13 @@ class SiteNetRegressor(NeuralNetRegressor):
         Oxidation state as a site feature; default: the featurizer's, else False.
     freeze_encoder : bool, default=False
         Train only the head (skorch ``Freezer`` on ``encoder.*``).
+    init : {"encoder", "auto"}, default="encoder"
+        "encoder": start from ``encoder`` (random weights when it is None).
+        "auto": fine-tune twice on the same validation split, from ``encoder``
+        and from the same architecture at random weights, and keep the run with
+        the lower best validation loss, so pretraining never leaves the model
+        worse on held-out labels (twice the fitting time). Needs an encoder and
+        a ``train_split``.
     nonnegative : bool, default=False
         Clamp predictions at zero with an identity gradient (band gaps).
     standardize_target : bool, default=True
@@ -166,6 +176,10 @@ class SiteNetRegressor(NeuralNetRegressor):
         How structures become point sets (from the parameters, else the featurizer).
     target_mean_, target_scale_ : float
         The target standardisation of the last fresh ``fit``.
+    init_ : str
+        With ``init="auto"``: the start that was kept, "encoder" or "scratch".
+    init_valid_losses_ : dict
+        With ``init="auto"``: the best validation loss of each start.
 
     Examples
     --------
@@ -184,6 +198,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         max_atoms: int | None = None,
         oxidation: bool | None = None,
         freeze_encoder: bool = False,
+        init: str = "encoder",
         nonnegative: bool = False,
         standardize_target: bool = True,
         batch_sites: int = 128,
@@ -220,6 +235,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.max_atoms = max_atoms
         self.oxidation = oxidation
         self.freeze_encoder = freeze_encoder
+        self.init = init
         self.nonnegative = nonnegative
         self.standardize_target = standardize_target
         self.batch_sites = batch_sites
@@ -260,10 +276,12 @@ class SiteNetRegressor(NeuralNetRegressor):
             if not hasattr(self.encoder, "encoder_"):
                 raise ValueError("encoder: the DeepInfoMaxFeaturizer is not fitted; call its fit first")
             return self.encoder
+        if isinstance(self.encoder, str) and self.encoder == "pretrained":
+            return DeepInfoMaxFeaturizer.from_pretrained()
         if isinstance(self.encoder, (str, os.PathLike)):
             return DeepInfoMaxFeaturizer.load(self.encoder)
         raise TypeError(
-            f"encoder must be a fitted DeepInfoMaxFeaturizer, a folder saved by one, or None; "
+            f"encoder must be \"pretrained\", a fitted DeepInfoMaxFeaturizer, a folder saved by one, or None; "
             f"got {type(self.encoder).__name__}"
         )
 
@@ -297,7 +315,9 @@ class SiteNetRegressor(NeuralNetRegressor):
                 encoder: nn.Module = SiteNet(SiteNetConfig(n_site_features=n_site_features))
                 head: nn.Module = nn.Linear(encoder.config.output_dim, 1)
             else:
-                if featurizer is not None:
+                if featurizer is not None and getattr(self, "_start", "encoder") == "scratch":
+                    encoder = SiteNetEncoder(featurizer.encoder_.config)
+                elif featurizer is not None:
                     encoder = copy.deepcopy(featurizer.encoder_).cpu()
                 else:
                     encoder = SiteNetEncoder(EncoderConfig(n_site_features=n_site_features))
@@ -370,9 +390,30 @@ class SiteNetRegressor(NeuralNetRegressor):
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> SiteNetRegressor:
         """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1))."""
         y = _as_targets(y)
-        if not (self.warm_start and self.initialized_):
-            self._set_target_scaling(y)
-        return super().fit(X, y, **fit_params)
+        if self.warm_start and self.initialized_:
+            return super().fit(X, y, **fit_params)
+        self._set_target_scaling(y)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.init == "encoder":
+            return super().fit(X, y, **fit_params)
+        if self.encoder is None or self.train_split is None:
+            raise ValueError("init='auto' compares the encoder with random weights on the validation loss: "
+                             "it needs an encoder and a train_split")
+        runs = {}
+        for start in ("encoder", "scratch"):
+            self._start = start
+            try:
+                super().fit(X, y, **fit_params)
+            finally:
+                del self._start
+            best = min(row["valid_loss"] for row in self.history)
+            runs[start] = (best, copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.history_))
+        self.init_ = min(runs, key=lambda start: runs[start][0])
+        self.init_valid_losses_ = {start: run[0] for start, run in runs.items()}
+        self.module_.load_state_dict(runs[self.init_][1])
+        self.history_ = runs[self.init_][2]
+        return self
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
         y = _as_targets(y)

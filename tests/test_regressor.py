@@ -188,3 +188,21 @@ def test_fine_tuned_from_dim_with_100_labels_beats_the_mean_by_a_wide_margin(mp_
     mae = np.abs(reg.predict([structures[i] for i in test]) - y[test]).mean()
     mean_mae = np.abs(y[labelled].mean() - y[test]).mean()
     assert mae < 0.6 * mean_mae, (mae, mean_mae)
+
+
+def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, structures, targets):
+    auto = SiteNetRegressor(encoder=featurizer, init="auto", max_epochs=3, random_state=0).fit(structures, targets)
+    assert set(auto.init_valid_losses_) == {"encoder", "scratch"}
+    assert auto.init_ == min(auto.init_valid_losses_, key=auto.init_valid_losses_.get)
+    assert min(row["valid_loss"] for row in auto.history) == min(auto.init_valid_losses_.values())
+    # the kept model is the plain fit from that start, bit for bit (same seeds, same validation split)
+    plain = {"encoder": SiteNetRegressor(encoder=featurizer, max_epochs=3, random_state=0),
+             "scratch": SiteNetRegressor(max_epochs=3, random_state=0)}
+    for start, reg in plain.items():
+        reg.fit(structures, targets)
+        assert min(row["valid_loss"] for row in reg.history) == pytest.approx(auto.init_valid_losses_[start])
+    np.testing.assert_array_equal(auto.predict(structures), plain[auto.init_].predict(structures))
+    with pytest.raises(ValueError, match="needs an encoder"):
+        SiteNetRegressor(init="auto", max_epochs=1).fit(structures, targets)
+    with pytest.raises(ValueError, match="init must be one of"):
+        SiteNetRegressor(init="best", max_epochs=1).fit(structures, targets)

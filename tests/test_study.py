@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from dim_sklearn.cli import main as cli_main
 from dim_sklearn.study import FULL, QUICK, main
-from dim_sklearn.study.features import HAND_CRAFTED, RAW_UNTRAINED, UNIONS, VARIANTS
+from dim_sklearn.study.features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
 from dim_sklearn.study.protocol import get_target, label_subset, load_split
 from dim_sklearn.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
 
@@ -85,18 +86,21 @@ def test_quick_study_records_every_fit(quick_run):
     results, _ = quick_run
     frame = pd.read_csv(results / "label_masking.csv")
     assert tuple(frame.columns) == COLUMNS
-    # DIM, untrained (default radial-basis and paper's raw distances), the four matminer sets, the unions
-    n_features = 3 + len(HAND_CRAFTED) + len(UNIONS)
-    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 2  # + the variants
+    # DIM, the shipped encoder, untrained (default radial-basis and paper's raw distances), the four matminer
+    # sets, CHGNet where it is installed, the unions
+    foundation = len(FOUNDATION) if importlib.util.find_spec("chgnet") else 0
+    n_features = 4 + len(HAND_CRAFTED) + foundation + len(UNIONS)
+    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 3  # + the variants
     expected = len(QUICK.label_counts) * per_size
     assert len(frame) == expected
     assert not frame.duplicated(["dataset", "target", "n_labels", "seed", "features", "model"]).any()
     assert np.isfinite(frame.mae).all() and (frame.mae > 0).all()
     assert set(frame.model) == {"mean", "RF", "MLP", "Linear", "fine-tuned"}
     tuned = frame[frame.model == "fine-tuned"]
-    assert set(tuned.features) == {"DIM", "untrained"} and (tuned.epochs <= QUICK.finetune_max_epochs).all()
+    assert set(tuned.features) == {"DIM", "untrained", SHIPPED} and (tuned.epochs <= QUICK.finetune_max_epochs).all()
     meta = json.loads((results / "label_masking.json").read_text())
     assert meta["pretraining"]["matbench_phonons"]["n_train"] == QUICK.train_limit  # training structures only
+    assert meta["pretraining"][SHIPPED]["n_train"] > 30_000 and len(meta["pretraining"][SHIPPED]["weights"]) == 8
     wide = meta["pretraining"]["matbench_phonons (DIM, all data sets)"]["corpus"]
     assert wide["train"] == QUICK.train_limit and "matbench_phonons" not in wide
     assert set(frame.features) >= {v.name for v in VARIANTS} | {RAW_UNTRAINED}
@@ -110,6 +114,7 @@ def test_quick_study_writes_the_page_and_plots(quick_run):
     assert "| labels | from scratch | from DIM |" in page
     assert "## How this was run" in page and "--quick" in page
     assert "## Composition features beside DIM vectors" in page and "## Investigation" in page
+    assert "## The shipped encoder" in page and "| matbench_phonons last phdos peak | 10 |" in page
     assert (results / "label_masking_magpie_unions.png").is_file()
     png = results / "label_masking_matbench_phonons_last_phdos_peak.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,17 +8,19 @@ import numpy as np
 import pandas as pd
 
 from ..nn import CHANCE
-from .features import HAND_CRAFTED, RAW_UNTRAINED, UNIONS, VARIANTS
+from .features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
 from .protocol import TARGETS, slugify
 
 __all__ = ["write_report", "summarise"]
 
 MODELS = ("RF", "MLP", "Linear", "fine-tuned")
-BASE_FEATURES = ("DIM", "untrained", RAW_UNTRAINED, *HAND_CRAFTED)
+BASE_FEATURES = ("DIM", SHIPPED, "untrained", RAW_UNTRAINED, *HAND_CRAFTED, *FOUNDATION)
 UNION_FEATURES = ("Magpie", *UNIONS)
 VARIANT_FEATURES = tuple(v.name for v in VARIANTS)
 FEATURE_ORDER = (*BASE_FEATURES, *UNIONS, *VARIANT_FEATURES)
-STYLE = {"DIM": ("tab:red", "o"), "untrained": ("tab:gray", "s"), RAW_UNTRAINED: ("black", "x"), "Magpie": ("tab:blue", "^"),
+STYLE = {"DIM": ("tab:red", "o"), SHIPPED: ("tab:cyan", "*"), "Magpie + DIM shipped": ("tab:cyan", "*"),
+         "CHGNet": ("gold", "h"),
+         "untrained": ("tab:gray", "s"), RAW_UNTRAINED: ("black", "x"), "Magpie": ("tab:blue", "^"),
          "SineCoulombMatrix": ("tab:green", "v"), "XRDPowderPattern": ("tab:purple", "D"),
          "OrbitalFieldMatrix": ("tab:brown", "P"), "Magpie + DIM": ("tab:red", "o"),
          "Magpie + untrained": ("tab:gray", "s"), "Magpie + SineCoulombMatrix": ("tab:green", "v"),
@@ -142,7 +144,8 @@ def _panel(ax, summary: pd.DataFrame, model: str, features: tuple[str, ...], mea
             continue
         color, marker = STYLE[name]
         label = {"untrained": "untrained encoder" if model != "fine-tuned" else "from scratch",
-                 "DIM": "DIM" if model != "fine-tuned" else "from DIM"}.get(name, name)
+                 "DIM": "DIM" if model != "fine-tuned" else "from DIM",
+                 SHIPPED: SHIPPED if model != "fine-tuned" else "from DIM shipped"}.get(name, name)
         ax.errorbar(rows.n_labels, rows["mean"], yerr=rows["std"].fillna(0), color=color, marker=marker,
                     capsize=3, label=label, lw=1.5 if name in ("DIM", "untrained", "Magpie + DIM") else 1)
     if len(mean_predictor):
@@ -226,7 +229,7 @@ def _summary_table(frame: pd.DataFrame) -> list[str]:
 def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path) -> list[str]:
     """Magpie alone vs Magpie beside DIM, the untrained encoder and SineCoulombMatrix, for every target."""
     groups = [(key, group) for key, group in frame.groupby(["dataset", "target"], sort=False)
-              if set(UNION_FEATURES) <= set(group.features)]
+              if {"Magpie", "Magpie + DIM"} <= set(group.features)]
     if not groups:
         return []
     header = ["| model | labels | " + " | ".join(UNION_FEATURES) + " | adding DIM to Magpie, per subset (DIM helps) |",
@@ -262,6 +265,49 @@ def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path
                   "the study builds the same columns from its cached feature tables):", "",
                   "```python", example.read_text().strip(), "```", ""]
     return lines
+
+
+SHIPPED_GOALS = {"RF": ((50, 100, 250), -10.0), "union": ((250, 1000), 0.0), "fine-tuned": ((50, 100, 250), -10.0)}
+"""The shipped encoder's targets: (label counts, change in % it must beat at every one of them)."""
+
+
+def _shipped_section(frame: pd.DataFrame, meta: dict) -> list[str]:
+    """The shipped encoder on every target: RF vs untrained and vs the target's own DIM, union, fine-tuning."""
+    groups = [(key, group) for key, group in frame.groupby(["dataset", "target"], sort=False)
+              if SHIPPED in set(group.features)]
+    if not groups:
+        return []
+    info = meta.get("pretraining", {}).get(SHIPPED, {})
+    comparisons = {
+        "RF": ("RF", SHIPPED, "untrained"), "RF vs DIM": ("RF", SHIPPED, "DIM"), "RF vs CHGNet": ("RF", SHIPPED, "CHGNet"),
+        "union": ("RF", "Magpie + DIM shipped", "Magpie"), "fine-tuned": ("fine-tuned", SHIPPED, "untrained"),
+    }
+    lines = ["| target | labels | RF: shipped vs untrained | RF: shipped vs the target's DIM | RF: shipped vs CHGNet | "
+             "RF: Magpie + shipped vs Magpie | fine-tuning: from shipped vs scratch |", "|---|---|---|---|---|---|---|"]
+    met = {goal: 0 for goal in SHIPPED_GOALS}
+    for (dataset, target), group in groups:
+        changes = {name: _subset_change(group, *spec) for name, spec in comparisons.items()}
+        for n in sorted(group.n_labels.unique()):
+            cells = " | ".join(_change_cell(changes[name], n) for name in comparisons)
+            lines.append(f"| {dataset} {target} | {n} | {cells} |")
+        for goal, (counts, limit) in SHIPPED_GOALS.items():
+            change = changes[goal]
+            met[goal] += all(n in change.index and change.loc[n, "mean"] < limit for n in counts)
+    goals = "; ".join(
+        f"{label} at {'/'.join(map(str, SHIPPED_GOALS[goal][0]))} labels: {met[goal]} of {len(groups)} targets"
+        for goal, label in (("RF", "RF on the shipped vectors at least 10% below the untrained encoder"),
+                            ("union", "Magpie + shipped below Magpie alone"),
+                            ("fine-tuned", "fine-tuning from shipped at least 10% below scratch")))
+    corpus = f" on {info['n_train']:,} structures" if "n_train" in info else ""
+    return ["## The shipped encoder", "",
+            f"`DeepInfoMaxFeaturizer.from_pretrained()`: pretrained once{corpus} (the training structures of "
+            "every data set, deduplicated; every target's test split, Matbench phonons fold 0 and their matches "
+            "removed: `scripts/pretraining_corpus.py`), the same for every target, with no training by the user. "
+            "Changes in test MAE are the mean ± std over label subsets (seeds for fine-tuning) of the per-subset "
+            "relative change; in brackets, the subsets where the first is lower. Negative = the shipped encoder "
+            "helps. CHGNet's `crystal_fea` (64-d, CHGNet 0.3.0 weights) was trained on Materials Project energies, "
+            "forces, stresses and magnetic moments: on MP-derived targets it has seen related labels.", "",
+            *lines, "", f"Met: {goals}.", ""]
 
 
 def _investigation(frame: pd.DataFrame) -> list[str]:
@@ -395,6 +441,7 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
         if tuned:
             lines += ["SiteNetRegressor fine-tuned from scratch vs from the DIM encoder:", "", *tuned, ""]
         lines += ["All methods, test MAE mean ± std (runs):", "", *_full_table(part, mean_predictor), ""]
+    lines += _shipped_section(frame, meta)
     lines += _union_section(frame, summary, results_dir)
     lines += _investigation(frame)
     lines += _settings(meta, frame)

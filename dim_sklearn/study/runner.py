@@ -7,6 +7,7 @@ again, so an interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import platform
@@ -25,7 +26,18 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
 from ..regressor import SiteNetRegressor
-from .features import HAND_CRAFTED, RAW_UNTRAINED, UNIONS, VARIANTS, feature_table, pretrained_encoder, untrained_encoder
+from .features import (
+    FOUNDATION,
+    HAND_CRAFTED,
+    RAW_UNTRAINED,
+    SHIPPED,
+    UNIONS,
+    VARIANTS,
+    feature_table,
+    pretrained_encoder,
+    shipped_encoder,
+    untrained_encoder,
+)
 from .protocol import Budget, Split, Target, label_subset, load_split
 
 __all__ = ["Ledger", "standardise", "sklearn_models", "run_study"]
@@ -131,12 +143,13 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
 
 def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: str | None,
                  log: Callable[..., None], sizes: list[int] | None = None) -> None:
-    """SiteNetRegressor fine-tuned from random weights ("untrained") and from the DIM encoder ("DIM")."""
+    """SiteNetRegressor fine-tuned from random weights ("untrained"), the split's DIM encoder ("DIM") and the
+    shipped encoder (``SHIPPED``)."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
     for n_labels in _label_counts(split, budget, sizes):
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
-            for name, encoder in (("untrained", None), ("DIM", dim)):
+            for name, encoder in (("untrained", None), ("DIM", dim), (SHIPPED, "pretrained")):
                 if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
                     continue
                 tic = time.perf_counter()
@@ -157,15 +170,18 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
     dim, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose)
     meta["pretraining"][split.target.dataset] = info
     untrained = untrained_encoder(split, cache_dir)
-    computers = {"DIM": dim.transform, "untrained": untrained.transform}
+    shipped, meta["pretraining"][SHIPPED] = shipped_encoder(cache_dir)
+    computers = {"DIM": dim.transform, "untrained": untrained.transform, SHIPPED: shipped.transform}
+    keys = {"DIM": f"-{info['max_epochs']}ep", SHIPPED: f"-{meta['pretraining'][SHIPPED]['weights']}"}
     if untrained.n_rbf:  # the paper's raw-distance encoder too: a random encoder a user could take instead
         computers[RAW_UNTRAINED] = untrained_encoder(split, cache_dir, n_rbf=0).transform
     computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines
                       and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)})
+    if importlib.util.find_spec("chgnet") is not None:
+        computers.update(FOUNDATION)
     features = {}
     for name, compute in computers.items():
-        key = f"-{info['max_epochs']}ep" if name == "DIM" else ""
-        table, about = feature_table(name, compute, split, work_dir, key)
+        table, about = feature_table(name, compute, split, work_dir, keys.get(name, ""))
         features[name] = standardise(table, split.train)
         meta["featurisation"][f"{split.target.dataset}/{name}"] = about
         log(f"  {split.target.dataset}: {name} features, {about['width']} columns, {about['failed']} failed, "

@@ -1,0 +1,93 @@
+"""Pretrain the encoder that ships with the package on the corpus of scripts/pretraining_corpus.py.
+
+    python scripts/pretrain_shipped.py --data-home ../shared/data --cache-dir ~/.cache/dim-sklearn \
+        --checkpoint-dir ~/.cache/dim-sklearn/shipped --out dim_sklearn/pretrained/dim-38k
+
+Uses the featurizer's defaults (the settings chosen on the mp_crysxpp training split, docs/deep-infomax.md)
+with ``random_state=0``; an interrupted run resumes from ``--checkpoint-dir``. The saved encoder's
+``metadata`` records the corpus (size, sha256, rows per set), the settings, the epochs, the held-out DIM
+terms against chance, the time and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
+from dim_sklearn.nn import CHANCE
+
+TERMS = ("loss", "local_dim", "global_dim", "vector_std")
+
+
+def corpus_structures(corpus_csv: Path, data_home: str | None) -> tuple[list, dict]:
+    """The corpus' structures in list order, and its description (checked against the record beside it)."""
+    raw = pd.read_csv(corpus_csv)
+    digest = hashlib.sha256(raw.to_csv(index=False).encode()).hexdigest()
+    record = json.loads(corpus_csv.with_name(corpus_csv.name.replace(".csv.gz", ".json")).read_text())
+    if digest != record["sha256"]:
+        raise SystemExit(f"{corpus_csv}: sha256 {digest} differs from its record {record['sha256']}")
+    structures = []
+    for name, rows in raw.groupby("dataset", sort=False)["row"]:
+        items = load_dataset(name, data_home, download_if_missing=False)[0]
+        structures += [items[i] for i in rows]
+    described = {"file": corpus_csv.name, "n_structures": len(raw), "sha256": digest,
+                 "sets": {name: counts["in_corpus"] for name, counts in record["sets"].items()},
+                 "held_out": "the 20% test split of every set, Matbench phonons fold 0, and every structure "
+                             "matching one of them (scripts/pretraining_corpus.py)"}
+    return structures, described
+
+
+def held_out_terms(featurizer: DeepInfoMaxFeaturizer) -> dict:
+    """Held-out DIM terms at the first and the kept epoch, with chance (2 ln 2) for the DIM terms."""
+    first, best = featurizer.history_[0], featurizer.history_[featurizer.best_epoch_ - 1]
+    return {"chance": CHANCE, **{f"{when}_{term}": round(row[f"valid_{term}"], 4)
+                                 for when, row in (("first", first), ("best", best)) for term in TERMS}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path("docs/results/pretraining_corpus.csv.gz"))
+    parser.add_argument("--data-home", default=None)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--cache-dir", default=None, help="point-set cache")
+    parser.add_argument("--checkpoint-dir", required=True, help="resumable state, outside the repository")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    structures, corpus = corpus_structures(args.corpus, args.data_home)
+    featurizer = DeepInfoMaxFeaturizer(max_epochs=args.epochs, random_state=0, cache_dir=args.cache_dir,
+                                       checkpoint_dir=args.checkpoint_dir, ignore_errors=True, verbose=True)
+    featurizer.fit(structures)
+    seconds = sum(row["seconds"] for row in featurizer.history_)
+    trained = round(len(structures) * (1 - featurizer.validation_fraction))
+    params = featurizer.get_params()
+    metadata = {
+        "corpus": corpus,
+        "settings": {k: params[k] for k in ("n_rbf", "domain_negatives", "local_scrambled", "batch_negatives",
+                                            "kl_weight", "batch_sites", "lr", "weight_decay", "validation_fraction",
+                                            "max_epochs", "random_state")},
+        "epochs": len(featurizer.history_),
+        "best_epoch": featurizer.best_epoch_,
+        "held_out": held_out_terms(featurizer),
+        "training_seconds": round(seconds, 1),
+        "crystals_per_second": round(trained * len(featurizer.history_) / seconds, 1),
+        "machine": {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                    "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
+        "command": " ".join(["python", *sys.argv]),
+    }
+    # The shipped file must not carry this machine's folders or a training run's verbosity.
+    featurizer.set_params(cache_dir=None, checkpoint_dir=None, verbose=False, ignore_errors=False)
+    featurizer.save(args.out, metadata=metadata)
+    print(json.dumps(metadata, indent=1))
+
+
+if __name__ == "__main__":
+    main()
