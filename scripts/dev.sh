@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv (idempotent), then run a task in it.
-#   bash scripts/dev.sh demo     # the main job
+#   bash scripts/dev.sh demo     # the main job, on the data set embedded in the package (no data folder needed)
 #   bash scripts/dev.sh test     # the test suite (fast set; pass pytest options after it, e.g. -m slow)
 #   bash scripts/dev.sh bench    # the benchmarks in benchmarks/
-# Data: set DIM_SKLEARN_DATA or MATMINER_DATA to a folder of data files; when neither
-# is set and ../shared/data exists beside the checkout, that folder is used.
+# Data for the other sets (tests, benchmarks, `--dataset` runs): set DIM_SKLEARN_DATA or MATMINER_DATA to a
+# folder of data files; when neither is set and ../shared/data exists beside the checkout, that folder is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:-demo}
