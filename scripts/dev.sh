@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first and pinned: the CPU build; an unpinned torch pulls CUDA packages.
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,docs]"   # docs: tests/test_docs.py builds the site
   # matbench 0.6 pins an ancient stack; its real needs are already installed above.
   .venv/bin/python -m pip install --quiet --no-deps "matbench==0.6"
   touch "$stamp"
