@@ -1,4 +1,4 @@
-"""Command line: ``dim-sklearn datasets | featurize | pretrain | demo | study``."""
+"""Command line: ``dim-sklearn datasets | featurize | pointsets | pretrain | demo | study``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .demo import compare_features, format_table
 from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
 from .pointset import PointSetConfig, build_point_sets
+from .structure_files import expand_paths, write_features
 from .study import cli as study_cli
 
 
@@ -23,7 +24,7 @@ def _stats(values: Sequence[float]) -> str:
     return f"min {values.min():g}, median {np.median(values):g}, max {values.max():g}"
 
 
-def featurize_report(
+def pointsets_report(
     name: str,
     *,
     max_atoms: int = 50,
@@ -82,16 +83,33 @@ def _nearest(point_set) -> float:
     return float(d.min()) if np.isfinite(d).any() else float("nan")
 
 
+def _featurizer(encoder: str | None) -> DeepInfoMaxFeaturizer | None:
+    """The featurizer saved in ``encoder``, else the shipped pretrained one; None when neither exists."""
+    if encoder is not None:
+        return DeepInfoMaxFeaturizer.load(encoder)
+    from_pretrained = getattr(DeepInfoMaxFeaturizer, "from_pretrained", None)
+    return from_pretrained() if from_pretrained is not None else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dim-sklearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the data sets and whether they are at hand")
-    feat = sub.add_parser("featurize", help="turn a data set into Site-Net point sets and summarise them")
-    feat.add_argument("name")
-    feat.add_argument("--max-atoms", type=int, default=50)
-    feat.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
+    feat = sub.add_parser("featurize", help="crystal vectors of CIF files, folders of CIFs or JSON structure files, "
+                                            "one CSV row per structure")
+    feat.add_argument("paths", nargs="+", metavar="PATH",
+                      help="a .cif file, a folder of *.cif files, or a .json/.json.gz file in the data-set layout")
+    feat.add_argument("-o", "--output", required=True, help="CSV to write: id, the features, reason")
+    feat.add_argument("--encoder", default=None,
+                      help="folder written by DeepInfoMaxFeaturizer.save (default: the shipped pretrained encoder)")
     feat.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
-    feat.add_argument("--data-home", default=None)
+    feat.add_argument("--chunk-size", type=int, default=256, help="structures read and featurised at a time")
+    points = sub.add_parser("pointsets", help="turn a data set into Site-Net point sets and summarise them")
+    points.add_argument("name")
+    points.add_argument("--max-atoms", type=int, default=50)
+    points.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
+    points.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
+    points.add_argument("--data-home", default=None)
     pre = sub.add_parser("pretrain", help="pretrain a DIM encoder on a data set's structures and save it")
     pre.add_argument("name")
     pre.add_argument("out", help="folder to save the fitted featurizer to")
@@ -101,8 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.add_argument("--cache-dir", default=None)
     pre.add_argument("--checkpoint-dir", default=None)
     pre.add_argument("--data-home", default=None)
-    demo = sub.add_parser("demo", help="the main job: pretrain on mp_cs419, compare DIM and untrained features")
-    demo.add_argument("--max-epochs", type=int, default=15)
+    demo = sub.add_parser("demo", help="the main job: pretrain on the embedded mp_crysxpp_2k set, compare DIM and "
+                                       "untrained features")
+    demo.add_argument("--dataset", default="mp_crysxpp_2k", help="data set to run on (default: the embedded one)")
+    demo.add_argument("--target", default="formation_energy_per_atom")
+    demo.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
+    demo.add_argument("--max-epochs", type=int, default=6,
+                      help="DIM pretraining epochs (6 fit in 5 minutes on 2 busy CPU cores)")
     demo.add_argument("--repeats", type=int, default=5)
     demo.add_argument("--cache-dir", default=None)
     demo.add_argument("--data-home", default=None)
@@ -113,7 +136,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "datasets":
         print(list_datasets().drop(columns="description").to_string())
     elif args.command == "featurize":
-        print(featurize_report(args.name, max_atoms=args.max_atoms, limit=args.limit,
+        try:  # a missing or unusable encoder, a missing path, an unsupported file: usage errors (status 2)
+            featurizer = _featurizer(args.encoder)
+            entries = expand_paths(args.paths)
+        except (FileNotFoundError, ValueError) as exc:
+            feat.error(str(exc))
+        if featurizer is None:
+            feat.error("this version ships no pretrained encoder; pass --encoder DIR "
+                       "(a folder written by DeepInfoMaxFeaturizer.save or `dim-sklearn pretrain`)")
+        featurizer.set_params(cache_dir=args.cache_dir)
+        n_rows, n_failed = write_features(entries, featurizer, args.output, chunk_size=args.chunk_size)
+        print(f"wrote {n_rows} rows to {args.output} ({n_failed} with a reason instead of features)", file=sys.stderr)
+    elif args.command == "pointsets":
+        print(pointsets_report(args.name, max_atoms=args.max_atoms, limit=args.limit,
                                cache_dir=args.cache_dir, data_home=args.data_home, verbose=True))
     elif args.command == "pretrain":
         structures, _ = load_dataset(args.name, args.data_home)
@@ -124,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         featurizer.save(args.out)
         print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
     elif args.command == "demo":
-        table, info = compare_features(max_epochs=args.max_epochs, repeats=args.repeats,
-                                       cache_dir=args.cache_dir, data_home=args.data_home)
+        table, info = compare_features(args.dataset, args.target, max_epochs=args.max_epochs, repeats=args.repeats,
+                                       cache_dir=args.cache_dir, data_home=args.data_home, limit=args.limit)
         print(format_table(table, info))
     elif args.command == "study":
         return study_cli.run(args, "dim-sklearn " + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -2,7 +2,8 @@
 
 Matbench tasks and matminer data sets go through matminer's own loader, which
 downloads them when they are missing (the real path for users online) or reads
-them from a folder. The other sets are read from ``<data_home>/<name>.json.gz``.
+them from a folder. ``mp_crysxpp_2k`` ships inside the package (no folder, no
+download). The other sets are read from ``<data_home>/<name>.json.gz``.
 
 The folder is, in order: the ``data_home`` argument, the ``DIM_SKLEARN_DATA``
 environment variable, then ``MATMINER_DATA`` (which matminer and matbench also
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +39,7 @@ class DatasetInfo:
     """What a data set is and where it comes from."""
 
     name: str
-    source: str  # "matbench", "matminer" or "file"
+    source: str  # "matbench", "matminer", "file" or "embedded" (package data)
     n_structures: int
     targets: tuple[str, ...]
     description: str
@@ -69,6 +71,10 @@ _DATASETS = {
         DatasetInfo("mp_crysxpp", "file", 36737, ("formation_energy_per_atom",),
                     "Materials Project formation energies of 36,737 ordered structures, the CrysXPP set "
                     "(Das et al. 2022; MIT repository kdmsit/crysxpp, Materials Project data CC BY 4.0)."),
+        DatasetInfo("mp_crysxpp_2k", "embedded", 2000, ("formation_energy_per_atom",),
+                    "2,000 structures of the mp_crysxpp test split, shipped with the package (+ material_id, "
+                    "formula, mp_crysxpp_row). Materials Project data, CC BY 4.0: cite Jain et al., APL Mater. 1, "
+                    "011002 (2013) and CrysXPP, Das et al., npj Comput. Mater. 8, 43 (2022), arXiv:2104.10869."),
     ]
 }
 
@@ -95,13 +101,13 @@ def list_datasets(data_home: str | os.PathLike | None = None) -> pd.DataFrame:
     -------
     DataFrame indexed by name
         Columns ``source``, ``n_structures``, ``targets``, ``description`` and
-        ``available``: True when the file is in the data folder, "download" when
-        matminer can fetch it, False otherwise.
+        ``available``: True when the file is in the data folder or embedded in
+        the package, "download" when matminer can fetch it, False otherwise.
     """
     home = get_data_home(data_home)
     rows = []
     for info in _DATASETS.values():
-        present = home is not None and (home / info.filename).is_file()
+        present = info.source == "embedded" or (home is not None and (home / info.filename).is_file())
         available: bool | str = True if present else ("download" if info.source != "file" else False)
         rows.append({"name": info.name, "source": info.source, "n_structures": info.n_structures,
                      "targets": ", ".join(info.targets), "description": info.description, "available": available})
@@ -122,9 +128,14 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        One of :func:`list_datasets`' index.
+        One of :func:`list_datasets`' index. ``"mp_crysxpp_2k"`` is embedded in
+        the package: 2,000 structures of the mp_crysxpp test split with their
+        formation energies (Materials Project data, CC BY 4.0; cite Jain et al.,
+        APL Mater. 1, 011002 (2013) and Das et al., npj Comput. Mater. 8, 43
+        (2022)); it needs no data folder.
     data_home : str or Path, optional
-        Folder holding ``<name>.json.gz``; defaults to $DIM_SKLEARN_DATA, then $MATMINER_DATA.
+        Folder holding ``<name>.json.gz``; defaults to $DIM_SKLEARN_DATA, then
+        $MATMINER_DATA. Not used for the embedded set.
     download_if_missing : bool, default=True
         For Matbench and matminer sets, let matminer download a missing file.
 
@@ -143,12 +154,13 @@ def load_dataset(
     """
     info = _info(name)
     home = get_data_home(data_home)
-    if info.source == "file":
+    if info.source == "embedded":
+        with as_file(files(__package__) / "data" / info.filename) as path:
+            frame = _read_frame(path)
+    elif info.source == "file":
         if home is None or not (home / info.filename).is_file():
             raise DatasetNotFoundError(_missing_message(info, home))
-        from matminer.utils.io import load_dataframe_from_json
-
-        frame = load_dataframe_from_json(str(home / info.filename), pbar=False)
+        frame = _read_frame(home / info.filename)
     else:
         from matminer.datasets import load_dataset as matminer_load
 
@@ -163,6 +175,13 @@ def load_dataset(
             frame.index = pd.Index(_matbench_ids(name, len(frame)), name="mbid")
     structures = frame["structure"].tolist()
     return structures, frame.drop(columns="structure")
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """A data-set file (pandas ``orient="split"`` JSON, gzipped) with its structures decoded."""
+    from matminer.utils.io import load_dataframe_from_json
+
+    return load_dataframe_from_json(str(path), pbar=False)
 
 
 def _matbench_ids(name: str, n: int) -> list[str]:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv (idempotent), then run a task in it.
-#   bash scripts/dev.sh demo     # the main job
+#   bash scripts/dev.sh demo     # the main job, on the data set embedded in the package (no data folder needed)
 #   bash scripts/dev.sh test     # the test suite (fast set; pass pytest options after it, e.g. -m slow)
 #   bash scripts/dev.sh bench    # the benchmarks in benchmarks/
-# Data: set DIM_SKLEARN_DATA or MATMINER_DATA to a folder of data files; when neither
-# is set and ../shared/data exists beside the checkout, that folder is used.
+# Data for the other sets (tests, benchmarks, `--dataset` runs): set DIM_SKLEARN_DATA or MATMINER_DATA to a
+# folder of data files; when neither is set and ../shared/data exists beside the checkout, that folder is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:-demo}
@@ -19,7 +19,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first and pinned: the CPU build; an unpinned torch pulls CUDA packages.
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # docs: tests/test_docs.py builds the site; study: the CHGNet baseline of the label-masking study
+  .venv/bin/python -m pip install --quiet -e ".[dev,docs,study]"
   # matbench 0.6 pins an ancient stack; its real needs are already installed above.
   .venv/bin/python -m pip install --quiet --no-deps "matbench==0.6"
   touch "$stamp"

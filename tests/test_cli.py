@@ -1,3 +1,9 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matminer.utils.io import store_dataframe_as_json
+
+from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 from dim_sklearn.cli import main
 
 
@@ -7,8 +13,8 @@ def test_datasets_command_lists_every_set(capsys):
     assert "mp_cs419" in out and "matbench_phonons" in out and "available" in out
 
 
-def test_featurize_command_summarises_a_real_set(capsys, tmp_path):
-    assert main(["featurize", "matbench_phonons", "--limit", "40", "--cache-dir", str(tmp_path)]) == 0
+def test_pointsets_command_summarises_a_real_set(capsys, tmp_path):
+    assert main(["pointsets", "matbench_phonons", "--limit", "40", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "matbench_phonons: 40 structures" in out
     assert "40 built, 0 failed" in out
@@ -16,14 +22,28 @@ def test_featurize_command_summarises_a_real_set(capsys, tmp_path):
     assert list(tmp_path.rglob("*.bin"))
 
 
-def test_demo_prints_the_comparison_table(capsys, tmp_path):
-    assert main(["demo", "--max-epochs", "1", "--repeats", "1", "--cache-dir", str(tmp_path)]) == 0
+def _table_rows(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+
+
+def test_demo_prints_the_comparison_table_on_the_embedded_set(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("DIM_SKLEARN_DATA", raising=False)
+    monkeypatch.delenv("MATMINER_DATA", raising=False)
+    assert main(["demo", "--limit", "200", "--max-epochs", "1", "--repeats", "1", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "RandomForest test MAE on mp_cs419 formation_energy_per_atom (641 test structures)" in out
-    assert "DIM pretrained on the 2561 training structures for 1 epochs" in out
-    lines = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("50", "100", "250", "1000")]
-    assert [row[0] for row in lines] == ["50", "100", "250", "1000"]
-    assert all(0 < float(row[1]) < 2 and 0 < float(row[4]) < 2 for row in lines)
+    assert "RandomForest test MAE on mp_crysxpp_2k formation_energy_per_atom (40 test structures)" in out
+    assert "DIM pretrained on the 160 training structures for 1 epochs" in out
+    rows = _table_rows(out)
+    assert [row[0] for row in rows] == ["50", "100", "160", "160"]  # 250 and 1,000 labels capped at the split
+    assert all(0 < float(row[1]) < 2 and 0 < float(row[4]) < 2 for row in rows)
+
+
+def test_demo_still_runs_on_another_data_set_and_target(capsys):
+    assert main(["demo", "--dataset", "mp_cs419", "--target", "band_gap", "--limit", "100",
+                 "--max-epochs", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "RandomForest test MAE on mp_cs419 band_gap (20 test structures)" in out
+    assert [row[0] for row in _table_rows(out)] == ["50", "80", "80", "80"]
 
 
 def test_pretrain_command_saves_a_loadable_featurizer(capsys, tmp_path):
@@ -33,3 +53,73 @@ def test_pretrain_command_saves_a_loadable_featurizer(capsys, tmp_path):
     assert "saved to" in capsys.readouterr().out
     structures, _ = load_dataset("matbench_phonons")
     assert DeepInfoMaxFeaturizer.load(tmp_path / "model").transform(structures[:3]).shape == (3, 64)
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    """Six real structures of the embedded set and their material ids."""
+    structures, frame = load_dataset("mp_crysxpp_2k")
+    return structures[:6], frame["material_id"].tolist()[:6]
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(crystals, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("encoder")
+    DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(crystals[0][:3]).save(folder)
+    return folder
+
+
+def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_path, capsys):
+    structures, ids = crystals
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for structure, mp_id in zip(structures[:3], ids[:3]):
+        structure.to(filename=str(folder / f"{mp_id}.cif"))
+    (folder / "garbage.cif").write_text("this is not a crystal\n")
+    (folder / "empty.cif").write_text("")
+    disordered = structures[0].copy()
+    disordered.replace_species({disordered.species[0]: {disordered.species[0]: 0.5}})
+    disordered.to(filename=str(folder / "disordered.cif"))
+    (folder / "notes.txt").write_text("not a CIF: skipped by the folder's *.cif pattern")
+    single = tmp_path / "single.cif"
+    structures[3].to(filename=str(single))
+    table = pd.DataFrame({"material_id": ids[4:6], "structure": structures[4:6]}, index=[7, 9])
+    store_dataframe_as_json(table, str(tmp_path / "more.json.gz"), compression="gz", pbar=False)
+
+    out = tmp_path / "features.csv"
+    assert main(["featurize", str(folder), str(single), str(tmp_path / "more.json.gz"), "-o", str(out),
+                 "--encoder", str(encoder_dir), "--chunk-size", "2"]) == 0
+    assert "wrote 9 rows" in capsys.readouterr().err
+
+    frame = pd.read_csv(out, dtype={"id": str})
+    labels = DeepInfoMaxFeaturizer.load(encoder_dir).feature_labels()
+    assert frame.columns.tolist() == ["id", *labels, "reason"]
+    in_folder = sorted([*ids[:3], "garbage", "empty", "disordered"])
+    assert frame["id"].tolist() == [*in_folder, "single", *ids[4:6]]
+    reasons = frame.set_index("id")["reason"].fillna("")
+    features = frame.set_index("id")[labels]
+    good = [*ids[:3], "single", *ids[4:6]]
+    assert (reasons[good] == "").all()
+    assert np.isfinite(features.loc[good].to_numpy()).all()
+    expected = DeepInfoMaxFeaturizer.load(encoder_dir).transform(structures)
+    np.testing.assert_allclose(features.loc[good].to_numpy(), expected, atol=1e-4)  # the CIFs' rounding only
+    for bad, why in [("garbage", "unreadable CIF"), ("empty", "unreadable CIF"), ("disordered", "disordered")]:
+        assert why in reasons[bad]
+        assert features.loc[bad].isna().all()
+
+
+def test_featurize_without_an_encoder_says_to_pass_one(crystals, monkeypatch, tmp_path, capsys):
+    monkeypatch.delattr(DeepInfoMaxFeaturizer, "from_pretrained", raising=False)
+    crystals[0][0].to(filename=str(tmp_path / "a.cif"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["featurize", str(tmp_path / "a.cif"), "-o", str(tmp_path / "f.csv")])
+    assert exit_info.value.code == 2
+    assert "pass --encoder" in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_featurize_rejects_a_missing_path(encoder_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["featurize", str(tmp_path / "nope.cif"), "-o", str(tmp_path / "f.csv"), "--encoder", str(encoder_dir)])
+    assert exit_info.value.code == 2
+    assert "nope.cif: no such file or folder" in capsys.readouterr().err

@@ -1,10 +1,16 @@
+import runpy
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Structure
+from sklearn.model_selection import train_test_split
 
 from dim_sklearn import list_datasets, load_dataset
 from dim_sklearn.datasets import DatasetNotFoundError, get_data_home
 
+REPO = Path(__file__).resolve().parents[1]
 DOCUMENTED = {
     "matbench_phonons": (1265, ["last phdos peak"]),
     "flla": (3938, ["formation_energy_per_atom", "e_above_hull"]),
@@ -15,6 +21,7 @@ DOCUMENTED = {
     "perov5": (7572, ["heat_all", "heat_ref", "dir_gap", "ind_gap"]),
     "carbon24": (4062, ["energy_per_atom"]),
     "mp_crysxpp": (36737, ["formation_energy_per_atom", "material_id", "formula"]),  # about 40 s to load
+    "mp_crysxpp_2k": (2000, ["formation_energy_per_atom", "material_id", "formula", "mp_crysxpp_row"]),  # embedded
 }
 
 
@@ -49,6 +56,39 @@ def test_list_datasets_says_what_is_available(data_home, tmp_path):
     empty = list_datasets(tmp_path)
     assert empty.loc["mp_cs419", "available"] is False
     assert empty.loc["flla", "available"] == "download"
+
+
+def test_embedded_set_loads_without_any_data_folder(monkeypatch, tmp_path):
+    """mp_crysxpp_2k comes from the package: no variable, no folder, and a data_home without it is ignored."""
+    monkeypatch.delenv("DIM_SKLEARN_DATA", raising=False)
+    monkeypatch.delenv("MATMINER_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    table = list_datasets()
+    assert table.loc["mp_crysxpp_2k", "source"] == "embedded"
+    assert table.loc["mp_crysxpp_2k", "available"] is True
+    assert table.loc["mp_cs419", "available"] is False
+
+    structures, frame = load_dataset("mp_crysxpp_2k")
+    assert len(structures) == len(frame) == 2000
+    assert all(isinstance(s, Structure) and s.is_ordered for s in structures)
+    assert frame["material_id"].str.startswith("mp-").all()
+    assert frame["formation_energy_per_atom"].between(-6, 6).all()
+    # every row comes from the 20% test split of mp_crysxpp that the study and the demo hold out
+    rows = frame["mp_crysxpp_row"].to_numpy()
+    test = train_test_split(np.arange(36737), test_size=0.2, random_state=0)[1]
+    assert np.isin(rows, test).all() and (np.diff(rows) > 0).all()
+
+    again, _ = load_dataset("mp_crysxpp_2k", data_home=tmp_path)
+    assert again[0] == structures[0]
+
+
+def test_embedded_set_is_the_documented_draw_from_mp_crysxpp(data_home, tmp_path):
+    """scripts/make_embedded_set.py rebuilds the shipped file byte for byte from the shared data."""
+    script = runpy.run_path(str(REPO / "scripts" / "make_embedded_set.py"))
+    script["build"](data_home, tmp_path / "mp_crysxpp_2k.json.gz")
+    shipped = REPO / "dim_sklearn" / "data" / "mp_crysxpp_2k.json.gz"
+    assert (tmp_path / "mp_crysxpp_2k.json.gz").read_bytes() == shipped.read_bytes()
+    assert shipped.stat().st_size < 1_000_000
 
 
 def test_missing_file_names_the_file_and_the_variable(tmp_path):
