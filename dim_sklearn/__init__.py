@@ -11,6 +11,7 @@ point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .featurizer import DeepInfoMaxFeaturizer
+from .io import IncompatibleModelError
 from .pointset import (
     PointSet,
     PointSetConfig,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeepInfoMaxFeaturizer",
+    "IncompatibleModelError",
     "PointSet",
     "PointSetCache",
     "PointSetConfig",

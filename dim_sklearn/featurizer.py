@@ -6,25 +6,29 @@ import copy
 import os
 import warnings
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from matminer.featurizers.base import BaseFeaturizer
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
 from sklearn.utils.validation import check_is_fitted
 
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
-from .io import IncompatibleModelError, load_encoder, save_encoder
+from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
-from .pointset import PointSet, PointSetConfig, StructureError, build_point_sets
+from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
 from .pretrain import PretrainSettings, pretrain, resolve_device
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
 
 _RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose"})
+_LOCAL_PARAMS = _RUNTIME_PARAMS | {"checkpoint_dir"}
+"""Settings of the user's machine and run: :meth:`DeepInfoMaxFeaturizer.load` never takes them from a file."""
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
   title = {Site-Net: using global self-attention and real-space supercells to capture long-range
@@ -103,15 +107,16 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     Parameters
     ----------
     max_atoms : int, default=50
-        Supercell size N.
+        Supercell size N (at most 1,000).
     oxidation : bool, default=False
         Add the oxidation state as a ninth site feature.
     width, local_dim, global_width, global_dim : int, default=64, 32, 128, 64
-        Encoder widths; ``global_dim`` is the number of output features.
+        Encoder widths (at most 1,024); ``global_dim`` is the number of output
+        features.
     n_rbf : int, default=16
         Expand each distance on this many Gaussian radial basis functions
         (0 to 8 Angstrom) in the encoder and the local critic; 0 gives the raw
-        distance, as the paper.
+        distance, as the paper; at most 256.
     domain_negatives : bool, default=True
         Use the composition-swapped, structure-swapped and scrambled negatives.
     local_scrambled : bool, default=True
@@ -122,7 +127,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     kl_weight : float, default=0.1
         Weight of the Gaussian KL regulariser of the sampled representations.
     max_epochs : int, default=100
-        Upper bound on pretraining epochs; 0 skips pretraining.
+        Upper bound on pretraining epochs; 0 skips pretraining. A run whose
+        training loss turns NaN or infinite stops with a warning and keeps the
+        best weights seen before.
     patience : int, default=10
         Stop when the held-out DIM loss has not improved for this many epochs.
     batch_sites : int, default=300
@@ -132,7 +139,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         1e-4). The defaults of ``n_rbf``, the negatives, ``batch_sites`` and ``lr``
         were chosen on the mp_crysxpp training split (docs/deep-infomax.md).
     validation_fraction : float, default=0.05
-        Share of the structures held out to monitor the DIM loss.
+        Share of the structures held out to monitor the DIM loss, in [0, 1);
+        at least two structures must be left for training.
     device : str, default="auto"
         "auto" (GPU if present), "cpu", "cuda", ...
     random_state : int, RandomState or None
@@ -149,6 +157,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         naming the structure's position.
     verbose : bool, default=False
         Progress bars and per-epoch losses.
+
+    Every parameter is checked (type and range) at the start of ``fit`` and
+    when a saved model is loaded; a bad value raises a ``ValueError`` naming it.
 
     Attributes
     ----------
@@ -170,6 +181,30 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     >>> X = feat.transform(labelled)                                # doctest: +SKIP
     >>> df = feat.featurize_dataframe(df, "structure")              # doctest: +SKIP
     """
+
+    _parameter_constraints: dict = {
+        "max_atoms": [Interval(Integral, 1, MAX_ATOMS, closed="both")],
+        "oxidation": ["boolean"],
+        **{name: [Interval(Integral, 1, MAX_WIDTH, closed="both")]
+           for name in ("width", "local_dim", "global_width", "global_dim")},
+        "n_rbf": [Options(Integral, {0}), Interval(Integral, 2, MAX_RBF, closed="both")],
+        "domain_negatives": ["boolean"],
+        "local_scrambled": ["boolean"],
+        "batch_negatives": ["boolean"],
+        "kl_weight": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "batch_sites": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "cache_dir": [str, os.PathLike, None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "ignore_errors": ["boolean"],
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -253,6 +288,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         X : list, tuple, pandas Series or object array of pymatgen Structures
         y : ignored
         """
+        self._validate_params()
         point_sets, errors = self._point_sets(X, self.ignore_errors, self.verbose)
         usable = [p for p in point_sets if p is not None]
         if len(usable) < len(point_sets):
@@ -298,11 +334,18 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         return self
 
     def _embed(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[np.ndarray, list[str | None]]:
+        """Features and per-row errors; a row the encoder could not make finite is an error too."""
         check_is_fitted(self, "encoder_")
         point_sets, errors = self._point_sets(X, ignore_errors, verbose)
         features = np.full((len(point_sets), self.encoder_.config.global_dim), np.nan)
         ok = [i for i, p in enumerate(point_sets) if p is not None]
         features[ok] = embed_point_sets(self.encoder_, [point_sets[i] for i in ok], self.device)
+        for i in ok:
+            if not np.isfinite(features[i]).all():
+                error = StructureError("the encoder gave NaN or infinite features", i)
+                if not ignore_errors:
+                    raise error
+                features[i], errors[i] = np.nan, str(error)
         return features, errors
 
     def transform(self, X: Any) -> np.ndarray:
@@ -372,22 +415,48 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
-        """A fitted featurizer from a folder written by :meth:`save` (no code is executed)."""
+        """A fitted featurizer from a folder written by :meth:`save` (no code is executed).
+
+        The file is not trusted: every parameter it holds is checked as ``fit``
+        checks it, and the settings of the machine and run (``device``,
+        ``cache_dir``, ``checkpoint_dir``, ``ignore_errors``, ``verbose``) are
+        not taken from it but left at their defaults; set them with
+        :meth:`set_params`.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` is not a saved encoder.
+        IncompatibleModelError
+            Any part of the files is damaged, out of range or inconsistent (see
+            :func:`~dim_sklearn.io.load_encoder`).
+        """
         encoder, config = load_encoder(path)
+        params = config.get("params")
+        if not isinstance(params, dict):
+            raise IncompatibleModelError(f"{path}: config.json has no estimator parameters")
+        # Parameters missing from older files take the values those files were trained with.
+        legacy = {"n_rbf": encoder.config.n_rbf, "local_scrambled": False, "batch_negatives": False}
         try:
-            # Parameters missing from older files take the values those files were trained with.
-            legacy = {"n_rbf": encoder.config.n_rbf, "local_scrambled": False, "batch_negatives": False}
-            featurizer = cls(**{**legacy, **config["params"]})
-        except (KeyError, TypeError) as exc:
+            featurizer = cls(**{**legacy, **{k: v for k, v in params.items() if k not in _LOCAL_PARAMS}})
+            featurizer._validate_params()
+        except (TypeError, InvalidParameterError) as exc:
             raise IncompatibleModelError(f"{path}: unusable estimator parameters in config.json: {exc}") from exc
         if featurizer._encoder_config() != encoder.config:
             raise IncompatibleModelError(
                 f"{path}: estimator parameters describe {featurizer._encoder_config()}, weights are {encoder.config}"
             )
+        history, best_epoch, metadata = config.get("history", []), config.get("best_epoch", 0), config.get("metadata")
+        if not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
+            raise IncompatibleModelError(f"{path}: the history in config.json is not a list of objects")
+        if not (isinstance(best_epoch, int) and not isinstance(best_epoch, bool) and best_epoch >= 0):
+            raise IncompatibleModelError(f"{path}: best_epoch in config.json is {best_epoch!r:.40}, not an epoch")
+        if not isinstance(metadata, (dict, type(None))):
+            raise IncompatibleModelError(f"{path}: the metadata in config.json is not an object")
         featurizer.encoder_ = encoder
-        featurizer.history_ = config.get("history", [])
-        featurizer.best_epoch_ = config.get("best_epoch", 0)
-        featurizer.metadata_ = config.get("metadata") or {}
+        featurizer.history_ = history
+        featurizer.best_epoch_ = best_epoch
+        featurizer.metadata_ = metadata or {}
         return featurizer
 
     @classmethod

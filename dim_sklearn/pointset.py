@@ -10,6 +10,8 @@ supercell, in Angstrom.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 __all__ = [
+    "MAX_ATOMS",
+    "MAX_FRACTIONAL",
+    "MAX_LENGTH",
+    "MIN_CONDITIONING",
     "PointSet",
     "PointSetConfig",
     "StructureError",
@@ -32,6 +38,24 @@ __all__ = [
     "as_structure_list",
     "build_point_sets",
 ]
+
+
+MAX_ATOMS = 1000
+"""Largest accepted ``max_atoms`` (supercell size)."""
+MAX_LENGTH = 1000.0
+"""Longest accepted lattice vector, in Angstrom (the real data sets reach 162 A)."""
+MAX_FRACTIONAL = 1000.0
+"""Largest accepted absolute fractional coordinate: farther out, wrapping into the cell loses the position."""
+MIN_CONDITIONING = 5e-3
+"""Smallest accepted ratio of the lattice matrix's smallest to largest singular value.
+
+pymatgen's Niggli reduction inside the primitive-cell search takes time that
+grows steeply as the ratio falls (1 x 1 x 1,000 A cell, ratio 1e-3: 12 s; a
+near-singular cell at 1e-8: hours); at 5e-3 it takes under half a second. The
+real data sets go down to 0.019.
+"""
+_PYMATGEN_FAILURES = (ValueError, ArithmeticError, IndexError)
+"""What pymatgen raises on a structure it cannot process (numpy's LinAlgError is a ValueError)."""
 
 
 class StructureError(ValueError):
@@ -66,12 +90,13 @@ class PointSetConfig:
     Parameters
     ----------
     max_atoms : int, default=50
-        Largest supercell (N). A primitive cell of more than ``max_atoms / 2``
-        sites is used as is.
+        Largest supercell (N), at most :data:`MAX_ATOMS`. A primitive cell of
+        more than ``max_atoms / 2`` sites is used as is.
     max_sites : int, default=256
-        Largest number of unique (primitive) sites accepted; larger crystals
-        raise :class:`StructureError`. The default admits every structure of
-        the bundled data sets (up to 152).
+        Largest number of sites accepted in the input cell, checked before the
+        primitive-cell search (whose cost grows with about the cube of the
+        site count); larger crystals raise :class:`StructureError`. The default
+        admits every structure of the real data sets (up to 200 sites).
     oxidation : bool, default=False
         Append the site's oxidation state (0 when undecorated) as a ninth feature.
     min_distance : float, default=0.5
@@ -85,8 +110,8 @@ class PointSetConfig:
     min_distance: float = 0.5
 
     def __post_init__(self) -> None:
-        if int(self.max_atoms) < 1:
-            raise ValueError(f"max_atoms must be >= 1, got {self.max_atoms}")
+        if not 1 <= int(self.max_atoms) <= MAX_ATOMS:
+            raise ValueError(f"max_atoms must be between 1 and {MAX_ATOMS}, got {self.max_atoms}")
         if int(self.max_sites) < 1:
             raise ValueError(f"max_sites must be >= 1, got {self.max_sites}")
         if not self.min_distance >= 0:
@@ -215,20 +240,64 @@ def minimum_image_distances(lattice: np.ndarray, vectors: np.ndarray) -> np.ndar
     return _shortest_images(_reduced_basis(lattice), vectors)
 
 
-def _check_structure(structure: Any) -> None:
+def _check_structure(structure: Any, config: PointSetConfig) -> None:
+    """Every check that needs no symmetry search, cheapest first.
+
+    They bound the work of the pymatgen calls that follow: a structure that
+    passes holds at most ``config.max_sites`` sites in a well-conditioned cell
+    of finite, bounded size.
+    """
     from pymatgen.core import IStructure
 
     if not isinstance(structure, IStructure):
         raise StructureError(f"expected a pymatgen Structure, got {type(structure).__name__}")
-    if len(structure) == 0:
+    if not all(structure.lattice.pbc):
+        raise StructureError(f"not periodic in all three directions (pbc={tuple(structure.lattice.pbc)})")
+    n_sites = len(structure)
+    if n_sites == 0:
         raise StructureError("empty structure (no sites)")
+    if n_sites > config.max_sites:
+        raise StructureError(
+            f"{n_sites} sites in the input cell, more than max_sites={config.max_sites} (checked before the "
+            "primitive-cell search, whose cost grows with about the cube of the site count)"
+        )
     if not structure.is_ordered:
         raise StructureError("disordered structure (partial occupancies are not supported)")
     matrix = structure.lattice.matrix
-    if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(structure.frac_coords))):
+    frac = structure.frac_coords
+    if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(frac))):
         raise StructureError("NaN or infinite lattice or coordinates")
-    if abs(np.linalg.det(matrix)) < 1e-6:
+    with np.errstate(over="ignore"):  # lengths beyond 1e154 A overflow to inf, which is rejected too
+        longest = float(np.linalg.norm(matrix, axis=1).max())
+    if longest > MAX_LENGTH:
+        raise StructureError(f"lattice vector of {longest:.4g} A, longer than {MAX_LENGTH:g} A")
+    farthest = float(np.abs(frac).max())
+    if farthest > MAX_FRACTIONAL:
+        raise StructureError(f"fractional coordinate of {farthest:.4g}, beyond +-{MAX_FRACTIONAL:g}")
+    volume = abs(float(np.linalg.det(matrix)))
+    if volume < 1e-6:
         raise StructureError("degenerate lattice (zero volume)")
+    singular = np.linalg.svd(matrix, compute_uv=False)
+    if singular[-1] < MIN_CONDITIONING * singular[0]:
+        raise StructureError(
+            f"near-singular lattice: smallest singular value {singular[-1] / singular[0]:.3g} of the largest, "
+            f"below {MIN_CONDITIONING:g}"
+        )
+    # Spheres of diameter d fill at most pi / sqrt(18) of space: each atom needs d^3 / sqrt(2).
+    if volume / n_sites < config.min_distance**3 / np.sqrt(2):
+        raise StructureError(
+            f"overlapping atoms: {n_sites} atoms in {volume:.3g} A^3 cannot all be min_distance="
+            f"{config.min_distance} A apart"
+        )
+
+
+@contextmanager
+def _pymatgen_step(what: str) -> Iterator[None]:
+    """Report pymatgen's own failures on a structure as :class:`StructureError`; anything else propagates."""
+    try:
+        yield
+    except _PYMATGEN_FAILURES as exc:
+        raise StructureError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _species_arrays(species: list) -> tuple[np.ndarray, np.ndarray]:
@@ -260,23 +329,25 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
     Raises
     ------
     StructureError
-        Not a Structure, empty, disordered, NaN coordinates, an element without
-        feature data, more unique sites than ``config.max_sites``, or atoms closer
-        than ``config.min_distance``.
+        Not a Structure, not periodic in all three directions, empty,
+        disordered, more sites than ``config.max_sites``, NaN or infinite
+        lattice or coordinates, a lattice vector longer than :data:`MAX_LENGTH`,
+        a fractional coordinate beyond :data:`MAX_FRACTIONAL`, a zero-volume or
+        near-singular lattice (:data:`MIN_CONDITIONING`), an element without
+        feature data, atoms closer than ``config.min_distance``, or a failure of
+        pymatgen's primitive-cell search.
     """
     from pymatgen.core import Structure
 
     config = config or PointSetConfig()
-    _check_structure(structure)
+    _check_structure(structure, config)
     _species_arrays(structure.species)  # fail on unsupported elements before the primitive search
-    bare = Structure(structure.lattice, structure.species, structure.frac_coords)
-    with warnings.catch_warnings():
+    with _pymatgen_step("primitive-cell search"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        bare = Structure(structure.lattice, structure.species, structure.frac_coords)
         primitive = bare.get_primitive_structure()
     numbers, oxidation = _species_arrays(primitive.species)
     n_sites = len(numbers)
-    if n_sites > config.max_sites:
-        raise StructureError(f"{n_sites} unique sites, more than max_sites={config.max_sites}")
 
     lattice = primitive.lattice.matrix
     matrix = supercell_matrix(lattice, n_sites, config.max_atoms)
@@ -290,8 +361,11 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
     key_frac = (frac[:, None, :] + translations[None, :, :]).reshape(-1, 3)  # site-major
     key_site = np.repeat(np.arange(n_sites), len(translations))
     vectors = (key_frac[None, :, :] - frac[:, None, :]) @ lattice
-    reduced = _reduced_basis(matrix @ lattice)
+    with _pymatgen_step("lattice reduction"):
+        reduced = _reduced_basis(matrix @ lattice)
     distances = _shortest_images(reduced, vectors)
+    if not np.all(np.isfinite(distances)):
+        raise StructureError("non-finite distances in the supercell")
     self_key = np.arange(n_sites) * len(translations)
     distances[np.arange(n_sites), self_key] = 0.0
 
@@ -347,7 +421,10 @@ def as_structure_list(X: Any) -> list:
 
 
 def _unwrap(entry: Any) -> Any:
-    if isinstance(entry, (tuple, list, np.ndarray)) and len(entry) == 1:
+    """The structure inside a matminer-style 1-tuple, 1-element list or shape-(1,) array; else the entry."""
+    if isinstance(entry, (tuple, list)) and len(entry) == 1:
+        return entry[0]
+    if isinstance(entry, np.ndarray) and entry.shape == (1,):
         return entry[0]
     return entry
 
@@ -389,6 +466,9 @@ def build_point_sets(
     ------
     StructureError
         For the first structure that fails, naming its index, unless errors are ignored.
+        Only failures of the structures themselves are caught: programming errors,
+        a cache folder that cannot be written, ``KeyboardInterrupt`` and a caller's
+        timeout exception propagate unchanged.
     """
     from tqdm.auto import tqdm
 
@@ -399,13 +479,16 @@ def build_point_sets(
     errors: list[str | None] = []
     for index, structure in enumerate(tqdm(entries, disable=not verbose, desc="point sets")):
         try:
-            point_set = cache.get(structure, config) if cache is not None else None
+            point_set = None
+            if cache is not None:
+                _check_structure(structure, config)  # the cache key reads the lattice and sites
+                point_set = cache.get(structure, config)
             if point_set is None:
                 point_set = build_point_set(structure, config)
                 if cache is not None:
                     cache.put(structure, config, point_set)
-        except Exception as exc:  # pymatgen may fail in its own ways on odd input
-            error = exc.at(index) if isinstance(exc, StructureError) else StructureError(f"{type(exc).__name__}: {exc}", index)
+        except StructureError as exc:
+            error = exc.at(index)
             if not ignore_errors:
                 raise error from exc
             point_set = None

@@ -4,8 +4,11 @@ Separate AdamW optimisers for the local and the global parts; a held-out share
 of the structures whose DIM loss is computed (with the means, no sampling)
 after every epoch; stop at ``max_epochs`` or when the held-out loss has not
 improved for ``patience`` epochs, and keep the best held-out weights. Labels are
-never seen. With a ``checkpoint_dir`` the full state is written after every
-epoch and a later call with the same data and settings resumes from it.
+never seen. A training loss that turns NaN or infinite stops the run with a
+warning, keeping the best weights seen before. With a ``checkpoint_dir`` the
+full state is written after every epoch, with a checksum of its contents, and a
+later call with the same data and settings resumes from it; a damaged or
+non-finite checkpoint raises :class:`~dim_sklearn.io.IncompatibleModelError`.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import os
+import pickle
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .batching import SiteBudgetBatchSampler, collate_point_sets
+from .io import IncompatibleModelError
 from .nn import CHANCE, DeepInfoMax
 from .pointset import PointSet
 
@@ -55,6 +63,26 @@ class PretrainSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     validation_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {getattr(self, name)!r}"
+            for name, rule, ok in (
+                ("max_epochs", "an integer >= 0", _is_int(self.max_epochs) and self.max_epochs >= 0),
+                ("patience", "an integer >= 1", _is_int(self.patience) and self.patience >= 1),
+                ("batch_sites", "an integer >= 1", _is_int(self.batch_sites) and self.batch_sites >= 1),
+                ("lr", "a finite number > 0", math.isfinite(self.lr) and self.lr > 0),
+                ("weight_decay", "a finite number >= 0", math.isfinite(self.weight_decay) and self.weight_decay >= 0),
+                ("validation_fraction", "in [0, 1)", 0 <= self.validation_fraction < 1),
+            )
+            if not ok
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _seed(*parts: int) -> int:
@@ -88,10 +116,80 @@ def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: P
     return digest.hexdigest()
 
 
+def _digest(obj: Any, digest: Any) -> None:
+    """Feed a checkpoint's nested dicts, lists, tensors and plain values into ``digest``, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu().contiguous()
+        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"dict {len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            digest.update(repr(key).encode())
+            _digest(obj[key], digest)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{type(obj).__name__} {len(obj)}".encode())
+        for item in obj:
+            _digest(item, digest)
+    else:
+        digest.update(repr(obj).encode())
+
+
+def _checksum(state: dict) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    _digest({k: v for k, v in state.items() if k != "checksum"}, digest)
+    return digest.hexdigest()
+
+
+def _non_finite(obj: Any) -> bool:
+    """Whether any floating-point tensor inside ``obj`` holds NaN or infinity."""
+    if isinstance(obj, torch.Tensor):
+        return obj.is_floating_point() and not bool(torch.isfinite(obj).all())
+    if isinstance(obj, dict):
+        return any(_non_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_non_finite(v) for v in obj)
+    return False
+
+
+def _finite_model(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(obj, tmp)
+    torch.save({**obj, "checksum": _checksum(obj)}, tmp)
     os.replace(tmp, path)
+
+
+_CHECKPOINT_KEYS = frozenset(
+    {"fingerprint", "seed", "model", "optimisers", "history", "best_loss", "best_epoch", "bad_epochs", "best_state",
+     "checksum"}
+)
+
+
+def _load_checkpoint(path: Path, device: torch.device, fingerprint: str) -> dict:
+    """The state in ``path``, after checking that it is whole, unaltered, of this run and finite."""
+    damaged = f"{path} is not a usable pretraining checkpoint"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, AttributeError) as exc:
+        # torch's own message may advise weights_only=False, which would execute code from the file
+        raise IncompatibleModelError(
+            f"{damaged}: it cannot be read ({type(exc).__name__}); delete it to start afresh"
+        ) from None
+    if isinstance(state, dict) and set(state) == _CHECKPOINT_KEYS - {"checksum"}:
+        raise IncompatibleModelError(f"{damaged}: it was written without a checksum (by an older dim-sklearn) and "
+                                     "cannot be verified; delete it to start afresh")
+    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
+        raise IncompatibleModelError(f"{damaged}: it does not hold a checkpoint's contents; delete it to start afresh")
+    if state["checksum"] != _checksum(state):
+        raise IncompatibleModelError(f"{damaged}: its checksum does not match (a damaged file); delete it")
+    if state["fingerprint"] != fingerprint:
+        raise ValueError(f"{path} holds a run on other data or settings; use another checkpoint_dir or delete it")
+    if _non_finite([state["model"], state["best_state"], state["optimisers"]]):
+        raise IncompatibleModelError(f"{damaged}: it holds NaN or infinite weights; delete it to start afresh")
+    return state
 
 
 def _run_epoch(model, batches, optimisers, device, autocast, generator) -> dict[str, float]:
@@ -165,7 +263,23 @@ def pretrain(
         collapsed encoder), ``crystals_per_second`` and ``seconds``. A DIM term
         at :data:`~dim_sklearn.nn.CHANCE` (2 ln 2) means nothing was learnt.
     best_epoch : int
-        The epoch whose weights the model holds at the end (0 when no epoch ran).
+        The epoch whose weights the model holds at the end (0 when no epoch ran
+        or the first diverged: the initial weights).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 4 structures, fewer than 2 left for training, or a
+        checkpoint of another run in ``checkpoint_dir``.
+    IncompatibleModelError
+        The checkpoint in ``checkpoint_dir`` is damaged (unreadable, altered,
+        not a checkpoint) or holds NaN or infinite values.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the training loss or the weights turn NaN or infinite; the run
+        stops there.
     """
     settings = settings or PretrainSettings()
     n = len(point_sets)
@@ -177,15 +291,16 @@ def pretrain(
     fingerprint = _fingerprint(model, point_sets, settings) if checkpoint_path else ""
     state = None
     if checkpoint_path is not None and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"{checkpoint_path} holds a run on other data or settings; use another checkpoint_dir or delete it"
-            )
+        state = _load_checkpoint(checkpoint_path, device, fingerprint)
     seed = state["seed"] if state else int(np.random.default_rng(random_state).integers(2**63))
 
     order = np.random.default_rng([seed, 0]).permutation(n)
     n_valid = max(2, round(settings.validation_fraction * n)) if settings.validation_fraction > 0 else 0
+    if n - n_valid < 2:
+        raise ValueError(
+            f"validation_fraction={settings.validation_fraction} holds out {n_valid} of {n} structures, leaving "
+            f"{n - n_valid} for training; Deep InfoMax needs at least 2"
+        )
     valid_idx, train_idx = order[:n_valid], order[n_valid:]
     sizes = np.array([p.n_sites for p in point_sets])
     sampler = SiteBudgetBatchSampler(sizes[train_idx], settings.batch_sites, shuffle=True, random_state=_seed(seed, 1))
@@ -203,6 +318,7 @@ def pretrain(
     )
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state, bad_epochs = float("inf"), 0, None, 0
+    initial_state = copy.deepcopy(model.state_dict())
     if state:
         model.load_state_dict(state["model"])
         for optimiser, saved in zip(optimisers, state["optimisers"]):
@@ -225,6 +341,13 @@ def pretrain(
         start = time.perf_counter()
         train = _run_epoch(model, batches, optimisers, device, autocast, generator)
         seconds = time.perf_counter() - start
+        if not (math.isfinite(train["loss"]) and _finite_model(model)):
+            kept = f"the weights of epoch {best_epoch}" if best_state is not None else "the initial weights"
+            warnings.warn(
+                f"Deep InfoMax pretraining diverged in epoch {epoch} (training loss {train['loss']}); stopped, "
+                f"keeping {kept}: lower lr", RuntimeWarning, stacklevel=2,
+            )
+            break
         row = {"epoch": epoch, **train, "crystals_per_second": len(train_idx) / seconds, "seconds": seconds}
         if valid_batches:
             model.eval()
@@ -256,8 +379,7 @@ def pretrain(
                 },
                 checkpoint_path,
             )
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state if best_state is not None else initial_state)
     model.eval()
     return history, best_epoch
 

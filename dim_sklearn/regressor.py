@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, Freezer, GradientNormClipping
+from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
 from skorch.dataset import ValidSplit
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -22,10 +25,10 @@ from .cache import PointSetCache
 from .featurizer import DeepInfoMaxFeaturizer
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
-from .pointset import PointSet, PointSetConfig, build_point_sets
+from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
 from .pretrain import resolve_device
 
-__all__ = ["SiteNetRegressor", "CrystalDataset", "collate_labelled"]
+__all__ = ["SiteNetRegressor", "CrystalDataset", "DivergenceGuard", "collate_labelled"]
 
 PRESETS = ("compact", "sitenet")
 INITS = ("encoder", "auto")
@@ -74,17 +77,54 @@ def _site_counts(dataset: Dataset) -> np.ndarray:
 
 
 def _as_targets(y: Any) -> np.ndarray | None:
-    """Targets as float32 (n, 1); 1-D input is reshaped, non-finite values are refused."""
+    """Targets as float64 (n, 1); 1-D input is reshaped, non-finite values and values beyond float32 are refused."""
     if y is None:
         return None
-    y = np.asarray(y, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float64)
     if y.ndim == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != 1:
         raise ValueError(f"SiteNetRegressor predicts one target: y must have shape (n,) or (n, 1), got {y.shape}")
     if not np.isfinite(y).all():
         raise ValueError("y contains NaN or infinite values")
+    if np.abs(y).max(initial=0) > np.finfo(np.float32).max:
+        raise ValueError(f"y holds values beyond float32 (up to {np.abs(y).max():.3g}); rescale it")
     return y
+
+
+def _check_lengths(X: Any, y: np.ndarray | None) -> None:
+    if y is None or isinstance(X, Dataset):
+        return
+    n_structures = len(as_structure_list(X))
+    if n_structures != len(y):
+        raise ValueError(f"X holds {n_structures} structures but y holds {len(y)} targets; they must match")
+
+
+class DivergenceGuard(Callback):
+    """Stop fine-tuning when the training loss or the weights turn NaN or infinite, keeping the last finite weights.
+
+    A copy of the module's weights is kept after every finite epoch; on
+    divergence they are restored, a ``RuntimeWarning`` says so, and training
+    stops as skorch's ``EarlyStopping`` stops it.
+    """
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        self.state_ = copy.deepcopy(net.module_.state_dict())
+        self.epoch_ = len(net.history) - 1
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        loss = net.history[-1, "train_loss"]
+        if np.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
+            self.state_ = copy.deepcopy(net.module_.state_dict())
+            self.epoch_ = net.history[-1, "epoch"]
+            return
+        net.module_.load_state_dict(self.state_)
+        kept = f"the weights of epoch {self.epoch_}" if self.epoch_ > 0 else "the initial weights"
+        warnings.warn(
+            f"fine-tuning diverged in epoch {net.history[-1, 'epoch']} (training loss {loss}); stopped, keeping "
+            f"{kept}: lower lr", RuntimeWarning, stacklevel=2,
+        )
+        raise KeyboardInterrupt
 
 
 class _ResolvedDevice:
@@ -160,14 +200,21 @@ class SiteNetRegressor(NeuralNetRegressor):
     cache_dir : str, optional
         On-disk point-set cache.
     lr, max_epochs, optimizer, criterion, train_split, callbacks, warm_start, verbose :
-        As in skorch; defaults ``lr=1e-4``, ``max_epochs=500``, AdamW,
-        MSELoss, ``ValidSplit(0.05, random_state=0)``, ``verbose=0``.
-        Default callbacks ``early_stopping``, ``gradient_clipping`` (and
-        ``freezer``) can be tuned as ``callbacks__early_stopping__patience``.
+        As in skorch (``max_epochs`` at least 1); defaults ``lr=1e-4``,
+        ``max_epochs=500``, AdamW, MSELoss, ``ValidSplit(0.05, random_state=0)``,
+        ``verbose=0``. Default callbacks ``early_stopping``,
+        ``gradient_clipping``, ``divergence_guard`` (and ``freezer``) can be
+        tuned as ``callbacks__early_stopping__patience``.
     device : str, default="auto"
         GPU when there is one, else the CPU.
     **kwargs
         Any other skorch argument, e.g. ``optimizer__weight_decay``.
+
+    The parameters above are checked (type and range) at the start of ``fit``
+    and ``initialize``; a bad value raises a ``ValueError`` naming it. A
+    training loss that turns NaN or infinite stops fine-tuning with a
+    ``RuntimeWarning`` and keeps the last finite weights (callback
+    ``divergence_guard``).
 
     Attributes
     ----------
@@ -190,6 +237,24 @@ class SiteNetRegressor(NeuralNetRegressor):
     """
 
     device = _ResolvedDevice()
+
+    _parameter_constraints: dict = {
+        "encoder": [None, DeepInfoMaxFeaturizer, str, os.PathLike],
+        "preset": [StrOptions(set(PRESETS))],
+        "max_atoms": [None, Interval(Integral, 1, MAX_ATOMS, closed="both")],
+        "oxidation": [None, "boolean"],
+        "freeze_encoder": ["boolean"],
+        "init": [StrOptions(set(INITS))],
+        "nonnegative": ["boolean"],
+        "standardize_target": ["boolean"],
+        "batch_sites": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "cache_dir": [None, str, os.PathLike],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(
         self,
@@ -295,14 +360,24 @@ class SiteNetRegressor(NeuralNetRegressor):
             )
         return PointSetConfig(max_atoms=max_atoms, oxidation=oxidation)
 
+    def _check_parameters(self) -> None:
+        """scikit-learn's parameter constraints (skorch's own ``_validate_params`` checks argument names)."""
+        params = self.get_params(deep=False)
+        validate_parameter_constraints(
+            self._parameter_constraints, {k: params[k] for k in self._parameter_constraints}, type(self).__name__
+        )
+
+    def initialize(self) -> SiteNetRegressor:
+        """Check the parameters, then build the model, criterion, optimizer and callbacks (skorch)."""
+        self._check_parameters()
+        return super().initialize()
+
     def _seeds(self) -> tuple[int, int]:
         rng = check_random_state(self.random_state)
         return tuple(int(s) for s in rng.randint(0, 2**31 - 1, size=2))
 
     def initialize_module(self) -> SiteNetRegressor:
         """Build the model, loading the pretrained encoder weights as part of its construction."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         featurizer = self._featurizer()  # a saved folder is read here, once per initialisation
         self.point_set_config_ = self._point_set_config(featurizer)
         n_site_features = self.point_set_config_.n_site_features
@@ -339,6 +414,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             callbacks.append(("freezer", Freezer("encoder.*")))
         if self.gradient_clip is not None:
             callbacks.append(("gradient_clipping", GradientNormClipping(self.gradient_clip)))
+        callbacks.append(("divergence_guard", DivergenceGuard()))
         monitor = "valid_loss" if self.train_split is not None else "train_loss"
         callbacks.append(("early_stopping", EarlyStopping(monitor=monitor, patience=self.patience, load_best=True)))
         return callbacks
@@ -380,6 +456,7 @@ class SiteNetRegressor(NeuralNetRegressor):
     # ------------------------------------------------------------------ fit / predict
 
     def _set_target_scaling(self, y: np.ndarray | None) -> None:
+        """Mean and standard deviation of the targets, computed in float64 (float32 squares overflow at 1e19)."""
         if y is None or not self.standardize_target:
             self.target_mean_, self.target_scale_ = 0.0, 1.0
             return
@@ -388,13 +465,13 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.target_scale_ = std if std > 0 else 1.0
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> SiteNetRegressor:
-        """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1))."""
+        """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1), one per structure)."""
+        self._check_parameters()
         y = _as_targets(y)
+        _check_lengths(X, y)
         if self.warm_start and self.initialized_:
             return super().fit(X, y, **fit_params)
         self._set_target_scaling(y)
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.init == "encoder":
             return super().fit(X, y, **fit_params)
         if self.encoder is None or self.train_split is None:
@@ -417,10 +494,29 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
         y = _as_targets(y)
+        _check_lengths(X, y)
         if not self.initialized_:
             self._set_target_scaling(y)
         return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions for structures ``X``: float array of shape (n,)."""
-        return super().predict(X).reshape(-1)
+        """Predictions for structures ``X``: float array of shape (n,).
+
+        Raises
+        ------
+        StructureError
+            For the first structure that cannot be featurised, naming its position.
+
+        Warns
+        -----
+        RuntimeWarning
+            When a prediction is NaN or infinite (naming the first such structure).
+        """
+        prediction = super().predict(X).reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(prediction))
+        if bad.size:
+            warnings.warn(
+                f"{bad.size} of {prediction.size} predictions are NaN or infinite (first: structure {bad[0]}): the "
+                "model's weights or target scale are not finite", RuntimeWarning, stacklevel=2,
+            )
+        return prediction

@@ -167,3 +167,32 @@ def test_device_auto_resolves_to_cpu_here():
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"max_epochs": -1}, r"'max_epochs' parameter of DeepInfoMaxFeaturizer must be an int in the range \[0, inf\)"),
+        ({"width": 8000}, r"'width' parameter of DeepInfoMaxFeaturizer must be an int in the range \[1, 1024\]"),
+        ({"max_atoms": 100_000}, r"'max_atoms' parameter .* \[1, 1000\]"),
+        ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
+        ({"lr": float("nan")}, "'lr' parameter"),
+        ({"n_rbf": 1}, "'n_rbf' parameter"),
+    ],
+)
+def test_parameters_are_checked_at_the_start_of_fit(structures, params, message):
+    with pytest.raises(ValueError, match=message):
+        DeepInfoMaxFeaturizer(**params).fit(structures[:4])
+
+
+def test_a_validation_share_that_leaves_too_few_to_train_on(structures):
+    with pytest.raises(ValueError, match="holds out 19 of 20 structures, leaving 1 for training"):
+        DeepInfoMaxFeaturizer(validation_fraction=0.95, **QUICK).fit(structures[:20])
+
+
+def test_diverging_pretraining_warns_and_keeps_finite_weights(structures):
+    with pytest.warns(RuntimeWarning, match="diverged in epoch 1 .*keeping the initial weights"):
+        diverged = DeepInfoMaxFeaturizer(max_epochs=3, lr=1e6, batch_sites=300, random_state=0).fit(structures)
+    untrained = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(structures)
+    np.testing.assert_array_equal(diverged.transform(structures[:5]), untrained.transform(structures[:5]))
+    assert diverged.best_epoch_ == 0 and diverged.history_ == []

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,6 +164,7 @@ def test_oxidation_column_is_optional(rocksalt):
 
 def _bad_inputs():
     cubic = Lattice.cubic(4.0)
+    a, b = np.array([4.0, 0, 0]), np.array([0.3, 4.0, 0])
     return {
         "expected a pymatgen Structure": Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]),
         "empty structure": Structure(cubic, [], []),
@@ -169,6 +172,13 @@ def _bad_inputs():
         "NaN": Structure(cubic, ["Fe", "Fe"], [[0, 0, 0], [np.nan, 0.5, 0.5]]),
         "overlapping atoms": Structure(cubic, ["Fe", "O"], [[0, 0, 0], [0.01, 0, 0]]),
         "no feature data": Structure(cubic, ["Am"], [[0, 0, 0]]),
+        "not periodic in all three directions": Structure(Lattice(cubic.matrix, pbc=(True, True, False)), ["Fe"],
+                                                          [[0, 0, 0]]),
+        "near-singular lattice": Structure(Lattice([a, b, a + b + 1e-7]), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "longer than 1000 A": Structure(Lattice.cubic(1e20), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "fractional coordinate of 1e\\+20": Structure(cubic, ["Fe", "O"], [[0, 0, 0], [0.5, 1e20, 0.5]]),
+        "4000 sites in the input cell, more than max_sites=256": Structure(
+            Lattice.cubic(36.1), ["Cu"] * 4000, np.random.default_rng(0).random((4000, 3))),
     }
 
 
@@ -184,10 +194,50 @@ def test_bad_input_raises_clear_error_naming_index(reason, perovskite):
 def test_not_a_structure_at_all(perovskite):
     with pytest.raises(StructureError, match="structure 1: expected a pymatgen Structure, got dict"):
         build_point_sets([perovskite, perovskite.as_dict()])
+    _, errors = build_point_sets([perovskite, np.float64(5.0), np.array(5.0), np.array(None, dtype=object),
+                                  perovskite], return_errors=True)
+    assert errors == [None, "structure 1: expected a pymatgen Structure, got float64",
+                      "structure 2: expected a pymatgen Structure, got ndarray",
+                      "structure 3: expected a pymatgen Structure, got ndarray", None]
+
+
+def test_checks_come_before_the_expensive_pymatgen_calls(monkeypatch, perovskite):
+    """A 4,000-site cell and a near-singular one (whose Niggli reduction runs for hours) fail at once."""
+    bad = _bad_inputs()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the primitive-cell search must not start")
+
+    monkeypatch.setattr(Structure, "get_primitive_structure", never)
+    start = time.perf_counter()
+    _, errors = build_point_sets([bad["near-singular lattice"], bad["4000 sites in the input cell, more than "
+                                                                   "max_sites=256"]], return_errors=True)
+    assert time.perf_counter() - start < 1.0
+    assert "near-singular" in errors[0] and "4000 sites" in errors[1]
+
+
+@pytest.mark.parametrize("exception", [KeyboardInterrupt, TimeoutError, TypeError, MemoryError])
+def test_interrupts_timeouts_and_programming_errors_propagate(monkeypatch, perovskite, exception):
+    def interrupted(*args, **kwargs):
+        raise exception("raised inside pymatgen")
+
+    monkeypatch.setattr(Structure, "get_primitive_structure", interrupted)
+    with pytest.raises(exception, match="raised inside pymatgen"):
+        build_point_sets([perovskite], ignore_errors=True)
+
+
+def test_pymatgen_failures_on_a_structure_become_structure_errors(monkeypatch, perovskite, rocksalt):
+    def cannot(self, *args, **kwargs):
+        raise ValueError("can't find niggli")
+
+    monkeypatch.setattr(Structure, "get_primitive_structure", cannot)
+    point_sets, errors = build_point_sets([perovskite, rocksalt], return_errors=True)
+    assert point_sets == [None, None]
+    assert errors[1] == "structure 1: primitive-cell search failed: ValueError: can't find niggli"
 
 
 def test_too_many_unique_sites(perovskite):
-    with pytest.raises(StructureError, match=r"structure 0: 5 unique sites, more than max_sites=4"):
+    with pytest.raises(StructureError, match=r"structure 0: 5 sites in the input cell, more than max_sites=4"):
         build_point_sets([perovskite], PointSetConfig(max_sites=4))
 
 

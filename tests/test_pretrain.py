@@ -89,3 +89,31 @@ def test_checkpoint_of_another_run_is_refused(structures, tmp_path):
 def test_too_few_structures(point_sets):
     with pytest.raises(ValueError, match="at least 4 structures"):
         pretrain(DeepInfoMax(SiteNetEncoder()), point_sets[:3])
+
+
+def test_divergence_in_a_later_epoch_keeps_the_best_earlier_weights(structures, monkeypatch):
+    one_epoch = DeepInfoMaxFeaturizer(max_epochs=1, **FAST).fit(structures)
+    run_epoch, training_epochs = pretrain_module._run_epoch, []
+
+    def diverge_in_epoch_2(model, batches, optimisers, *args):
+        losses = run_epoch(model, batches, optimisers, *args)
+        if optimisers is not None:
+            training_epochs.append(1)
+            if len(training_epochs) == 2:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("nan"))
+        return losses
+
+    monkeypatch.setattr(pretrain_module, "_run_epoch", diverge_in_epoch_2)
+    with pytest.warns(RuntimeWarning, match="diverged in epoch 2 .*keeping the weights of epoch 1: lower lr"):
+        diverged = DeepInfoMaxFeaturizer(max_epochs=4, **FAST).fit(structures)
+    assert [h["epoch"] for h in diverged.history_] == [1] and diverged.best_epoch_ == 1
+    for name, tensor in _weights(one_epoch).items():
+        assert torch.equal(tensor, _weights(diverged)[name]), name
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match=r"max_epochs must be an integer >= 0, got -1; lr must be a finite number > 0"):
+        PretrainSettings(max_epochs=-1, lr=float("inf"))
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1\), got 1.5"):
+        PretrainSettings(validation_fraction=1.5)

@@ -7,7 +7,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
-from skorch.callbacks import Checkpoint, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, Checkpoint, LRScheduler, ProgressBar
 from skorch.exceptions import NotInitializedError
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, StructureError
@@ -204,5 +204,43 @@ def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, st
     np.testing.assert_array_equal(auto.predict(structures), plain[auto.init_].predict(structures))
     with pytest.raises(ValueError, match="needs an encoder"):
         SiteNetRegressor(init="auto", max_epochs=1).fit(structures, targets)
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(ValueError, match="'init' parameter of SiteNetRegressor"):
         SiteNetRegressor(init="best", max_epochs=1).fit(structures, targets)
+
+
+def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets):
+    huge = SiteNetRegressor(**QUICK).fit(structures, targets * 1e20)
+    prediction = huge.predict(structures[:5])
+    assert np.isfinite(prediction).all() and 1e19 < np.abs(prediction).mean() < 1e21
+    assert huge.target_scale_ == pytest.approx(targets.std() * 1e20)
+    with pytest.raises(ValueError, match="X holds 40 structures but y holds 39 targets"):
+        SiteNetRegressor(**QUICK).fit(structures, targets[:39])
+    with pytest.raises(ValueError, match="beyond float32"):
+        SiteNetRegressor(**QUICK).fit(structures, targets * 1e300)
+    for params, message in [({"max_epochs": 0}, r"'max_epochs' parameter of SiteNetRegressor .*\[1, inf\)"),
+                            ({"lr": 0.0}, "'lr' parameter"), ({"batch_sites": 0}, "'batch_sites' parameter"),
+                            ({"max_atoms": 5000}, "'max_atoms' parameter"),
+                            ({"gradient_clip": -1.0}, "'gradient_clip' parameter")]:
+        with pytest.raises(ValueError, match=message):
+            SiteNetRegressor(**params).fit(structures, targets)
+
+
+def test_diverging_fine_tuning_warns_and_keeps_the_last_finite_weights(structures, targets):
+    with pytest.warns(RuntimeWarning, match="fine-tuning diverged in epoch 1 .*keeping the initial weights"):
+        first = SiteNetRegressor(lr=1e8, gradient_clip=None, max_epochs=3, random_state=0).fit(structures, targets)
+    start = SiteNetRegressor(random_state=0).initialize().module_.state_dict()
+    weights = {k: v for k, v in first.module_.state_dict().items() if not k.startswith("target_")}
+    _assert_same_weights(weights, {k: v for k, v in start.items() if not k.startswith("target_")})
+    assert np.isfinite(first.predict(structures)).all()
+
+    class PoisonEpoch2(Callback):
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training and len(net.history) == 2:
+                with torch.no_grad():
+                    net.module_.head[0].weight.fill_(float("nan"))
+
+    with pytest.warns(RuntimeWarning, match="diverged in epoch 2 .*keeping the weights of epoch 1"):
+        later = SiteNetRegressor(callbacks=[("poison", PoisonEpoch2())], max_epochs=3, random_state=0)
+        later.fit(structures, targets)
+    one_epoch = SiteNetRegressor(max_epochs=1, random_state=0).fit(structures, targets)
+    np.testing.assert_array_equal(later.predict(structures), one_epoch.predict(structures))

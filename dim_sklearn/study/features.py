@@ -191,7 +191,8 @@ def pretrained_encoder(
         name += "-" + slugify(pretraining.name.lower())
     folder, info_path = work_dir / "encoders" / name, work_dir / "encoders" / f"{name}.json"
     if info_path.is_file():
-        featurizer = DeepInfoMaxFeaturizer.load(folder)
+        run_time = {k: v for k, v in featurizer.get_params().items() if k in ("cache_dir", "verbose", "ignore_errors")}
+        featurizer = DeepInfoMaxFeaturizer.load(folder).set_params(**run_time)  # load leaves them at their defaults
         return featurizer, {**json.loads(info_path.read_text()), **_history_summary(featurizer)}
     if pretraining.corpus == "all":
         corpus, counts = corpus_structures(split, budget, data_home)
