@@ -104,6 +104,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     Magpie properties per unique site and the minimum-image distances from each
     unique site to every supercell site.
 
+    Every parameter is checked (type and range) at the start of ``fit`` and
+    when a saved model is loaded; a bad value raises a ``ValueError`` naming it.
+
     Parameters
     ----------
     max_atoms : int, default=50
@@ -157,9 +160,6 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         naming the structure's position.
     verbose : bool, default=False
         Progress bars and per-epoch losses.
-
-    Every parameter is checked (type and range) at the start of ``fit`` and
-    when a saved model is loaded; a bad value raises a ``ValueError`` naming it.
 
     Attributes
     ----------

@@ -158,6 +158,12 @@ class SiteNetRegressor(NeuralNetRegressor):
     inside ``GridSearchCV``; ``clone`` shares the (read-only) featurizer instead
     of copying it unfitted.
 
+    The parameters are checked (type and range) at the start of ``fit``
+    and ``initialize``; a bad value raises a ``ValueError`` naming it. A
+    training loss that turns NaN or infinite stops fine-tuning with a
+    ``RuntimeWarning`` and keeps the last finite weights (callback
+    ``divergence_guard``).
+
     Parameters
     ----------
     encoder : "pretrained", DeepInfoMaxFeaturizer, path or None, default=None
@@ -209,12 +215,6 @@ class SiteNetRegressor(NeuralNetRegressor):
         GPU when there is one, else the CPU.
     **kwargs
         Any other skorch argument, e.g. ``optimizer__weight_decay``.
-
-    The parameters above are checked (type and range) at the start of ``fit``
-    and ``initialize``; a bad value raises a ``ValueError`` naming it. A
-    training loss that turns NaN or infinite stops fine-tuning with a
-    ``RuntimeWarning`` and keeps the last finite weights (callback
-    ``divergence_guard``).
 
     Attributes
     ----------
