@@ -11,7 +11,7 @@ import numpy as np
 
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
-from .demo import compare_features, format_table
+from .demo import format_table, plot_table, run_demo
 from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
 from .pointset import PointSetConfig, build_point_sets
@@ -83,12 +83,9 @@ def _nearest(point_set) -> float:
     return float(d.min()) if np.isfinite(d).any() else float("nan")
 
 
-def _featurizer(encoder: str | None) -> DeepInfoMaxFeaturizer | None:
-    """The featurizer saved in ``encoder``, else the shipped pretrained one; None when neither exists."""
-    if encoder is not None:
-        return DeepInfoMaxFeaturizer.load(encoder)
-    from_pretrained = getattr(DeepInfoMaxFeaturizer, "from_pretrained", None)
-    return from_pretrained() if from_pretrained is not None else None
+def _featurizer(encoder: str | None) -> DeepInfoMaxFeaturizer:
+    """The featurizer saved in the folder ``encoder``, else the shipped pretrained one."""
+    return DeepInfoMaxFeaturizer.load(encoder) if encoder is not None else DeepInfoMaxFeaturizer.from_pretrained()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,14 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.add_argument("--cache-dir", default=None)
     pre.add_argument("--checkpoint-dir", default=None)
     pre.add_argument("--data-home", default=None)
-    demo = sub.add_parser("demo", help="the main job: pretrain on the embedded mp_crysxpp_2k set, compare DIM and "
-                                       "untrained features")
+    demo = sub.add_parser("demo", help="the main job: the shipped encoder against Magpie and from-scratch training "
+                                       "on the embedded mp_crysxpp_2k set (no training of the encoder)")
     demo.add_argument("--dataset", default="mp_crysxpp_2k", help="data set to run on (default: the embedded one)")
     demo.add_argument("--target", default="formation_energy_per_atom")
     demo.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
-    demo.add_argument("--max-epochs", type=int, default=6,
-                      help="DIM pretraining epochs (6 fit in 5 minutes on 2 busy CPU cores)")
-    demo.add_argument("--repeats", type=int, default=5)
+    demo.add_argument("--repeats", type=int, default=5, help="label subsets per size for the forests")
+    demo.add_argument("--finetune-samples", type=int, default=10_000,
+                      help="structures seen per fine-tuning run (at most 100 epochs)")
+    demo.add_argument("--encoder", default="pretrained", help="a folder saved by DeepInfoMaxFeaturizer.save "
+                      "(default: the shipped encoder)")
+    demo.add_argument("--plot", default="dim-sklearn-demo.png", help="where to write the PNG of MAE against labels")
     demo.add_argument("--cache-dir", default=None)
     demo.add_argument("--data-home", default=None)
     study = sub.add_parser("study", help="the label-masking study (DIM vs baselines at 50-1,000 labels)")
@@ -141,9 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             entries = expand_paths(args.paths)
         except (FileNotFoundError, ValueError) as exc:
             feat.error(str(exc))
-        if featurizer is None:
-            feat.error("this version ships no pretrained encoder; pass --encoder DIR "
-                       "(a folder written by DeepInfoMaxFeaturizer.save or `dim-sklearn pretrain`)")
         featurizer.set_params(cache_dir=args.cache_dir)
         n_rows, n_failed = write_features(entries, featurizer, args.output, chunk_size=args.chunk_size)
         print(f"wrote {n_rows} rows to {args.output} ({n_failed} with a reason instead of features)", file=sys.stderr)
@@ -159,9 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         featurizer.save(args.out)
         print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
     elif args.command == "demo":
-        table, info = compare_features(args.dataset, args.target, max_epochs=args.max_epochs, repeats=args.repeats,
-                                       cache_dir=args.cache_dir, data_home=args.data_home, limit=args.limit)
+        table, info = run_demo(args.dataset, args.target, repeats=args.repeats, finetune_samples=args.finetune_samples,
+                               encoder=args.encoder, cache_dir=args.cache_dir, data_home=args.data_home,
+                               limit=args.limit)
         print(format_table(table, info))
+        print(f"plot: {plot_table(table, info, args.plot)}")
     elif args.command == "study":
         return study_cli.run(args, "dim-sklearn " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0

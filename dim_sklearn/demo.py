@@ -1,16 +1,20 @@
-"""The main job: does Deep InfoMax pretraining give better features than an untrained encoder?
+"""The main job: what the shipped encoder gives a user who has a few labels.
 
-Pretrain on the training structures of a real data set (labels unused), then fit
-a RandomForestRegressor on DIM features and on features of the same encoder
-before training, with a few labelled training structures, and score both on
-the held-out test split. The default data set, ``mp_crysxpp_2k``, ships with
-the package, so the demo needs no data folder and no download.
+On the embedded ``mp_crysxpp_2k`` set (Materials Project formation energies drawn
+from mp_crysxpp's test split, which the shipped encoder's pretraining corpus
+holds out), featurise every structure with the shipped encoder (no training),
+then, on a held-out split, compare a RandomForest on Magpie composition
+features, on the DIM vectors, on both side by side and on the same encoder
+untrained, and ``SiteNetRegressor`` fine-tuned from the shipped encoder and
+from scratch. Needs no data folder, no download and no pretraining.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,96 +24,150 @@ from sklearn.model_selection import train_test_split
 
 from .datasets import load_dataset
 from .featurizer import DeepInfoMaxFeaturizer
+from .regressor import SiteNetRegressor
+
+__all__ = ["FOREST_FEATURES", "FINE_TUNED", "format_table", "plot_table", "run_demo"]
+
+FOREST_FEATURES = ("Magpie", "DIM", "Magpie + DIM", "untrained")
+"""RandomForest inputs: composition features, the shipped encoder's vectors, both, the encoder untrained."""
+FINE_TUNED = ("from scratch", "from DIM")
+"""SiteNetRegressor starts: random weights, the shipped encoder."""
 
 
-def compare_features(
+def _magpie(structures: list) -> np.ndarray:
+    from matminer.featurizers.composition import ElementProperty
+
+    featurizer = ElementProperty.from_preset("magpie")
+    featurizer.set_n_jobs(1)
+    return np.nan_to_num(np.array(featurizer.featurize_many([s.composition for s in structures], pbar=False),
+                                  dtype=float))
+
+
+def run_demo(
     dataset: str = "mp_crysxpp_2k",
     target: str = "formation_energy_per_atom",
     label_counts: Sequence[int] = (50, 100, 250, 1000),
     repeats: int = 5,
-    max_epochs: int = 6,
-    random_state: int = 0,
+    finetune_counts: Sequence[int] = (50, 100, 250),
+    finetune_samples: int = 10_000,
+    encoder: str | DeepInfoMaxFeaturizer = "pretrained",
     data_home: str | None = None,
     cache_dir: str | None = None,
     limit: int | None = None,
     verbose: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
-    """RandomForest test MAE on DIM features vs untrained-encoder features.
+    """Test MAE of every method at every label count.
 
-    The split is ``train_test_split(arange(n), test_size=0.2, random_state=0)``;
-    pretraining sees only the training structures. For each label count,
-    ``repeats`` random labelled subsets of the training split are drawn; both
-    feature sets use the same subsets and forests. ``limit`` keeps only the
-    first ``limit`` structures of the data set (a quick run).
+    The split is ``train_test_split(arange(n), test_size=0.2, random_state=0)``.
+    For each label count, ``repeats`` random labelled subsets of the training
+    split train the forests (the same subsets for every feature set); the first
+    subset of each of ``finetune_counts`` is also fine-tuned from both starts,
+    for ``finetune_samples`` structures seen (at most 100 epochs, early stopping
+    with patience 10).
+
+    Parameters
+    ----------
+    encoder : "pretrained", folder or fitted DeepInfoMaxFeaturizer, default="pretrained"
+        The DIM encoder: the one that ships with the package by default.
+    limit : int, optional
+        Only the first ``limit`` structures (a quick run).
 
     Returns
     -------
     table : DataFrame
-        One row per label count: mean and std of the test MAE for both feature
-        sets and the relative change.
+        Indexed by label count; columns ``"<method> MAE"`` and ``"<method> std"``
+        for the forests, ``"<start> MAE"`` for fine-tuning (NaN where not run).
     info : dict
-        Sizes, timings and the pretraining history.
+        Sizes, the encoder's record and timings.
     """
     log = print if verbose else (lambda *args, **kwargs: None)
     start = time.perf_counter()
     structures, frame = load_dataset(dataset, data_home)
-    structures, frame = structures[:limit], frame.iloc[:limit]
-    y = frame[target].to_numpy(dtype=float)
-    keep = np.flatnonzero(np.isfinite(y))
-    train, test = train_test_split(keep, test_size=0.2, random_state=0)
-    train_structures = [structures[i] for i in train]
-    test_structures = [structures[i] for i in test]
-    log(f"{dataset}: {len(train)} training structures (pretraining, no labels), {len(test)} test structures")
+    structures, y = structures[:limit], frame[target].to_numpy(dtype=float)[:limit]
+    train, test = train_test_split(np.flatnonzero(np.isfinite(y)), test_size=0.2, random_state=0)
+    if isinstance(encoder, DeepInfoMaxFeaturizer):
+        dim = encoder
+    elif encoder == "pretrained":
+        dim = DeepInfoMaxFeaturizer.from_pretrained()
+    else:
+        dim = DeepInfoMaxFeaturizer.load(encoder)
+    dim.set_params(cache_dir=cache_dir)
+    untrained = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir).fit(structures[:1])
+    log(f"{dataset}: {len(train)} training and {len(test)} test structures; featurising with the DIM encoder, "
+        "the untrained encoder and Magpie")
+    X = {"DIM": dim.transform(structures), "untrained": untrained.transform(structures), "Magpie": _magpie(structures)}
+    X["Magpie + DIM"] = np.hstack([X["Magpie"], X["DIM"]])
+    featurise_s = time.perf_counter() - start
 
-    settings = dict(random_state=random_state, cache_dir=cache_dir)
-    pretrained = DeepInfoMaxFeaturizer(max_epochs=max_epochs, patience=5, verbose=verbose, **settings)
-    pretrained.fit(train_structures)
-    untrained = DeepInfoMaxFeaturizer(max_epochs=0, **settings).fit(train_structures[:1])
-    pretrain_s = time.perf_counter() - start
-    features = {
-        name: (model.transform(train_structures), model.transform(test_structures))
-        for name, model in (("DIM", pretrained), ("untrained", untrained))
-    }
-
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(0)
     rows = []
-    for n in label_counts:
-        n = min(n, len(train))
-        maes: dict[str, list[float]] = {name: [] for name in features}
-        for repeat in range(repeats):
-            subset = rng.choice(len(train), n, replace=False)
-            for name, (X_train, X_test) in features.items():
-                forest = RandomForestRegressor(random_state=repeat, n_jobs=-1)
-                forest.fit(X_train[subset], y[train][subset])
-                maes[name].append(mean_absolute_error(y[test], forest.predict(X_test)))
-        dim, base = np.array(maes["DIM"]), np.array(maes["untrained"])
-        rows.append({
-            "labels": n,
-            "DIM MAE": dim.mean(), "DIM std": dim.std(),
-            "untrained MAE": base.mean(), "untrained std": base.std(),
-            "change %": 100 * (dim.mean() - base.mean()) / base.mean(),
-            "DIM wins": f"{int((dim < base).sum())}/{repeats}",
-        })
+    for n in sorted({min(n, len(train)) for n in label_counts}):
+        subsets = [rng.choice(train, n, replace=False) for _ in range(repeats)]
+        row: dict[str, float] = {"labels": n}
+        for name in FOREST_FEATURES:
+            maes = [mean_absolute_error(y[test], RandomForestRegressor(random_state=k, n_jobs=-1)
+                                        .fit(X[name][s], y[s]).predict(X[name][test])) for k, s in enumerate(subsets)]
+            row[f"{name} MAE"], row[f"{name} std"] = float(np.mean(maes)), float(np.std(maes))
+        for name, start_from in zip(FINE_TUNED, (None, dim)):
+            row[f"{name} MAE"] = np.nan
+            if n in finetune_counts:
+                epochs = min(100, math.ceil(finetune_samples / n))
+                regressor = SiteNetRegressor(encoder=start_from, max_epochs=epochs, patience=10, random_state=0,
+                                             cache_dir=cache_dir)
+                regressor.fit([structures[i] for i in subsets[0]], y[subsets[0]])
+                row[f"{name} MAE"] = mean_absolute_error(y[test], regressor.predict([structures[i] for i in test]))
+        rows.append(row)
+        log(f"  {n} labels done ({time.perf_counter() - start:.0f} s)")
     info = {
-        "dataset": dataset, "target": target, "n_train": len(train), "n_test": len(test),
-        "epochs": len(pretrained.history_), "best_epoch": pretrained.best_epoch_,
-        "pretrain_seconds": pretrain_s, "total_seconds": time.perf_counter() - start,
-        "history": pretrained.history_,
+        "dataset": dataset, "target": target, "n_train": len(train), "n_test": len(test), "repeats": repeats,
+        "encoder": dim.metadata_, "featurise_seconds": featurise_s, "total_seconds": time.perf_counter() - start,
     }
     return pd.DataFrame(rows).set_index("labels"), info
 
 
 def format_table(table: pd.DataFrame, info: dict) -> str:
     """The comparison as printed by ``dim-sklearn demo``."""
+    corpus = info["encoder"].get("corpus", {})
+    about = (f"the shipped encoder (pretrained on {corpus['n_structures']:,} structures, none of these)"
+             if corpus else "the given encoder")
     lines = [
-        f"RandomForest test MAE on {info['dataset']} {info['target']} ({info['n_test']} test structures); "
-        f"DIM pretrained on the {info['n_train']} training structures for {info['epochs']} epochs "
-        f"(best held-out epoch {info['best_epoch']}), {info['total_seconds']:.0f} s in all",
-        f"{'labels':>7}  {'DIM features':>18}  {'untrained encoder':>18}  {'change':>7}  {'DIM wins':>8}",
+        f"Test MAE on {info['dataset']} {info['target']}, {info['n_test']} test structures; DIM = {about}; "
+        f"RandomForest mean +- std over {info['repeats']} label subsets, fine-tuning on the first; "
+        f"{info['total_seconds']:.0f} s in all",
+        f"{'labels':>6}" + "".join(f"  {name + ' RF':>18}" for name in FOREST_FEATURES)
+        + "".join(f"  {'tuned ' + name:>17}" for name in FINE_TUNED),
     ]
     for n, row in table.iterrows():
-        lines.append(
-            f"{n:>7}  {row['DIM MAE']:>9.4f} +- {row['DIM std']:.4f}  "
-            f"{row['untrained MAE']:>9.4f} +- {row['untrained std']:.4f}  {row['change %']:>+6.1f}%  {row['DIM wins']:>8}"
-        )
+        cells = [f"{row[f'{name} MAE']:>9.4f} +- {row[f'{name} std']:.4f}" for name in FOREST_FEATURES]
+        cells += [f"{row[f'{name} MAE']:>17.4f}" if not np.isnan(row[f"{name} MAE"]) else f"{'-':>17}"
+                  for name in FINE_TUNED]
+        lines.append(f"{n:>6}  " + "  ".join(cells))
     return "\n".join(lines)
+
+
+def plot_table(table: pd.DataFrame, info: dict, path: str | Path) -> Path:
+    """Test MAE against labels (log x), one line per method, as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name in FOREST_FEATURES:
+        ax.errorbar(table.index, table[f"{name} MAE"], yerr=table[f"{name} std"], marker="o", capsize=3,
+                    label=f"RandomForest on {name}")
+    for name in FINE_TUNED:
+        tuned = table[f"{name} MAE"].dropna()
+        ax.plot(tuned.index, tuned.values, marker="s", ls="--", label=f"SiteNetRegressor {name}")
+    ax.set_xscale("log")
+    ax.set_xticks(table.index)
+    ax.set_xticklabels([str(n) for n in table.index])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training structures")
+    ax.set_ylabel(f"test MAE ({info['target']})")
+    ax.set_title(f"{info['dataset']}: {info['n_test']} test structures", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

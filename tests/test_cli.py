@@ -22,28 +22,17 @@ def test_pointsets_command_summarises_a_real_set(capsys, tmp_path):
     assert list(tmp_path.rglob("*.bin"))
 
 
-def _table_rows(out: str) -> list[list[str]]:
-    return [line.split() for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
-
-
-def test_demo_prints_the_comparison_table_on_the_embedded_set(capsys, monkeypatch, tmp_path):
-    monkeypatch.delenv("DIM_SKLEARN_DATA", raising=False)
-    monkeypatch.delenv("MATMINER_DATA", raising=False)
-    assert main(["demo", "--limit", "200", "--max-epochs", "1", "--repeats", "1", "--cache-dir", str(tmp_path)]) == 0
+def test_demo_runs_on_another_data_set_and_target_with_a_saved_encoder(capsys, tmp_path):
+    structures = load_dataset("matbench_phonons")[0][:4]
+    DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(structures).save(tmp_path / "enc")
+    assert main(["demo", "--dataset", "mp_cs419", "--target", "band_gap", "--limit", "100", "--repeats", "1",
+                 "--finetune-samples", "50", "--encoder", str(tmp_path / "enc"),
+                 "--plot", str(tmp_path / "demo.png")]) == 0
     out = capsys.readouterr().out
-    assert "RandomForest test MAE on mp_crysxpp_2k formation_energy_per_atom (40 test structures)" in out
-    assert "DIM pretrained on the 160 training structures for 1 epochs" in out
-    rows = _table_rows(out)
-    assert [row[0] for row in rows] == ["50", "100", "160", "160"]  # 250 and 1,000 labels capped at the split
-    assert all(0 < float(row[1]) < 2 and 0 < float(row[4]) < 2 for row in rows)
-
-
-def test_demo_still_runs_on_another_data_set_and_target(capsys):
-    assert main(["demo", "--dataset", "mp_cs419", "--target", "band_gap", "--limit", "100",
-                 "--max-epochs", "1", "--repeats", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "RandomForest test MAE on mp_cs419 band_gap (20 test structures)" in out
-    assert [row[0] for row in _table_rows(out)] == ["50", "80", "80", "80"]
+    assert "Test MAE on mp_cs419 band_gap, 20 test structures; DIM = the given encoder" in out
+    rows = [line.split() for line in out.splitlines() if " +- " in line and line.split()[0].isdigit()]
+    assert [row[0] for row in rows] == ["50", "80"]  # 100, 250 and 1,000 labels capped at the 80 training rows
+    assert (tmp_path / "demo.png").is_file()
 
 
 def test_pretrain_command_saves_a_loadable_featurizer(capsys, tmp_path):
@@ -108,14 +97,17 @@ def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_
         assert features.loc[bad].isna().all()
 
 
-def test_featurize_without_an_encoder_says_to_pass_one(crystals, monkeypatch, tmp_path, capsys):
-    monkeypatch.delattr(DeepInfoMaxFeaturizer, "from_pretrained", raising=False)
-    crystals[0][0].to(filename=str(tmp_path / "a.cif"))
-    with pytest.raises(SystemExit) as exit_info:
-        main(["featurize", str(tmp_path / "a.cif"), "-o", str(tmp_path / "f.csv")])
-    assert exit_info.value.code == 2
-    assert "pass --encoder" in capsys.readouterr().err
-    assert not (tmp_path / "f.csv").exists()
+def test_featurize_without_an_encoder_uses_the_shipped_one(crystals, monkeypatch, tmp_path):
+    monkeypatch.delenv("DIM_SKLEARN_DATA", raising=False)
+    monkeypatch.delenv("MATMINER_DATA", raising=False)
+    structures, _ = crystals
+    structures[0].to(filename=str(tmp_path / "a.cif"))
+    assert main(["featurize", str(tmp_path / "a.cif"), "-o", str(tmp_path / "f.csv")]) == 0
+    row = pd.read_csv(tmp_path / "f.csv", keep_default_na=False).iloc[0]
+    shipped = DeepInfoMaxFeaturizer.from_pretrained()
+    assert row["id"] == "a" and row["reason"] == ""
+    np.testing.assert_allclose(row[shipped.feature_labels()].to_numpy(float), shipped.transform(structures[:1])[0],
+                               atol=1e-4)
 
 
 def test_featurize_rejects_a_missing_path(encoder_dir, tmp_path, capsys):

@@ -1,25 +1,43 @@
-"""The main job runs on a fresh machine: the embedded data set, no data folder, no data variables."""
+"""The main job runs on a fresh machine: the embedded data set and the shipped encoder, no data folder."""
 
 import numpy as np
 import pytest
 
 from dim_sklearn import load_dataset
+from dim_sklearn.cli import main as cli_main
 from dim_sklearn.datasets import DatasetNotFoundError
-from dim_sklearn.demo import compare_features, format_table
+from dim_sklearn.demo import FINE_TUNED, FOREST_FEATURES, format_table, plot_table, run_demo
 
 
-def test_demo_runs_on_the_embedded_set_without_a_data_folder(monkeypatch, tmp_path):
+@pytest.fixture
+def fresh_machine(monkeypatch, tmp_path):
     monkeypatch.delenv("DIM_SKLEARN_DATA", raising=False)
     monkeypatch.delenv("MATMINER_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatasetNotFoundError):  # no data folder is reachable
         load_dataset("mp_cs419")
+    return tmp_path
 
-    table, info = compare_features(limit=120, label_counts=(10, 50), repeats=2, max_epochs=1, verbose=False)
-    assert (info["dataset"], info["target"]) == ("mp_crysxpp_2k", "formation_energy_per_atom")
-    assert (info["n_train"], info["n_test"], info["epochs"]) == (96, 24, 1)
+
+def test_demo_runs_on_the_embedded_set_with_the_shipped_encoder(fresh_machine):
+    table, info = run_demo(limit=120, label_counts=(10, 50), repeats=2, finetune_counts=(10,),
+                           finetune_samples=100, verbose=False)
+    assert (info["dataset"], info["target"], info["n_train"], info["n_test"]) == (
+        "mp_crysxpp_2k", "formation_energy_per_atom", 96, 24)
+    assert info["encoder"]["corpus"]["n_structures"] > 30_000  # the shipped encoder, not a fresh one
     assert table.index.tolist() == [10, 50]
-    maes = table[["DIM MAE", "untrained MAE"]].to_numpy()
-    assert np.isfinite(maes).all() and (maes > 0).all() and (maes < 2).all()  # eV/atom; the std is about 1.1
-    assert "RandomForest test MAE on mp_crysxpp_2k formation_energy_per_atom (24 test structures)" in format_table(
-        table, info)
+    forests = table[[f"{name} MAE" for name in FOREST_FEATURES]].to_numpy()
+    assert np.isfinite(forests).all() and (forests > 0).all() and (forests < 2).all()  # eV/atom; std about 1.1
+    tuned = table[[f"{name} MAE" for name in FINE_TUNED]]
+    assert np.isfinite(tuned.loc[10]).all() and tuned.loc[50].isna().all()  # fine-tuned at 10 labels only
+    text = format_table(table, info)
+    assert "mp_crysxpp_2k formation_energy_per_atom, 24 test structures" in text and "none of these" in text
+    png = plot_table(table, info, fresh_machine / "demo.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_command_prints_the_table_and_writes_the_plot(fresh_machine, capsys):
+    assert cli_main(["demo", "--limit", "80", "--repeats", "1", "--finetune-samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Magpie + DIM RF" in out and "tuned from DIM" in out
+    assert (fresh_machine / "dim-sklearn-demo.png").is_file()
