@@ -170,3 +170,19 @@ def test_the_large_set_is_a_target_with_magpie_only_and_fewer_subsets_at_ten_tho
     assert target.baselines == ("Magpie",) and target.unit == "eV/atom"
     assert [FULL.subsets_for(n) for n in (50, 1000, 10_000)] == [25, 25, 5]
     assert get_target("flla/formation_energy_per_atom").baselines[0] == "Magpie"
+
+
+def test_a_restricted_run_computes_only_what_its_feature_sets_need(data_home, tmp_path, monkeypatch):
+    from dim_sklearn.study import runner
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("the target's own DIM encoder is not needed")
+
+    monkeypatch.setattr(runner, "pretrained_encoder", no_pretraining)
+    split = load_split(get_target("matbench_phonons/last phdos peak"), QUICK, data_home)
+    meta = {"pretraining": {}, "featurisation": {}}
+    only = (SHIPPED, "Magpie + DIM shipped")
+    features = runner._representations(split, QUICK, tmp_path, None, None, False, meta, lambda *a: None, only)
+    assert set(features) == set(only)
+    assert features["Magpie + DIM shipped"].shape == (len(split.structures), 132 + 64)
+    assert set(meta["featurisation"]) == {"matbench_phonons/Magpie", f"matbench_phonons/{SHIPPED}"}

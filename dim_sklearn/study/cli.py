@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/
     parser.add_argument("--finetune-samples", type=int, default=None,
                         help=f"fine-tuning budget in structures seen, epochs = samples / labels "
                              f"(default {FULL.finetune_samples:,}, at most {FULL.finetune_max_epochs} epochs)")
+    parser.add_argument("--features", default=None,
+                        help="comma-separated feature sets (and fine-tuning starts) to run, e.g. "
+                             "'DIM shipped,Magpie + DIM shipped,CHGNet'; default: all. Only what they need is "
+                             "computed: the target's own DIM encoder is not pretrained unless DIM is asked for")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help="representation (scikit-learn models), transfer (fine-tuning), investigation "
                              "(pretraining variants); comma-separated")
@@ -71,8 +75,9 @@ def run(args: argparse.Namespace, command: str) -> int:
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")
     warnings.simplefilter("ignore")
+    features = tuple(args.features.split(",")) if args.features else None
     path = run_study(budget, results, work, args.cache_dir or str(work / "point-sets"), args.data_home, parts,
-                     verbose=not args.quiet, command=command)
+                     verbose=not args.quiet, command=command, features=features)
     print(f"results in {path} and {results / 'label_masking.md'}")
     return 0
 

@@ -77,9 +77,9 @@ def _chgnet(structures: list, chunk: int = 500) -> np.ndarray:
         graphs, rows = [], []
         for i in range(start, min(start + chunk, len(structures))):
             try:
-                graphs.append(model.graph_converter(structures[i], on_isolated_atoms="error"))
+                graphs.append(model.graph_converter(structures[i]))
                 rows.append(i)
-            except Exception:  # a baseline: any structure CHGNet cannot take becomes a NaN row
+            except (ValueError, RuntimeError, IndexError):  # a structure CHGNet cannot take: a NaN row
                 continue
         if graphs:
             out = model.predict_graph(graphs, task="e", return_crystal_feas=True, batch_size=50)

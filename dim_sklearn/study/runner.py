@@ -142,7 +142,8 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
 
 
 def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: str | None,
-                 log: Callable[..., None], sizes: list[int] | None = None) -> None:
+                 log: Callable[..., None], sizes: list[int] | None = None,
+                 features: tuple[str, ...] | None = None) -> None:
     """SiteNetRegressor fine-tuned from random weights ("untrained"), the split's DIM encoder ("DIM") and the
     shipped encoder (``SHIPPED``)."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
@@ -150,6 +151,8 @@ def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: s
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
             for name, encoder in (("untrained", None), ("DIM", dim), (SHIPPED, "pretrained")):
+                if features is not None and name not in features:
+                    continue
                 if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
                     continue
                 tic = time.perf_counter()
@@ -165,20 +168,31 @@ def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: s
 
 
 def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
-                     verbose: bool, meta: dict, log: Callable[..., None]) -> dict[str, np.ndarray]:
-    """Every feature set of the split (DIM pretrained first if needed), cached in ``work_dir``."""
-    dim, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose)
-    meta["pretraining"][split.target.dataset] = info
+                     verbose: bool, meta: dict, log: Callable[..., None],
+                     only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Every feature set of the split (or those in ``only``), cached in ``work_dir``; DIM pretrained if needed."""
+    needed = None if only is None else set(only) | {part for name in only for part in UNIONS.get(name, ())}
+
+    def wanted(name: str) -> bool:
+        return needed is None or name in needed
+
+    computers, keys = {}, {}
+    if wanted("DIM"):
+        dim, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose)
+        meta["pretraining"][split.target.dataset] = info
+        computers["DIM"], keys["DIM"] = dim.transform, f"-{info['max_epochs']}ep"
+    if wanted(SHIPPED):
+        shipped, meta["pretraining"][SHIPPED] = shipped_encoder(cache_dir)
+        computers[SHIPPED], keys[SHIPPED] = shipped.transform, f"-{meta['pretraining'][SHIPPED]['weights']}"
     untrained = untrained_encoder(split, cache_dir)
-    shipped, meta["pretraining"][SHIPPED] = shipped_encoder(cache_dir)
-    computers = {"DIM": dim.transform, "untrained": untrained.transform, SHIPPED: shipped.transform}
-    keys = {"DIM": f"-{info['max_epochs']}ep", SHIPPED: f"-{meta['pretraining'][SHIPPED]['weights']}"}
-    if untrained.n_rbf:  # the paper's raw-distance encoder too: a random encoder a user could take instead
+    if wanted("untrained"):
+        computers["untrained"] = untrained.transform
+    if untrained.n_rbf and wanted(RAW_UNTRAINED):  # the paper's raw-distance encoder: a random encoder to take instead
         computers[RAW_UNTRAINED] = untrained_encoder(split, cache_dir, n_rbf=0).transform
-    computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines
+    computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines and wanted(name)
                       and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)})
     if importlib.util.find_spec("chgnet") is not None:
-        computers.update(FOUNDATION)
+        computers.update({name: f for name, f in FOUNDATION.items() if wanted(name)})
     features = {}
     for name, compute in computers.items():
         table, about = feature_table(name, compute, split, work_dir, keys.get(name, ""))
@@ -189,14 +203,17 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
     # Standardising each block is standardising the union: the scaling is per column.
     features.update({name: np.hstack([features[a], features[b]]) for name, (a, b) in UNIONS.items()
                      if a in features and b in features})
-    return features
+    return {name: X for name, X in features.items() if only is None or name in only}
 
 
 def _variants(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
-              verbose: bool, meta: dict, log: Callable[..., None]) -> dict[str, np.ndarray]:
+              verbose: bool, meta: dict, log: Callable[..., None],
+              only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """Features of the encoders pretrained the other ways (longer, plain negatives, more data)."""
     features = {}
     for pretraining in VARIANTS:
+        if only is not None and pretraining.name not in only:
+            continue
         encoder, info = pretrained_encoder(split, budget, work_dir, cache_dir, verbose, pretraining, data_home)
         meta["pretraining"][f"{split.target.dataset} ({pretraining.name})"] = info
         table, about = feature_table(pretraining.name, encoder.transform, split, work_dir, f"-{info['max_epochs']}ep")
@@ -242,13 +259,14 @@ def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
 
 def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str | None = None,
               data_home: str | None = None, parts: tuple[str, ...] = ("representation", "transfer", "investigation"),
-              verbose: bool = False, command: str | None = None) -> Path:
+              verbose: bool = False, command: str | None = None, features: tuple[str, ...] | None = None) -> Path:
     """Run (or resume) the study and write its report; returns the CSV path.
 
     ``parts``: "representation" (scikit-learn models on every feature set),
     "transfer" (fine-tuning) and "investigation" (pretraining variants on
     ``budget.investigate``), in that order; each runs for every target before
-    the next starts, so the cheaper comparisons are complete first.
+    the next starts, so the cheaper comparisons are complete first. ``features``
+    restricts the feature sets and fine-tuning starts (default: all).
     """
     from .report import write_report
 
@@ -275,9 +293,9 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
         for target in targets:
             log(f"{target.name}: {representations.__doc__.splitlines()[0]}")
             split = load_split(target, budget, data_home)
-            features = representations(split, budget, work_dir, cache_dir, data_home, verbose, meta, log)
+            table = representations(split, budget, work_dir, cache_dir, data_home, verbose, meta, log, features)
             save()
-            run_representation(split, features, budget, ledger, log)
+            run_representation(split, table, budget, ledger, log)
             save()
 
     try:
@@ -287,12 +305,14 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
             splits = [load_split(target, budget, data_home) for target in budget.targets]
             encoders = []
             for split in splits:
-                dim, meta["pretraining"][split.target.dataset] = pretrained_encoder(
-                    split, budget, work_dir, cache_dir, verbose)
+                dim = None
+                if features is None or "DIM" in features:
+                    dim, meta["pretraining"][split.target.dataset] = pretrained_encoder(
+                        split, budget, work_dir, cache_dir, verbose)
                 encoders.append(dim)
             for n_labels in budget.label_counts:  # every target at a size before the next, larger size
                 for split, dim in zip(splits, encoders):
-                    run_transfer(split, dim, budget, ledger, cache_dir, log, sizes=[n_labels])
+                    run_transfer(split, dim, budget, ledger, cache_dir, log, sizes=[n_labels], features=features)
                     save()
         if "investigation" in parts:
             scikit_learn([t for t in budget.targets if t.name in budget.investigate], _variants)
