@@ -17,8 +17,8 @@ if not (os.environ.get("DIM_SKLEARN_DATA") or os.environ.get("MATMINER_DATA")) a
 @pytest.fixture(scope="session")
 def data_home() -> Path:
     home = os.environ.get("DIM_SKLEARN_DATA") or os.environ.get("MATMINER_DATA")
-    if not home:
-        pytest.fail("set DIM_SKLEARN_DATA or MATMINER_DATA to the folder of real data sets")
+    if not home:  # a fresh machine: the tests on the embedded set and hand-built crystals still run
+        pytest.skip("no data folder: set DIM_SKLEARN_DATA or MATMINER_DATA (CI does, through .ci/run)")
     return Path(home)
 
 

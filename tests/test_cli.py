@@ -13,7 +13,7 @@ def test_datasets_command_lists_every_set(capsys):
     assert "mp_cs419" in out and "matbench_phonons" in out and "available" in out
 
 
-def test_pointsets_command_summarises_a_real_set(capsys, tmp_path):
+def test_pointsets_command_summarises_a_real_set(capsys, tmp_path, data_home):
     assert main(["pointsets", "matbench_phonons", "--limit", "40", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "matbench_phonons: 40 structures" in out
@@ -22,7 +22,7 @@ def test_pointsets_command_summarises_a_real_set(capsys, tmp_path):
     assert list(tmp_path.rglob("*.bin"))
 
 
-def test_demo_runs_on_another_data_set_and_target_with_a_saved_encoder(capsys, tmp_path):
+def test_demo_runs_on_another_data_set_and_target_with_a_saved_encoder(capsys, tmp_path, data_home):
     structures = load_dataset("matbench_phonons")[0][:4]
     DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(structures).save(tmp_path / "enc")
     assert main(["demo", "--dataset", "mp_cs419", "--target", "band_gap", "--limit", "100", "--repeats", "1",
@@ -35,7 +35,7 @@ def test_demo_runs_on_another_data_set_and_target_with_a_saved_encoder(capsys, t
     assert (tmp_path / "demo.png").is_file()
 
 
-def test_pretrain_command_saves_a_loadable_featurizer(capsys, tmp_path):
+def test_pretrain_command_saves_a_loadable_featurizer(capsys, tmp_path, data_home):
     from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 
     assert main(["pretrain", "matbench_phonons", str(tmp_path / "model"), "--max-epochs", "1"]) == 0

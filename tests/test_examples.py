@@ -13,7 +13,7 @@ from dim_sklearn.study.features import HAND_CRAFTED
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 
 
-def test_magpie_plus_dim_feature_union(capsys):
+def test_magpie_plus_dim_feature_union(capsys, data_home):
     """The FeatureUnion pipeline learns a real property, gives Magpie's columns then DIM's, never re-pretrains."""
     namespace = runpy.run_path(str(EXAMPLES / "magpie_plus_dim.py"))
     assert "Magpie + DIM, 100 labels: test MAE" in capsys.readouterr().out

@@ -19,7 +19,7 @@ def runner():
     return module
 
 
-def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys):
+def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys, data_home):
     from matbench.bench import MatbenchBenchmark
 
     runner.run(["matbench_phonons"], tmp_path, quick=True, cache_dir=str(tmp_path / "cache"))
