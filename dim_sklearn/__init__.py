@@ -11,11 +11,10 @@ point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .featurizer import DeepInfoMaxFeaturizer
-from .io import IncompatibleModelError
+from .exceptions import DatasetNotFoundError, DimSklearnError, IncompatibleModelError, StructureError
 from .pointset import (
     PointSet,
     PointSetConfig,
-    StructureError,
     build_point_set,
     build_point_sets,
 )
@@ -24,7 +23,9 @@ from .regressor import SiteNetRegressor
 __version__ = "0.1.0"
 
 __all__ = [
+    "DatasetNotFoundError",
     "DeepInfoMaxFeaturizer",
+    "DimSklearnError",
     "IncompatibleModelError",
     "PointSet",
     "PointSetCache",

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._utils import atomic_write
 from .pointset import PointSet, PointSetConfig
 
 if TYPE_CHECKING:
@@ -78,15 +78,8 @@ class PointSetCache:
     def put(self, structure: Structure, config: PointSetConfig, point_set: PointSet) -> None:
         """Store ``point_set`` as the entry of ``structure``."""
         path = self._path(structure_key(structure, config))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(_encode(point_set))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as handle:
+            handle.write(_encode(point_set))
 
 
 def _encode(p: PointSet) -> bytes:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .exceptions import DatasetNotFoundError
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -28,10 +30,6 @@ __all__ = ["DATA_ENV", "DatasetNotFoundError", "list_datasets", "load_dataset", 
 
 DATA_ENV = "DIM_SKLEARN_DATA"
 MATMINER_ENV = "MATMINER_DATA"
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A data set file is neither in the data folder nor downloadable."""
 
 
 @dataclass(frozen=True)

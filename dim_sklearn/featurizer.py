@@ -21,7 +21,8 @@ from .cache import PointSetCache
 from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
-from .pretrain import PretrainSettings, pretrain, resolve_device
+from ._utils import resolve_device
+from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]

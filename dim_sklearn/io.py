@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .exceptions import IncompatibleModelError
 from .nn import EncoderConfig, SiteNetEncoder
 
 __all__ = [
@@ -60,15 +61,6 @@ _HEADER_BYTES = 2**20
 """Allowance for the safetensors header on top of the tensors' own bytes."""
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
                        torch.int64: "I64"}
-
-
-class IncompatibleModelError(ValueError):
-    """A saved model or pretraining checkpoint that cannot be used; the message names the file.
-
-    Raised for files not written by dim-sklearn, a newer format, settings out of
-    range, weights that do not fit the encoder described, non-finite weights,
-    and damaged (truncated, altered or garbage) files.
-    """
 
 
 def _versions() -> dict[str, str]:

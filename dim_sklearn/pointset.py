@@ -20,6 +20,7 @@ import numpy as np
 import scipy.linalg
 
 from .elements import MAX_Z, SITE_PROPERTIES, site_property_table
+from .exceptions import StructureError
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -56,31 +57,6 @@ real data sets go down to 0.019.
 """
 _PYMATGEN_FAILURES = (ValueError, ArithmeticError, IndexError)
 """What pymatgen raises on a structure it cannot process (numpy's LinAlgError is a ValueError)."""
-
-
-class StructureError(ValueError):
-    """A structure that cannot be turned into a point set.
-
-    Attributes
-    ----------
-    index : int or None
-        Position of the structure in the input (None for a single structure).
-    reason : str
-        What is wrong with it.
-    """
-
-    def __init__(self, reason: str, index: int | None = None):
-        self.reason = reason
-        self.index = index
-        where = "structure" if index is None else f"structure {index}"
-        super().__init__(f"{where}: {reason}")
-
-    def at(self, index: int) -> StructureError:
-        """The same error, naming the structure's position in the input."""
-        return StructureError(self.reason, index)
-
-    def __reduce__(self):
-        return (StructureError, (self.reason, self.index))
 
 
 @dataclass(frozen=True)

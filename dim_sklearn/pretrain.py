@@ -31,21 +31,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._utils import atomic_write, derive_seed, resolve_device
 from .batching import SiteBudgetBatchSampler, collate_point_sets
-from .io import IncompatibleModelError
+from .exceptions import IncompatibleModelError
 from .nn import CHANCE, DeepInfoMax
 from .pointset import PointSet
 
-__all__ = ["PretrainSettings", "pretrain", "resolve_device"]
+__all__ = ["PretrainSettings", "pretrain"]
 
 _CHECKPOINT = "checkpoint.pt"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: the GPU when there is one, else the CPU; anything else as torch reads it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)
@@ -83,10 +77,6 @@ class PretrainSettings:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.default_rng(list(parts)).integers(2**63))
 
 
 def _pair_up(batches: list[list[int]]) -> list[list[int]]:
@@ -156,10 +146,9 @@ def _finite_model(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({**obj, "checksum": _checksum(obj)}, tmp)
-    os.replace(tmp, path)
+def _save_checkpoint(obj: dict, path: Path) -> None:
+    with atomic_write(path) as handle:
+        torch.save({**obj, "checksum": _checksum(obj)}, handle)
 
 
 _CHECKPOINT_KEYS = frozenset(
@@ -303,7 +292,9 @@ def pretrain(
         )
     valid_idx, train_idx = order[:n_valid], order[n_valid:]
     sizes = np.array([p.n_sites for p in point_sets])
-    sampler = SiteBudgetBatchSampler(sizes[train_idx], settings.batch_sites, shuffle=True, random_state=_seed(seed, 1))
+    sampler = SiteBudgetBatchSampler(
+        sizes[train_idx], settings.batch_sites, shuffle=True, random_state=derive_seed(seed, 1)
+    )
     valid_batches = [
         collate_point_sets([point_sets[valid_idx[i]] for i in b])
         for b in _pair_up(list(SiteBudgetBatchSampler(sizes[valid_idx], settings.batch_sites, shuffle=False)))
@@ -336,7 +327,7 @@ def pretrain(
             break
         sampler.set_epoch(epoch)
         batches = (collate_point_sets([point_sets[train_idx[i]] for i in b]) for b in _pair_up(list(sampler)))
-        generator = torch.Generator(device).manual_seed(_seed(seed, 2, epoch))
+        generator = torch.Generator(device).manual_seed(derive_seed(seed, 2, epoch))
         model.train()
         start = time.perf_counter()
         train = _run_epoch(model, batches, optimisers, device, autocast, generator)
@@ -352,7 +343,7 @@ def pretrain(
         if valid_batches:
             model.eval()
             with torch.no_grad():
-                generator = torch.Generator(device).manual_seed(_seed(seed, 3))
+                generator = torch.Generator(device).manual_seed(derive_seed(seed, 3))
                 valid = _run_epoch(model, valid_batches, None, device, autocast, generator)
                 with autocast:
                     vectors = torch.cat([model.encoder(batch.to(device)) for batch in valid_batches]).float()
@@ -370,7 +361,7 @@ def pretrain(
             epochs.write(_epoch_line(row) + (" *" if best_epoch == epoch else ""))
         if checkpoint_path is not None:
             checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_save(
+            _save_checkpoint(
                 {
                     "fingerprint": fingerprint, "seed": seed, "model": model.state_dict(),
                     "optimisers": [o.state_dict() for o in optimisers], "history": history,

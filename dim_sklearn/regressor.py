@@ -26,7 +26,7 @@ from .featurizer import DeepInfoMaxFeaturizer
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
-from .pretrain import resolve_device
+from ._utils import resolve_device
 
 __all__ = ["SiteNetRegressor", "CrystalDataset", "DivergenceGuard", "collate_labelled"]
 

@@ -163,7 +163,7 @@ def test_loading_a_bad_file_gives_a_clear_error(fitted, tmp_path):
 
 
 def test_device_auto_resolves_to_cpu_here():
-    from dim_sklearn.pretrain import resolve_device
+    from dim_sklearn._utils import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"

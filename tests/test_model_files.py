@@ -196,3 +196,11 @@ def test_an_intact_checkpoint_still_resumes(structures, checkpoint, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(checkpoint[0])
     resumed = _resume(structures, tmp_path)
     assert [h["epoch"] for h in resumed.history_] == [1, 2]
+
+
+def test_every_deliberate_error_shares_one_base_and_keeps_its_builtin_type():
+    from dim_sklearn import DatasetNotFoundError, DimSklearnError, IncompatibleModelError, StructureError
+
+    assert issubclass(StructureError, DimSklearnError) and issubclass(StructureError, ValueError)
+    assert issubclass(IncompatibleModelError, DimSklearnError) and issubclass(IncompatibleModelError, ValueError)
+    assert issubclass(DatasetNotFoundError, DimSklearnError) and issubclass(DatasetNotFoundError, FileNotFoundError)

@@ -25,6 +25,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
+from .._utils import atomic_write
 from ..regressor import SiteNetRegressor
 from .features import (
     FOUNDATION,
@@ -252,9 +253,8 @@ def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
         others = [other for other in disk.get("runs", []) if other["started"] != run["started"]
                   or other["command"] != run["command"]]
         meta["runs"] = sorted(others + [run], key=lambda each: each["started"])
-    scratch = path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(scratch, path)
+    with atomic_write(path, "w") as handle:
+        handle.write(json.dumps(meta, indent=1, default=str))
 
 
 def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str | None = None,

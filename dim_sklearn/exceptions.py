@@ -1,0 +1,53 @@
+"""The errors dim-sklearn raises on purpose, under one base class.
+
+Catch :class:`DimSklearnError` to handle every one of them; each subclass also
+derives from the built-in error a caller would otherwise expect (a structure
+that cannot be featurised is a ``ValueError``, a missing data file a
+``FileNotFoundError``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DatasetNotFoundError", "DimSklearnError", "IncompatibleModelError", "StructureError"]
+
+
+class DimSklearnError(Exception):
+    """Base class of the errors dim-sklearn raises on purpose."""
+
+
+class StructureError(DimSklearnError, ValueError):
+    """A structure that cannot be turned into a point set.
+
+    Attributes
+    ----------
+    index : int or None
+        Position of the structure in the input (None for a single structure).
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, reason: str, index: int | None = None):
+        self.reason = reason
+        self.index = index
+        where = "structure" if index is None else f"structure {index}"
+        super().__init__(f"{where}: {reason}")
+
+    def at(self, index: int) -> StructureError:
+        """The same error, naming the structure's position in the input."""
+        return StructureError(self.reason, index)
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
+        return (StructureError, (self.reason, self.index))
+
+
+class IncompatibleModelError(DimSklearnError, ValueError):
+    """A saved model or pretraining checkpoint that cannot be used; the message names the file.
+
+    Raised for files not written by dim-sklearn, a newer format, settings out of
+    range, weights that do not fit the encoder described, non-finite weights,
+    and damaged (truncated, altered or garbage) files.
+    """
+
+
+class DatasetNotFoundError(DimSklearnError, FileNotFoundError):
+    """A data set file is neither in the data folder nor downloadable."""
