@@ -1,8 +1,8 @@
 """Fine-tuning from scratch vs from a Deep InfoMax encoder, on a real property, at a few label counts.
 
-Protocol (METHOD.md, sections 5-6): ``train_test_split(arange(n), test_size=0.2,
-random_state=0)``; Deep InfoMax pretrains on the training structures only (no
-labels); for every label count and seed, a random labelled subset of the
+Protocol (METHOD.md, sections 5-6; ``experiments.protocol``): ``holdout_split``, an 80/20
+``train_test_split(arange(n), test_size=0.2, random_state=0)``; Deep InfoMax pretrains on the
+training structures only (no labels); for every label count and seed, a random labelled subset of the
 training split fine-tunes ``SiteNetRegressor`` twice, from random weights and
 from the pretrained encoder (same subset, same seed, same settings), and both
 are scored on the whole test split. Prints one row per label count with the
@@ -15,15 +15,18 @@ test MAE mean +- std over seeds for both starts, and the mean-predictor MAE.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, load_dataset
-from dim_sklearn.study.protocol import label_subset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's experiments/ package
+from experiments.protocol import holdout_split, label_subset  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +44,7 @@ def main() -> None:
 
     structures, frame = load_dataset(args.dataset)
     y = frame[args.target].to_numpy(dtype=float)
-    train, test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0)
+    train, test = holdout_split(np.arange(len(y)))
     test_structures, y_test = [structures[i] for i in test], y[test]
     featurizer = DeepInfoMaxFeaturizer(
         max_epochs=args.pretrain_epochs, patience=5, random_state=0, cache_dir=args.cache_dir

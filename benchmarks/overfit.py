@@ -14,11 +14,15 @@ fixed. Used to show that Site-Net cannot fit carbon24 (see the study's discussio
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from dim_sklearn import SiteNetRegressor
-from dim_sklearn.study.protocol import FULL, get_target, label_subset, load_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's experiments/ package
+from experiments.protocol import FULL, get_target, label_subset, load_split  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``dim-sklearn datasets | featurize | pointsets | pretrain | demo | study``."""
+"""Command line: ``dim-sklearn datasets | featurize | pointsets | pretrain``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import numpy as np
 
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
-from .demo import format_table, plot_table, run_demo
 from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
 from .pointset import PointSetConfig, build_point_sets
 from .structure_files import expand_paths, write_features
-from .study import cli as study_cli
 
 
 def _stats(values: Sequence[float]) -> str:
@@ -116,21 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.add_argument("--cache-dir", default=None)
     pre.add_argument("--checkpoint-dir", default=None)
     pre.add_argument("--data-home", default=None)
-    demo = sub.add_parser("demo", help="the main job: the shipped encoder against Magpie and from-scratch training "
-                                       "on the embedded mp_crysxpp_2k set (no training of the encoder)")
-    demo.add_argument("--dataset", default="mp_crysxpp_2k", help="data set to run on (default: the embedded one)")
-    demo.add_argument("--target", default="formation_energy_per_atom")
-    demo.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
-    demo.add_argument("--repeats", type=int, default=5, help="label subsets per size for the forests")
-    demo.add_argument("--finetune-samples", type=int, default=10_000,
-                      help="structures seen per fine-tuning run (at most 100 epochs)")
-    demo.add_argument("--encoder", default="pretrained", help="a folder saved by DeepInfoMaxFeaturizer.save "
-                      "(default: the shipped encoder)")
-    demo.add_argument("--plot", default="dim-sklearn-demo.png", help="where to write the PNG of MAE against labels")
-    demo.add_argument("--cache-dir", default=None)
-    demo.add_argument("--data-home", default=None)
-    study = sub.add_parser("study", help="the label-masking study (DIM vs baselines at 50-1,000 labels)")
-    study_cli.add_arguments(study)
     args = parser.parse_args(argv)
 
     if args.command == "datasets":
@@ -155,14 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ).fit(structures)
         featurizer.save(args.out)
         print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
-    elif args.command == "demo":
-        table, info = run_demo(args.dataset, args.target, repeats=args.repeats, finetune_samples=args.finetune_samples,
-                               encoder=args.encoder, cache_dir=args.cache_dir, data_home=args.data_home,
-                               limit=args.limit)
-        print(format_table(table, info))
-        print(f"plot: {plot_table(table, info, args.plot)}")
-    elif args.command == "study":
-        return study_cli.run(args, "dim-sklearn " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 
 

@@ -19,8 +19,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first and pinned: the CPU build; an unpinned torch pulls CUDA packages.
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  # docs: tests/test_docs.py builds the site; study: the CHGNet baseline of the label-masking study
-  .venv/bin/python -m pip install --quiet -e ".[dev,docs,study]"
+  # docs: tests/test_docs.py builds the site; experiments: the demo's and the study's plots and the study's
+  # CHGNet baseline (the experiments/ package itself runs from the checkout)
+  .venv/bin/python -m pip install --quiet -e ".[dev,docs,experiments]"
   # matbench 0.6 pins an ancient stack; its real needs are already installed above.
   .venv/bin/python -m pip install --quiet --no-deps "matbench==0.6"
   touch "$stamp"
@@ -30,7 +31,7 @@ if [ -z "${DIM_SKLEARN_DATA:-}${MATMINER_DATA:-}" ] && [ -d ../shared/data ]; th
   export MATMINER_DATA="$(cd ../shared/data && pwd)"
 fi
 case "$task" in
-  demo)  PYTHONWARNINGS=ignore exec .venv/bin/dim-sklearn demo "$@" ;;
+  demo)  PYTHONWARNINGS=ignore exec .venv/bin/python -m experiments demo "$@" ;;
   test)  exec .venv/bin/python -m pytest "$@" ;;
   bench) for b in benchmarks/*.py; do .venv/bin/python "$b" "$@"; done ;;
   *)     echo "unknown task '$task' (demo | test | bench)" >&2; exit 2 ;;

@@ -22,17 +22,11 @@ def test_pointsets_command_summarises_a_real_set(capsys, tmp_path, data_home):
     assert list(tmp_path.rglob("*.bin"))
 
 
-def test_demo_runs_on_another_data_set_and_target_with_a_saved_encoder(capsys, tmp_path, data_home):
-    structures = load_dataset("matbench_phonons")[0][:4]
-    DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(structures).save(tmp_path / "enc")
-    assert main(["demo", "--dataset", "mp_cs419", "--target", "band_gap", "--limit", "100", "--repeats", "1",
-                 "--finetune-samples", "50", "--encoder", str(tmp_path / "enc"),
-                 "--plot", str(tmp_path / "demo.png")]) == 0
-    out = capsys.readouterr().out
-    assert "Test MAE on mp_cs419 band_gap, 20 test structures; DIM = the given encoder" in out
-    rows = [line.split() for line in out.splitlines() if " +- " in line and line.split()[0].isdigit()]
-    assert [row[0] for row in rows] == ["50", "80"]  # 100, 250 and 1,000 labels capped at the 80 training rows
-    assert (tmp_path / "demo.png").is_file()
+def test_the_experiments_are_not_commands_of_the_library():
+    for command in ("demo", "study"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command])
+        assert exit_info.value.code == 2
 
 
 def test_pretrain_command_saves_a_loadable_featurizer(capsys, tmp_path, data_home):

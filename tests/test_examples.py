@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dim_sklearn.study.features import HAND_CRAFTED
+from experiments.study.features import HAND_CRAFTED
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 

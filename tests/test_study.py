@@ -5,36 +5,21 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
 
-from dim_sklearn.cli import main as cli_main
-from dim_sklearn.study import FULL, QUICK, main
-from dim_sklearn.study.features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
-from dim_sklearn.study.protocol import get_target, label_subset, load_split
-from dim_sklearn.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
+from experiments.cli import main as experiments_main
+from experiments.protocol import FULL, QUICK, get_target, load_split
+from experiments.study import main
+from experiments.study.cli import DEFAULT_RESULTS
+from experiments.study.features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
+from experiments.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
 
-
-def test_splits_follow_the_protocol(data_home):
-    flla = load_split(get_target("flla/formation_energy_per_atom"), FULL, data_home)
-    train, test = train_test_split(np.arange(len(flla.structures)), test_size=0.2, random_state=0)
-    np.testing.assert_array_equal(flla.train, train)
-    np.testing.assert_array_equal(flla.test, test)
-    phonons = load_split(get_target("matbench_phonons/last phdos peak"), FULL, data_home)  # Matbench fold 0
-    assert (len(phonons.train), len(phonons.test)) == (1012, 253)
-    assert not set(phonons.train) & set(phonons.test)
-    assert set(phonons.rows) == set(range(1265))
-
-
-def test_label_subsets_are_reproducible_and_inside_the_training_split():
-    train = np.arange(100, 600)
-    a, b = label_subset(train, 50, 3), label_subset(train, 50, 3)
-    np.testing.assert_array_equal(a, b)
-    assert len(set(a)) == 50 and set(a) <= set(train)
-    assert not np.array_equal(a, label_subset(train, 50, 4))
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_standardise_uses_training_rows_and_survives_missing_and_constant_columns():
@@ -142,22 +127,39 @@ def test_interrupted_study_resumes_with_the_same_results(quick_run):
     assert len(pd.read_csv(path)) == len(rows)
 
 
-def test_report_only_from_the_cli(quick_run, capsys):
+def test_report_only_from_the_cli(quick_run):
     results, _ = quick_run
     (results / "label_masking.md").unlink()
     (results / "label_masking_discussion.md").write_text("What the numbers say, by hand.")
-    assert cli_main(["study", "--report-only", "--results-dir", str(results)]) == 0
+    assert experiments_main(["study", "--report-only", "--results-dir", str(results)]) == 0
     page = (results / "label_masking.md").read_text()
     assert "## Discussion\n\nWhat the numbers say, by hand." in page
-    assert str(results / "label_masking.md") in capsys.readouterr().out
 
 
 def test_quick_results_never_land_in_the_study_folder(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("dim_sklearn.study.cli.run_study", lambda *args, **kwargs: calls.append(args) or "x")
+    monkeypatch.setattr("experiments.study.cli.run_study", lambda *args, **kwargs: calls.append(args) or "x")
     main(["--quick", "--work-dir", str(tmp_path)], default_results=str(tmp_path / "docs"))
     main(["--work-dir", str(tmp_path)], default_results=str(tmp_path / "docs"))
     assert calls[0][1] == tmp_path / "results" and calls[1][1] == tmp_path / "docs"
+
+
+def test_results_default_to_the_checkouts_docs_wherever_the_command_runs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("experiments.study.cli.run_study", lambda *args, **kwargs: calls.append(args) or "x")
+    monkeypatch.chdir(tmp_path)
+    assert experiments_main(["study", "--work-dir", str(tmp_path)]) == 0
+    assert calls[0][1] == DEFAULT_RESULTS == REPO / "docs" / "results"
+    assert not (tmp_path / "docs").exists()
+
+
+def test_the_study_leaves_the_process_warning_filters_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr("experiments.study.cli.run_study", lambda *args, **kwargs: "x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        before = list(warnings.filters)
+        main(["--quick", "--work-dir", str(tmp_path)])
+        assert warnings.filters == before
 
 
 def test_unknown_target_is_refused(tmp_path):
@@ -173,7 +175,7 @@ def test_the_large_set_is_a_target_with_magpie_only_and_fewer_subsets_at_ten_tho
 
 
 def test_a_restricted_run_computes_only_what_its_feature_sets_need(data_home, tmp_path, monkeypatch):
-    from dim_sklearn.study import runner
+    from experiments.study import runner
 
     def no_pretraining(*args, **kwargs):
         raise AssertionError("the target's own DIM encoder is not needed")

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -21,12 +22,14 @@ import numpy as np
 import torch
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
-from .._utils import atomic_write
-from ..regressor import SiteNetRegressor
+from dim_sklearn import SiteNetRegressor
+
+from ..protocol import Budget, Split, Target, capped_label_counts, label_subset, load_split, untrained_encoder
 from .features import (
     FOUNDATION,
     HAND_CRAFTED,
@@ -37,9 +40,7 @@ from .features import (
     feature_table,
     pretrained_encoder,
     shipped_encoder,
-    untrained_encoder,
 )
-from .protocol import Budget, Split, Target, label_subset, load_split
 
 __all__ = ["Ledger", "standardise", "sklearn_models", "run_study"]
 
@@ -85,8 +86,11 @@ def standardise(table: np.ndarray, train: np.ndarray) -> np.ndarray:
     pretraining uses it, keeps a column that happens to be constant in a small
     labelled subset from blowing up on the test structures.
     """
-    mean = np.nanmean(table[train], axis=0)
-    std = np.nanstd(table[train], axis=0)
+    with warnings.catch_warnings():  # a column with no value on the training rows: handled below
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
+        mean = np.nanmean(table[train], axis=0)
+        std = np.nanstd(table[train], axis=0)
     scaled = (table - np.nan_to_num(mean)) / np.where(np.nan_to_num(std) > 0, std, np.inf)
     return np.nan_to_num(scaled, nan=0.0)
 
@@ -111,7 +115,7 @@ def _row(split: Split, n_labels: int, seed: int, features: str, model: str, **va
 
 
 def _label_counts(split: Split, budget: Budget, sizes: list[int] | None = None) -> list[int]:
-    return sorted({min(n, len(split.train)) for n in (sizes or budget.label_counts)})
+    return capped_label_counts(len(split.train), sizes or budget.label_counts)
 
 
 def run_representation(split: Split, features: dict[str, np.ndarray], budget: Budget, ledger: Ledger,
@@ -132,7 +136,7 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
                         continue
                     tic = time.perf_counter()
                     with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # MLP convergence at a few labels
+                        warnings.simplefilter("ignore", ConvergenceWarning)  # MLP at a few labels
                         model.fit(X[subset], split.y[subset])
                         mae = _mae(model.predict(X[split.test]), y_test)
                     rows.append(_row(split, n_labels, seed, name, model_name, mae=mae,
@@ -185,11 +189,12 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
     if wanted(SHIPPED):
         shipped, meta["pretraining"][SHIPPED] = shipped_encoder(cache_dir)
         computers[SHIPPED], keys[SHIPPED] = shipped.transform, f"-{meta['pretraining'][SHIPPED]['weights']}"
-    untrained = untrained_encoder(split, cache_dir)
+    first = [split.structures[split.train[0]]]
+    untrained = untrained_encoder(first, cache_dir)
     if wanted("untrained"):
         computers["untrained"] = untrained.transform
     if untrained.n_rbf and wanted(RAW_UNTRAINED):  # the paper's raw-distance encoder: a random encoder to take instead
-        computers[RAW_UNTRAINED] = untrained_encoder(split, cache_dir, n_rbf=0).transform
+        computers[RAW_UNTRAINED] = untrained_encoder(first, cache_dir, n_rbf=0).transform
     computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines and wanted(name)
                       and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)})
     if importlib.util.find_spec("chgnet") is not None:
@@ -253,8 +258,12 @@ def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
         others = [other for other in disk.get("runs", []) if other["started"] != run["started"]
                   or other["command"] != run["command"]]
         meta["runs"] = sorted(others + [run], key=lambda each: each["started"])
-    with atomic_write(path, "w") as handle:
-        handle.write(json.dumps(meta, indent=1, default=str))
+    text = json.dumps(meta, indent=1, default=str)
+    # the other process reads the old file or the whole new one, never a part
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(scratch, path)
 
 
 def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str | None = None,

@@ -2,7 +2,8 @@
 
 DIM features come from an encoder pretrained on the split's training structures
 (no labels); the untrained encoder is the same architecture at its random
-initialisation; the hand-crafted baselines are matminer featurizers.
+initialisation (:func:`experiments.protocol.untrained_encoder`); the
+hand-crafted baselines are matminer featurizers.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_dataset
-from ..featurizer import DeepInfoMaxFeaturizer
-from ..pretrained import pretrained_path
-from .protocol import Budget, Split, slugify
+from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
+from dim_sklearn.pretrained import pretrained_path
+
+from ..protocol import Budget, Split, slugify
 
 __all__ = ["FOUNDATION", "HAND_CRAFTED", "RAW_UNTRAINED", "SHIPPED", "UNIONS", "MAIN", "VARIANTS", "Pretraining", "corpus_structures", "pretrained_encoder",
-           "shipped_encoder", "untrained_encoder", "feature_table"]
+           "shipped_encoder", "feature_table"]
 
 
 def _magpie(structures: list) -> np.ndarray:
@@ -48,13 +49,14 @@ def _xrd(structures: list) -> np.ndarray:
 def _orbital_field(structures: list) -> np.ndarray:
     from matminer.featurizers.structure import OrbitalFieldMatrix
 
-    return _featurize(OrbitalFieldMatrix(period_tag=False), structures)
+    with warnings.catch_warnings():  # its constructor builds numpy matrices, 94 warnings
+        warnings.filterwarnings("ignore", "the matrix subclass", PendingDeprecationWarning)
+        featurizer = OrbitalFieldMatrix(period_tag=False)
+    return _featurize(featurizer, structures)
 
 
 def _featurize(featurizer, inputs: list) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rows = featurizer.featurize_many(inputs, ignore_errors=True, pbar=False)
+    rows = featurizer.featurize_many(inputs, ignore_errors=True, pbar=False)
     width = len(featurizer.feature_labels())
     return np.array([r if len(r) == width else [np.nan] * width for r in rows], dtype=float)
 
@@ -82,7 +84,9 @@ def _chgnet(structures: list, chunk: int = 500) -> np.ndarray:
             except (ValueError, RuntimeError, IndexError):  # a structure CHGNet cannot take: a NaN row
                 continue
         if graphs:
-            out = model.predict_graph(graphs, task="e", return_crystal_feas=True, batch_size=50)
+            with warnings.catch_warnings():  # CHGNet turns a tensor that requires grad into a number, every batch
+                warnings.filterwarnings("ignore", "Converting a tensor with requires_grad", UserWarning)
+                out = model.predict_graph(graphs, task="e", return_crystal_feas=True, batch_size=50)
             features[rows] = [o["crystal_fea"] for o in (out if isinstance(out, list) else [out])]
     return features
 
@@ -239,16 +243,6 @@ def shipped_encoder(cache_dir: str | None = None) -> tuple[DeepInfoMaxFeaturizer
            for term in ("loss", "local_dim", "global_dim", "vector_std")},
     }
     return featurizer, info
-
-
-def untrained_encoder(split: Split, cache_dir: str | None = None, **params) -> DeepInfoMaxFeaturizer:
-    """The same encoder at its random initialisation (``max_epochs=0``, ``random_state=0``).
-
-    ``params`` change the architecture, e.g. ``n_rbf=0`` for the paper's raw distances.
-    """
-    return DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir, **params).fit(
-        [split.structures[split.train[0]]]
-    )
 
 
 def feature_table(

@@ -1,18 +1,40 @@
-"""What the label-masking study measures: targets, splits, label subsets and budgets."""
+"""What the experiments measure: targets, splits, label subsets, budgets and the untrained baseline.
+
+One protocol for the demo, the label-masking study, the benchmarks and the
+learning tests:
+
+- Split: :func:`holdout_split`, an 80/20 ``train_test_split(positions,
+  test_size=0.2, random_state=0)``; Matbench tasks use their official fold 0
+  instead (:func:`load_split`).
+- Label counts larger than the training split are capped at its size
+  (:func:`capped_label_counts`).
+- Label subsets, two draws that the published figures depend on, each kept
+  exactly:
+
+  - keyed (the study and the benchmarks): :func:`label_subset` draws subset
+    ``seed`` of ``n`` labels from ``default_rng([seed, n])``, so a subset depends
+    only on its seed and size;
+  - streamed (the demo): :func:`streamed_subsets` draws every subset from one
+    ``default_rng(0)`` stream, ``repeats`` per size, the sizes in increasing order.
+
+- The untrained baseline: :func:`untrained_encoder`, the encoder at its random
+  initialisation (``max_epochs=0``, ``random_state=0``).
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ..datasets import load_dataset
+from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 
-__all__ = ["Target", "Budget", "TARGETS", "get_target", "FULL", "QUICK", "Split", "load_split", "label_subset",
-           "slugify"]
+__all__ = ["Target", "Budget", "TARGETS", "get_target", "FULL", "QUICK", "Split", "load_split", "holdout_split",
+           "capped_label_counts", "label_subset", "streamed_subsets", "untrained_encoder", "slugify"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +156,12 @@ def _split_positions(dataset: str, frame) -> tuple[np.ndarray, np.ndarray]:
         fold = mbv01_validation.splits[dataset]["fold_0"]
         position = {mbid: i for i, mbid in enumerate(frame.index)}
         return np.array([position[m] for m in fold["train"]]), np.array([position[m] for m in fold["test"]])
-    train, test = train_test_split(np.arange(len(frame)), test_size=0.2, random_state=0)
+    return holdout_split(np.arange(len(frame)))
+
+
+def holdout_split(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test positions: ``train_test_split(positions, test_size=0.2, random_state=0)``."""
+    train, test = train_test_split(positions, test_size=0.2, random_state=0)
     return np.asarray(train), np.asarray(test)
 
 
@@ -152,6 +179,40 @@ def load_split(target: Target, budget: Budget, data_home: str | None = None) -> 
     return Split(target, structures, y, train[: budget.train_limit], test[: budget.test_limit])
 
 
+def capped_label_counts(n_train: int, counts: Iterable[int]) -> list[int]:
+    """The label counts in increasing order, each at most ``n_train``, without repeats."""
+    return sorted({min(n, n_train) for n in counts})
+
+
 def label_subset(train: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
-    """The labelled training structures of one repeat: the same for every method."""
+    """The labelled training structures of one repeat (keyed draw): the same for every method.
+
+    Drawn from ``default_rng([seed, n_labels])``: the subset depends on its seed
+    and size only, so any slice of the study redraws the same subsets.
+    """
     return np.random.default_rng([seed, n_labels]).choice(train, size=n_labels, replace=False)
+
+
+def streamed_subsets(train: np.ndarray, label_counts: Sequence[int], repeats: int,
+                     seed: int = 0) -> dict[int, list[np.ndarray]]:
+    """The demo's labelled subsets (streamed draw): ``repeats`` per label count, from one stream.
+
+    One ``default_rng(seed)`` draws, for each count of
+    ``capped_label_counts(len(train), label_counts)`` in turn,
+    ``repeats`` subsets without replacement; the subsets of a count therefore
+    depend on the counts and repeats drawn before it.
+    """
+    rng = np.random.default_rng(seed)
+    return {n: [rng.choice(train, n, replace=False) for _ in range(repeats)]
+            for n in capped_label_counts(len(train), label_counts)}
+
+
+def untrained_encoder(structures: Sequence, cache_dir: str | None = None, **params) -> DeepInfoMaxFeaturizer:
+    """The encoder at its random initialisation: ``DeepInfoMaxFeaturizer(max_epochs=0, random_state=0)``.
+
+    ``structures`` only complete the fit (with no epochs the weights depend on
+    ``random_state`` alone); ``params`` change the architecture, e.g.
+    ``n_rbf=0`` for the paper's raw-distance input instead of the default
+    radial-basis expansion.
+    """
+    return DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir, **params).fit(list(structures))

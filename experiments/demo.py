@@ -7,6 +7,8 @@ then, on a held-out split, compare a RandomForest on Magpie composition
 features, on the DIM vectors, on both side by side and on the same encoder
 untrained, and ``SiteNetRegressor`` fine-tuned from the shipped encoder and
 from scratch. Needs no data folder, no download and no pretraining.
+
+    python -m experiments demo
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import mean_absolute_error
-from sklearn.model_selection import train_test_split
 
-from .datasets import load_dataset
-from .featurizer import DeepInfoMaxFeaturizer
-from .regressor import SiteNetRegressor
+from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, load_dataset
+
+from .protocol import holdout_split, streamed_subsets, untrained_encoder
 
 __all__ = ["FOREST_FEATURES", "FINE_TUNED", "format_table", "plot_table", "run_demo"]
 
@@ -58,9 +59,11 @@ def run_demo(
 ) -> tuple[pd.DataFrame, dict]:
     """Test MAE of every method at every label count.
 
-    The split is ``train_test_split(arange(n), test_size=0.2, random_state=0)``.
-    For each label count, ``repeats`` random labelled subsets of the training
-    split train the forests (the same subsets for every feature set); the first
+    The split is :func:`~experiments.protocol.holdout_split` of the rows with a
+    finite target. For each label count, ``repeats`` random labelled subsets of
+    the training split (:func:`~experiments.protocol.streamed_subsets`) train the
+    forests (the same subsets for every feature set); the untrained encoder is
+    :func:`~experiments.protocol.untrained_encoder`. The first
     subset of each of ``finetune_counts`` is also fine-tuned from both starts,
     for ``finetune_samples`` structures seen (at most 100 epochs, early stopping
     with patience 10).
@@ -84,7 +87,7 @@ def run_demo(
     start = time.perf_counter()
     structures, frame = load_dataset(dataset, data_home)
     structures, y = structures[:limit], frame[target].to_numpy(dtype=float)[:limit]
-    train, test = train_test_split(np.flatnonzero(np.isfinite(y)), test_size=0.2, random_state=0)
+    train, test = holdout_split(np.flatnonzero(np.isfinite(y)))
     if isinstance(encoder, DeepInfoMaxFeaturizer):
         dim = encoder
     elif encoder == "pretrained":
@@ -92,17 +95,15 @@ def run_demo(
     else:
         dim = DeepInfoMaxFeaturizer.load(encoder)
     dim.set_params(cache_dir=cache_dir)
-    untrained = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=cache_dir).fit(structures[:1])
+    untrained = untrained_encoder(structures[:1], cache_dir)
     log(f"{dataset}: {len(train)} training and {len(test)} test structures; featurising with the DIM encoder, "
         "the untrained encoder and Magpie")
     X = {"DIM": dim.transform(structures), "untrained": untrained.transform(structures), "Magpie": _magpie(structures)}
     X["Magpie + DIM"] = np.hstack([X["Magpie"], X["DIM"]])
     featurise_s = time.perf_counter() - start
 
-    rng = np.random.default_rng(0)
     rows = []
-    for n in sorted({min(n, len(train)) for n in label_counts}):
-        subsets = [rng.choice(train, n, replace=False) for _ in range(repeats)]
+    for n, subsets in streamed_subsets(train, label_counts, repeats).items():
         row: dict[str, float] = {"labels": n}
         for name in FOREST_FEATURES:
             maes = [mean_absolute_error(y[test], RandomForestRegressor(random_state=k, n_jobs=-1)
@@ -126,7 +127,7 @@ def run_demo(
 
 
 def format_table(table: pd.DataFrame, info: dict) -> str:
-    """The comparison as printed by ``dim-sklearn demo``."""
+    """The comparison as printed by ``python -m experiments demo``."""
     corpus = info["encoder"].get("corpus", {})
     about = (f"the shipped encoder (pretrained on {corpus['n_structures']:,} structures, none of these)"
              if corpus else "the given encoder")

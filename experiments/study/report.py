@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..nn import CHANCE
+from dim_sklearn.nn import CHANCE
+
+from ..protocol import TARGETS, slugify
 from .features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
-from .protocol import TARGETS, slugify
 
 __all__ = ["write_report", "summarise"]
 

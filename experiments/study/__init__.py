@@ -5,11 +5,11 @@ labels); then, with 50-1,000 labelled training structures over repeated label
 subsets, scikit-learn models on DIM features are compared with the untrained
 encoder and matminer's hand-crafted features, and ``SiteNetRegressor`` fine-tuned
 from DIM with one fine-tuned from scratch, all on the whole test split.
-Run it with ``python matbench_submission/label_masking.py`` or ``dim-sklearn study``.
+Run it with ``python -m experiments study`` or ``python matbench_submission/label_masking.py``.
 """
 
+from ..protocol import FULL, QUICK, TARGETS, Budget, Target
 from .cli import main
-from .protocol import FULL, QUICK, TARGETS, Budget, Target
 from .report import write_report
 from .runner import run_study
 

@@ -1,4 +1,4 @@
-"""Command line of the study, shared by ``dim-sklearn study`` and matbench_submission/label_masking.py."""
+"""Command line of the study, shared by ``python -m experiments study`` and matbench_submission/label_masking.py."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ import argparse
 import dataclasses
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .protocol import FULL, QUICK, TARGETS, get_target
+from ..protocol import FULL, QUICK, TARGETS, get_target
 from .report import write_report
 from .runner import run_study
 
 DEFAULT_WORK = Path.home() / ".cache" / "dim-sklearn"
+DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+"""The study's published results: docs/results of the checkout, wherever the command runs from."""
 PARTS = ("representation", "transfer", "investigation")
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/results") -> None:
+def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path = DEFAULT_RESULTS) -> None:
+    """The study's options on ``parser``; ``--results-dir`` defaults to ``default_results``."""
     names = ", ".join(t.name for t in TARGETS)
     parser.add_argument("--quick", action="store_true",
                         help="one target, two sizes, two seeds, tiny budgets (checks the machinery)")
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "docs/
 
 
 def run(args: argparse.Namespace, command: str) -> int:
+    """Run what ``args`` (parsed by :func:`add_arguments`) ask; ``command`` is recorded with the results."""
     work = Path(args.work_dir) if args.work_dir else DEFAULT_WORK / ("label-masking-quick" if args.quick
                                                                      else "label-masking")
     results = Path(args.results_dir or (work / "results" if args.quick else args.default_results))
@@ -74,7 +77,6 @@ def run(args: argparse.Namespace, command: str) -> int:
     parts = tuple(args.parts.split(","))
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")
-    warnings.simplefilter("ignore")
     features = tuple(args.features.split(",")) if args.features else None
     path = run_study(budget, results, work, args.cache_dir or str(work / "point-sets"), args.data_home, parts,
                      verbose=not args.quiet, command=command, features=features)
@@ -82,8 +84,9 @@ def run(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, default_results: str = "docs/results",
-         prog: str = "label_masking.py") -> int:
+def main(argv: Sequence[str] | None = None, default_results: str | Path = DEFAULT_RESULTS,
+         prog: str = "python -m experiments study") -> int:
+    """Parse ``argv`` (default: the process's arguments) and run the study."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     add_arguments(parser, default_results)
     args = parser.parse_args(argv)

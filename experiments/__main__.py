@@ -1,0 +1,5 @@
+"""``python -m experiments demo | study ...``."""
+
+from .cli import main
+
+raise SystemExit(main())
