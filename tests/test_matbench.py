@@ -68,3 +68,51 @@ def test_committed_phonons_submission_is_valid(runner):
     assert not (folder.parent / f"{folder.name}.progress.json").exists()
     for fold in task.folds:
         assert task.results[f"fold_{fold}"]["parameters"]["pretraining"]["structures"].startswith("this fold's training")
+
+
+def test_the_submission_script_is_the_runner(runner):
+    """The runner copies itself into the submission folder; the committed copy is that copy, not a hand-kept one."""
+    folder = REPO / "matbench_submission" / "benchmarks" / f"matbench_v0.1_{runner.ALGORITHM}"
+    assert (folder / "run_matbench.py").read_bytes() == Path(runner.__file__).read_bytes(), (
+        "refresh it: cp matbench_submission/run_matbench.py " + str(folder.relative_to(REPO)))
+
+
+def _fold(device: str, cpus: int, finetune_patience: int, seconds: float) -> dict:
+    """The params a fold records, as run_fold writes them (the fields the notes read)."""
+    return {
+        "pretraining": {"max_epochs": 40, "patience": 10, "epochs_run": 37},
+        "finetuning": {"max_epochs": 150, "patience": finetune_patience, "epochs_run": 90},
+        "random_forest": {"n_estimators": 500},
+        "compute": {"device": device, "cpus": cpus, "machine": "x86_64", "torch": "2.13.0", "torch_threads": cpus},
+        "seconds": seconds,
+    }
+
+
+def test_notes_are_written_from_the_recorded_run(runner):
+    folds = [_fold("NVIDIA H100 80GB HBM3", 16, 20, 100.0), _fold("CPU", 2, 20, 400.0)]
+    notes = runner.notes(["matbench_phonons"], False, folds)
+    assert "NVIDIA H100 80GB HBM3, 16 CPU cores (x86_64), torch 2.13.0 with 16 threads" in notes
+    assert "CPU, 2 CPU cores (x86_64), torch 2.13.0 with 2 threads" in notes
+    assert "no GPU" not in notes and "patience 30" not in notes
+    assert "DIM 40 epochs max" in notes and "patience 10; 37-37 run" in notes
+    assert "fine-tuning 150 epochs max (early stopping, patience 20; 90-90 run)" in notes
+    assert "RF 500 trees" in notes and "100-400 s (8 min in all, 2 folds)" in notes
+    assert "QUICK" not in notes and "QUICK" in runner.notes(["matbench_phonons"], True, folds[:1])
+
+
+def test_a_fold_records_where_it_ran(runner):
+    import torch
+
+    recorded = runner.compute("cpu")
+    assert recorded["device"] == "CPU" and recorded["torch"] == torch.__version__
+    assert recorded["cpus"] >= 1 and recorded["torch_threads"] == torch.get_num_threads()
+
+
+def test_info_cites_the_featurizers_references(runner):
+    from dim_sklearn import DeepInfoMaxFeaturizer
+
+    written = runner.info(["matbench_phonons"], False, [_fold("CPU", 2, 30, 60.0)])
+    assert written["bibtex_refs"] == "\n\n".join(DeepInfoMaxFeaturizer().citations())
+    assert written["notes"] == runner.notes(["matbench_phonons"], False, [_fold("CPU", 2, 30, 60.0)])
+    for key in REQUIRED_INFO:
+        assert written.get(key), key

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import train_test_split
 
@@ -47,8 +48,18 @@ LEADERBOARD = {  # mean MAE over the 5 folds (METHOD.md, section 8; the issue's 
 def settings(quick: bool) -> dict:
     """Budgets of one fold; ``quick`` is for the CI check (one fold, tiny budgets)."""
     if quick:
-        return {"folds": [0], "train_limit": 120, "pretrain_epochs": 2, "finetune_epochs": 3, "n_estimators": 50}
-    return {"folds": None, "train_limit": None, "pretrain_epochs": 40, "finetune_epochs": 150, "n_estimators": 500}
+        return {"folds": [0], "train_limit": 120, "pretrain_epochs": 2, "pretrain_patience": 10, "finetune_epochs": 3,
+                "n_estimators": 50}
+    return {"folds": None, "train_limit": None, "pretrain_epochs": 40, "pretrain_patience": 10, "finetune_epochs": 150,
+            "n_estimators": 500}
+
+
+def compute(device: str) -> dict:
+    """Where a fold ran: ``device`` (as torch reads it) by name, the GPU's or "CPU", the cores, torch and threads."""
+    where = torch.device(device)
+    name = torch.cuda.get_device_name(where) if where.type == "cuda" else where.type.upper()
+    return {"device": name, "cpus": os.cpu_count(), "machine": platform.machine(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
 
 
 def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool) -> tuple[np.ndarray, dict]:
@@ -60,7 +71,8 @@ def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool
     X_test = list(X_test)
 
     featurizer = DeepInfoMaxFeaturizer(
-        max_epochs=budget["pretrain_epochs"], patience=10, random_state=fold, cache_dir=cache_dir, verbose=verbose
+        max_epochs=budget["pretrain_epochs"], patience=budget["pretrain_patience"], random_state=fold,
+        cache_dir=cache_dir, verbose=verbose,
     ).fit(X_train)  # training structures of this fold only; no labels
     pretrain_s = time.perf_counter() - start
 
@@ -85,28 +97,56 @@ def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool
         "validation_mae": valid_mae,
         "n_train": len(X_train), "n_inner_train": len(inner), "n_validation": len(valid),
         "pretraining": {"epochs_run": len(featurizer.history_), "best_epoch": featurizer.best_epoch_,
-                        "max_epochs": budget["pretrain_epochs"], "patience": 10, "batch_sites": featurizer.batch_sites,
+                        "max_epochs": budget["pretrain_epochs"], "patience": featurizer.patience,
+                        "batch_sites": featurizer.batch_sites,
                         "lr": featurizer.lr, "structures": "this fold's training structures only, no labels",
                         "seconds": round(pretrain_s, 1)},
         "random_forest": {"n_estimators": budget["n_estimators"], "features": "DIM mu_g (64)"},
         "finetuning": {"epochs_run": len(regressor.history), "max_epochs": budget["finetune_epochs"],
                        "lr": regressor.lr, "batch_sites": regressor.batch_sites, "patience": regressor.patience},
+        "compute": compute(regressor.device),
         "seconds": round(time.perf_counter() - start, 1),
     }
     return np.asarray(predictions, dtype=float), params
 
 
-def info(tasks: list[str], budget: dict, quick: bool, fold_seconds: list[float]) -> dict:
-    """The submission's info.json."""
+def _distinct(values: list) -> str:
+    """The distinct values, in order of first appearance, joined by " / "."""
+    return " / ".join(str(value) for value in dict.fromkeys(values))
+
+
+def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
+    """The submission's notes, from the ``params`` recorded for every fold: compute, budgets, wall time."""
+    machines = [fold.get("compute") for fold in folds]
+    hardware = _distinct([f"{c['device']}, {c['cpus']} CPU cores ({c['machine']}), torch {c['torch']} with "
+                          f"{c['torch_threads']} threads" if c else "not recorded" for c in machines])
+    pretraining, finetuning = [fold["pretraining"] for fold in folds], [fold["finetuning"] for fold in folds]
+    seconds = [fold["seconds"] for fold in folds]
+    return (
+        f"{'QUICK CHECK RUN (one fold, tiny budgets), not a leaderboard result. ' if quick else ''}"
+        f"Compute per fold: {hardware}. Pretraining uses each fold's training structures only (never test structures, "
+        "never labels); the model choice uses a validation split inside each fold's training data. Budgets: DIM "
+        f"{_distinct([p['max_epochs'] for p in pretraining])} epochs max (early stopping on the held-out DIM loss, "
+        f"patience {_distinct([p['patience'] for p in pretraining])}; "
+        f"{min(p['epochs_run'] for p in pretraining)}-{max(p['epochs_run'] for p in pretraining)} run), "
+        f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs max (early stopping, patience "
+        f"{_distinct([f['patience'] for f in finetuning])}; "
+        f"{min(f['epochs_run'] for f in finetuning)}-{max(f['epochs_run'] for f in finetuning)} run), RF "
+        f"{_distinct([fold['random_forest']['n_estimators'] for fold in folds])} trees. Wall time per fold "
+        f"{min(seconds):.0f}-{max(seconds):.0f} s ({sum(seconds) / 60:.0f} min in all, {len(folds)} folds). "
+        f"Tasks: {', '.join(tasks)}."
+    )
+
+
+def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
+    """The submission's info.json; ``folds`` are the ``params`` recorded for every fold of ``tasks``."""
     import matbench
     import matminer
     import pymatgen.core
     import sklearn
     import skorch
-    import torch
 
     import dim_sklearn
-    from dim_sklearn.featurizer import _DIM_BIBTEX, _DIM_MATERIALS_BIBTEX, _SITE_NET_BIBTEX
 
     return {
         "authors": "dim-sklearn developers",
@@ -117,16 +157,8 @@ def info(tasks: list[str], budget: dict, quick: bool, fold_seconds: list[float])
             "validation split of the fold's training data among a RandomForest on the 64-d DIM features, "
             "SiteNetRegressor fine-tuned from the DIM encoder, and their average."
         ),
-        "bibtex_refs": "\n\n".join([_SITE_NET_BIBTEX, _DIM_MATERIALS_BIBTEX, _DIM_BIBTEX]),
-        "notes": (
-            f"{'QUICK CHECK RUN (one fold, tiny budgets), not a leaderboard result. ' if quick else ''}"
-            f"Compute: {os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.get_num_threads()} threads, "
-            "no GPU. Pretraining uses each fold's training structures only (never test structures, never labels); "
-            f"the model choice uses a validation split inside each fold's training data. Budgets: DIM {budget['pretrain_epochs']} epochs max (patience 10), fine-tuning "
-            f"{budget['finetune_epochs']} epochs max (early stopping, patience 30), RF {budget['n_estimators']} trees. "
-            f"Wall time per fold {min(fold_seconds):.0f}-{max(fold_seconds):.0f} s ({sum(fold_seconds) / 60:.0f} min "
-            f"in all). Tasks: {', '.join(tasks)}."
-        ),
+        "bibtex_refs": "\n\n".join(DeepInfoMaxFeaturizer().citations()),
+        "notes": notes(tasks, quick, folds),
         "requirements": {
             "python": [
                 f"dim-sklearn=={dim_sklearn.__version__}", f"torch=={torch.__version__.split('+')[0]}",
@@ -176,9 +208,9 @@ def run(tasks: list[str], output_dir: Path, quick: bool = False, cache_dir: str 
                   flush=True)
         report(task)
     benchmark.to_file(str(folder / "results.json.gz"))
-    fold_seconds = [fold["params"]["seconds"] for name in tasks for fold in progress[name].values()]
-    (folder / "info.json").write_text(json.dumps(info(tasks, budget, quick, fold_seconds), indent=2) + "\n")
-    shutil.copy(__file__, folder / Path(__file__).name)
+    folds = [fold["params"] for name in tasks for fold in progress[name].values()]
+    (folder / "info.json").write_text(json.dumps(info(tasks, quick, folds), indent=2) + "\n")
+    shutil.copy(__file__, folder / Path(__file__).name)  # the script of the submission: this file, as it ran
     if all(task.all_folds_recorded for task in benchmark.tasks) and benchmark.is_valid:
         progress_path.unlink(missing_ok=True)
     return benchmark
