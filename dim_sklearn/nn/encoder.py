@@ -27,13 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .activations import Mish, mish
+
+if TYPE_CHECKING:
+    from ..batching import PointSetBatch
 
 __all__ = ["DistanceExpansion", "EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "RowChunks", "segment_mean", "take_rows"]
 
@@ -86,8 +89,8 @@ class DistanceExpansion(nn.Module):
     def __init__(self, n_rbf: int = 0, cutoff: float = 8.0):
         super().__init__()
         self.n_rbf = n_rbf
-        centres = torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0)
-        self.register_buffer("centres", centres, persistent=False)
+        self.centres: torch.Tensor
+        self.register_buffer("centres", torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0), persistent=False)
         self.gamma = (n_rbf - 1) ** 2 / cutoff**2 if n_rbf else 0.0
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
@@ -130,9 +133,10 @@ class RowChunks:
 
     def __init__(self, chunk_rows: int, *key_masks: torch.Tensor):
         counts = torch.stack([mask.sum(-1) for mask in key_masks]).amax(0)
-        sorted_counts, self.order = torch.sort(counts, stable=True)
-        sorted_counts, n_rows = sorted_counts.tolist(), len(sorted_counts)
-        self.chunks = [
+        sorted_tensor, self.order = torch.sort(counts, stable=True)
+        sorted_counts: list[int] = sorted_tensor.tolist()
+        n_rows = len(sorted_counts)
+        self.chunks: list[tuple[torch.Tensor, int]] = [
             (self.order[start : start + chunk_rows], sorted_counts[min(start + chunk_rows, n_rows) - 1])
             for start in range(0, n_rows, chunk_rows)
         ]
@@ -285,7 +289,7 @@ class SiteNetEncoder(nn.Module):
         self.local = LocalEncoder(self.config)
         self.global_ = GlobalEncoder(self.config)
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: PointSetBatch) -> torch.Tensor:
         """Crystal vectors mu_g of a :class:`~dim_sklearn.batching.PointSetBatch`, shape (n_crystals, global_dim)."""
         local, _ = self.local(batch.site_features, batch.key_index, batch.distances, batch.key_mask)
         crystal, _ = self.global_(local, batch.site_crystal, batch.n_crystals)

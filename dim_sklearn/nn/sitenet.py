@@ -20,7 +20,7 @@ concatenated pair, without materialising it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ from torch.nn import functional as F
 
 from .activations import mish
 from .encoder import hidden_layer, segment_mean
+
+if TYPE_CHECKING:
+    from ..batching import PointSetBatch
 
 __all__ = ["SiteNetConfig", "SiteNet"]
 
@@ -118,7 +121,7 @@ class SiteNet(nn.Module):
         widths = [config.pre_pool] + [config.post_pool] * config.post_pool_layers
         self.post_pool = nn.Sequential(*(hidden_layer(a, b) for a, b in zip(widths[:-1], widths[1:])))
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: PointSetBatch) -> torch.Tensor:
         sites = torch.cat([self.element_embedding(batch.atomic_numbers), batch.site_features], dim=-1)
         pairs = self.distance_embedding(batch.distances.unsqueeze(-1))
         for block in self.blocks:
