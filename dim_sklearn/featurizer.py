@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matminer.featurizers.base import BaseFeaturizer
-from sklearn.utils import check_random_state
+from sklearn.utils import InputTags, Tags, TransformerTags, check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
 from sklearn.utils.validation import check_is_fitted
 
@@ -359,6 +359,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             (then its row is NaN).
         """
         return self._embed(X, self.ignore_errors)[0]
+
+    def __sklearn_tags__(self) -> Tags:
+        """A transformer of a 1-D sequence of structures (not a 2-D numeric array), without labels."""
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+        tags.input_tags = InputTags(one_d_array=True, two_d_array=False)
+        tags.target_tags.required = False
+        return tags
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names, so ``set_output(transform="pandas")`` works."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.utils import check_random_state
+from sklearn.utils import InputTags, Tags, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
@@ -366,6 +366,12 @@ class SiteNetRegressor(NeuralNetRegressor):
         validate_parameter_constraints(
             self._parameter_constraints, {k: params[k] for k in self._parameter_constraints}, type(self).__name__
         )
+
+    def __sklearn_tags__(self) -> Tags:
+        """A regressor of a 1-D sequence of structures (not a 2-D numeric array)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags = InputTags(one_d_array=True, two_d_array=False)
+        return tags
 
     def initialize(self) -> SiteNetRegressor:
         """Check the parameters, then build the model, criterion, optimizer and callbacks (skorch)."""
