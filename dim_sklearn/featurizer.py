@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matminer.featurizers.base import BaseFeaturizer
-from sklearn.utils import InputTags, Tags, TransformerTags, check_random_state
+from sklearn.utils import InputTags, Tags, TransformerTags
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,7 +21,7 @@ from .cache import PointSetCache
 from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
-from ._utils import resolve_device
+from ._utils import resolve_device, spawn_seeds
 from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 
@@ -298,8 +298,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 f"left out of pretraining; first: {next(e for e in errors if e)}",
                 stacklevel=2,
             )
-        rng = check_random_state(self.random_state)
-        init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        init_seed, train_seed = spawn_seeds(self.random_state, 2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             model = DeepInfoMax(

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._utils import check_fields, integer, is_int, real
 from .activations import Mish, mish
 
 if TYPE_CHECKING:
@@ -58,13 +59,10 @@ class EncoderConfig:
     rbf_cutoff: float = 8.0
 
     def __post_init__(self) -> None:
-        for name in ("n_site_features", "width", "local_dim", "global_width", "global_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.n_rbf) < 0 or self.n_rbf == 1:
-            raise ValueError(f"n_rbf must be 0 (raw distances) or >= 2, got {self.n_rbf}")
-        if not self.rbf_cutoff > 0:
-            raise ValueError(f"rbf_cutoff must be > 0, got {self.rbf_cutoff}")
+        check_fields(self, **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"),
+                                           integer(1)),
+                     n_rbf=("0 (raw distances) or an integer >= 2", lambda v: is_int(v) and (v == 0 or v >= 2)),
+                     rbf_cutoff=real(0, low_open=True))
 
     @property
     def n_distance_features(self) -> int:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._utils import check_fields, integer
 from .activations import mish
 from .encoder import hidden_layer, segment_mean
 
@@ -50,6 +51,9 @@ class SiteNetConfig:
     pre_pool: int = 94
     post_pool: int = 200
     post_pool_layers: int = 3
+
+    def __post_init__(self) -> None:
+        check_fields(self, **{name: integer(1) for name in self.__dataclass_fields__})
 
     @property
     def output_dim(self) -> int:
