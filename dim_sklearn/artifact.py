@@ -111,7 +111,7 @@ class PretrainedEncoder:
         return cls(encoder_from_state(config, state_dict, "the state_dict"), point_set_config, provenance)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the artifact to the folder ``path`` (created if needed): ``config.json`` and ``encoder.safetensors``."""
+        """Write the artifact to the folder ``path`` (created if needed): ``config.json``, ``encoder.safetensors``."""
         return save_encoder(path, self.module, self.point_set_config, self.provenance)
 
     @classmethod

@@ -34,7 +34,7 @@ _INPUT_LIMITS = frozenset({"max_sites", "min_distance"})
 takes them with the run-time settings."""
 _SETTINGS = ("kl_weight", "domain_negatives", "local_scrambled", "batch_negatives", "max_epochs", "patience",
              "batch_sites", "lr", "weight_decay", "validation_fraction", "random_state")
-"""Parameters saved as the encoder's pretraining settings, and read back from them by :meth:`DeepInfoMaxFeaturizer.load`."""
+"""Parameters saved as the encoder's pretraining settings, and read back by :meth:`DeepInfoMaxFeaturizer.load`."""
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
   title = {Site-Net: using global self-attention and real-space supercells to capture long-range
