@@ -46,7 +46,7 @@ import torch
 from ._utils import atomic_write
 from .exceptions import IncompatibleModelError
 from .nn import EncoderConfig, SiteNetEncoder
-from .pointset import MAX_ATOMS, PointSetConfig
+from .pointset import PointSetConfig
 
 __all__ = [
     "FORMAT",
@@ -221,7 +221,7 @@ def _expected_tensors(config: EncoderConfig) -> dict[str, tuple[tuple[int, ...],
 
 
 def _point_set_config(section: Any, where: Path | str) -> PointSetConfig:
-    """The point-set section checked field by field (all four present, type, range)."""
+    """The point-set section checked field by field (all four present; type and range as the dataclass checks them)."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no point_set section")
     fields = PointSetConfig.__dataclass_fields__
@@ -231,20 +231,10 @@ def _point_set_config(section: Any, where: Path | str) -> PointSetConfig:
     missing = [name for name in fields if name not in section]
     if missing:
         raise IncompatibleModelError(f"{where}: the point_set section lacks {', '.join(missing)}")
-    problems = []
-    if not (_is_int(section["max_atoms"]) and 1 <= section["max_atoms"] <= MAX_ATOMS):
-        problems.append(f"max_atoms must be an integer from 1 to {MAX_ATOMS}, got {section['max_atoms']!r:.40}")
-    if not (_is_int(section["max_sites"]) and section["max_sites"] >= 1):
-        problems.append(f"max_sites must be an integer >= 1, got {section['max_sites']!r:.40}")
-    if not isinstance(section["oxidation"], bool):
-        problems.append(f"oxidation must be true or false, got {section['oxidation']!r:.40}")
-    distance = section["min_distance"]
-    if not (isinstance(distance, (int, float)) and not isinstance(distance, bool) and math.isfinite(distance)
-            and distance >= 0):
-        problems.append(f"min_distance must be a finite number >= 0, got {distance!r:.40}")
-    if problems:
-        raise IncompatibleModelError(f"{where} has an unusable point_set section: {'; '.join(problems)}")
-    return PointSetConfig(**section)
+    try:
+        return PointSetConfig(**section)
+    except ValueError as exc:
+        raise IncompatibleModelError(f"{where} has an unusable point_set section: {exc}"[:1000]) from exc
 
 
 def _provenance(section: Any, where: Path | str) -> dict[str, Any]:

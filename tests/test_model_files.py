@@ -66,7 +66,7 @@ def _edit_config(folder, edit):
         (lambda c: c["point_set"].update(max_atoms=100000), "max_atoms must be an integer from 1 to 1000, got 100000"),
         (lambda c: c["point_set"].update(max_atoms=50.0), "max_atoms must be an integer"),
         (lambda c: c["point_set"].update(max_sites=0), "max_sites must be an integer >= 1"),
-        (lambda c: c["point_set"].update(oxidation="yes"), "oxidation must be true or false"),
+        (lambda c: c["point_set"].update(oxidation="yes"), "oxidation must be True or False"),
         (lambda c: c["point_set"].update(min_distance=float("inf")), "min_distance must be a finite number >= 0"),
         (lambda c: c["point_set"].update(oxidation=True), "gives 9 site features, the encoder reads 8"),
         (lambda c: c["point_set"].update(hidden=1), "unknown point_set field"),
