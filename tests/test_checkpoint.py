@@ -47,7 +47,7 @@ def test_altered_foreign_and_non_finite_files_are_refused(tmp_path):
 def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(_state(), path)
-    with pytest.raises(pickle.PicklingError):
+    with pytest.raises((pickle.PicklingError, AttributeError)):
         save_checkpoint(_state(history=[lambda: 0]), path)  # cannot be written
     assert load_checkpoint(path, torch.device("cpu"), "abc")["history"] == _state()["history"]
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
