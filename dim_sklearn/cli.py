@@ -91,6 +91,20 @@ def _featurizer(encoder: str | None) -> DeepInfoMaxFeaturizer:
     return DeepInfoMaxFeaturizer.load(encoder) if encoder is not None else DeepInfoMaxFeaturizer.from_pretrained()
 
 
+def _drop_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` or ``option=VALUE`` (torch's launcher would take it for its own)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith(option + "="):
+            skip = False
+        elif arg == option:
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dim-sklearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                cache_dir=args.cache_dir, data_home=args.data_home, verbose=True))
     elif args.command == "pretrain":
         if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:  # start the ranks, each runs this command
-            launch("dim_sklearn.pretrain", argv[argv.index("pretrain") + 1:], args.nproc_per_node)
+            launch("dim_sklearn.pretrain", _drop_option(argv[argv.index("pretrain") + 1:], "--nproc-per-node"),
+                   args.nproc_per_node)
             return 0
         device = init_from_env()
         rank = rank_and_world()[0]

@@ -136,7 +136,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         training loss turns NaN or infinite stops with a warning and keeps the
         best weights seen before.
     patience : int, default=10
-        Stop when the held-out DIM loss has not improved for this many epochs.
+        Stop after this many epochs in a row without improvement of the
+        held-out DIM loss, and keep the best epoch's weights (patience counts as
+        in skorch's ``EarlyStopping``, but any decrease is an improvement).
     batch_sites : int, default=300
         Unique sites per pretraining batch (the paper: 1,200).
     lr, weight_decay : float, default=1e-3, 1e-4
