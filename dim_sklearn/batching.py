@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -217,7 +218,7 @@ def _split_by_sites(batch: list[int], n_sites: np.ndarray, parts: int) -> list[l
             cut -= 1  # the cut before that crystal is nearer
         cuts.append(min(max(cut, cuts[-1] + 2), len(batch) - 2 * (parts - k)))
     cuts.append(len(batch))
-    return [batch[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+    return [batch[a:b] for a, b in pairwise(cuts)]
 
 
 class DistributedSiteBudgetBatchSampler:

@@ -32,7 +32,7 @@ def test_streamed_point_sets_are_read_back_from_the_cache_as_built(perovskite, r
 
 
 def test_fit_with_a_cache_streams_and_trains_the_same_weights(structures, tmp_path, monkeypatch):
-    settings = dict(max_epochs=2, batch_sites=300, random_state=0)
+    settings = {"max_epochs": 2, "batch_sites": 300, "random_state": 0}
     in_memory = DeepInfoMaxFeaturizer(**settings).fit(structures)
     seen = []
     pretrain = featurizer_module.pretrain

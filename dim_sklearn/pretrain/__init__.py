@@ -163,16 +163,24 @@ def pretrain(
 ) -> tuple[list[dict[str, float]], int]:
     """Train ``model`` (in place) with Deep InfoMax on unlabelled point sets.
 
+    Inside a torch.distributed process group every rank calls it with the same
+    point sets and settings; the ranks then train one model data-parallel (see
+    the module's description), and every rank returns the same history and
+    weights.
+
     Parameters
     ----------
     model : DeepInfoMax
     point_sets : sequence of PointSet
-        At least four crystals.
+        At least four crystals. A :class:`~dim_sklearn.store.CachedPointSets`
+        is read batch by batch; only the held-out batches are kept in memory.
     settings : PretrainSettings, optional
     random_state : int, Generator or None
         Seeds the held-out split, the batch order, the sampling noise and the
-        scrambling; the same value on CPU gives bit-identical weights.
+        scrambling; the same value on CPU gives bit-identical weights (for a
+        given number of ranks; rank 0's seed is used by all).
     device : str or torch.device, default="auto"
+        This rank's device.
     checkpoint_dir : path, optional
         Write the state after each epoch; resume from it when it matches.
     verbose : bool, default=False
@@ -196,8 +204,8 @@ def pretrain(
     Raises
     ------
     ValueError
-        Fewer than 4 structures, fewer than 2 left for training, or a
-        checkpoint of another run in ``checkpoint_dir``.
+        Fewer than 4 structures, fewer than 2 left for training (2 per rank),
+        or a checkpoint of another run in ``checkpoint_dir``.
     IncompatibleModelError
         The checkpoint in ``checkpoint_dir`` is damaged (unreadable, altered,
         not a checkpoint) or holds NaN or infinite values.
