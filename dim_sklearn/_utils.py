@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from sklearn.utils import check_random_state
+
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "derive_seed", "resolve_device"]
+__all__ = ["Rule", "atomic_write", "boolean", "check_fields", "derive_seed", "integer", "is_int", "real", "resolve_device", "spawn_seeds"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -29,6 +31,56 @@ def derive_seed(*parts: int) -> int:
     ``(s, 2, 0)`` give the same seed: label streams with non-zero last parts.
     """
     return int(np.random.default_rng(list(parts)).integers(2**63))
+
+
+def spawn_seeds(random_state: int | np.random.RandomState | None, n: int) -> list[int]:
+    """``n`` seeds below 2**31 drawn from a scikit-learn ``random_state`` (model initialisation, training, ...)."""
+    rng = check_random_state(random_state)
+    return [int(s) for s in rng.randint(0, 2**31 - 1, size=n)]
+
+
+Rule = tuple[str, Callable[[Any], bool]]
+"""What a field must be, in words, and the test of a value."""
+
+
+def is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def integer(low: int, high: int | None = None) -> Rule:
+    """An integer in ``[low, high]`` (no upper bound when ``high`` is None)."""
+    words = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+    return words, lambda v: is_int(v) and low <= v and (high is None or v <= high)
+
+
+def real(low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    """A finite number between ``low`` and ``high`` (each bound closed unless said open; no upper bound if None)."""
+    if high is None:
+        words = f"a finite number {'>' if low_open else '>='} {low}"
+    else:
+        words = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def ok(v: Any) -> bool:
+        if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, (bool, np.bool_)):
+            return False
+        if not np.isfinite(v) or v < low or (low_open and v == low):
+            return False
+        return high is None or v < high or (v == high and not high_open)
+
+    return words, ok
+
+
+boolean: Rule = ("True or False", lambda v: isinstance(v, (bool, np.bool_)))
+"""A bool."""
+
+
+def check_fields(config: Any, **rules: Rule) -> None:
+    """Check the named fields of a settings object; one ``ValueError`` lists every field that breaks its rule."""
+    problems = [f"{name} must be {words}, got {getattr(config, name)!r}"
+                for name, (words, ok) in rules.items() if not ok(getattr(config, name))]
+    if problems:
+        raise ValueError(f"{type(config).__name__}: {'; '.join(problems)}")
 
 
 @contextmanager

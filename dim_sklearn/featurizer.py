@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matminer.featurizers.base import BaseFeaturizer
-from sklearn.utils import check_random_state
+from sklearn.utils import InputTags, Tags, TransformerTags
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,7 +21,7 @@ from .cache import PointSetCache
 from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError, load_encoder, save_encoder
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
-from ._utils import resolve_device
+from ._utils import resolve_device, spawn_seeds
 from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 from .store import stream_point_sets
@@ -324,8 +324,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 f"left out of pretraining; first: {next(e for e in errors if e)}",
                 stacklevel=2,
             )
-        rng = check_random_state(self.random_state)
-        init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        init_seed, train_seed = spawn_seeds(self.random_state, 2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             model = DeepInfoMax(
@@ -385,6 +384,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             (then its row is NaN).
         """
         return self._embed(X, self.ignore_errors)[0]
+
+    def __sklearn_tags__(self) -> Tags:
+        """A transformer of a 1-D sequence of structures (not a 2-D numeric array), without labels."""
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+        tags.input_tags = InputTags(one_d_array=True, two_d_array=False)
+        tags.target_tags.required = False
+        return tags
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names, so ``set_output(transform="pandas")`` works."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.linalg
 
+from ._utils import boolean, check_fields, integer, real
 from .elements import MAX_Z, SITE_PROPERTIES, site_property_table
 from .exceptions import StructureError
 
@@ -86,12 +87,8 @@ class PointSetConfig:
     min_distance: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 1 <= int(self.max_atoms) <= MAX_ATOMS:
-            raise ValueError(f"max_atoms must be between 1 and {MAX_ATOMS}, got {self.max_atoms}")
-        if int(self.max_sites) < 1:
-            raise ValueError(f"max_sites must be >= 1, got {self.max_sites}")
-        if not self.min_distance >= 0:
-            raise ValueError(f"min_distance must be >= 0, got {self.min_distance}")
+        check_fields(self, max_atoms=integer(1, MAX_ATOMS), max_sites=integer(1), oxidation=boolean,
+                     min_distance=real(0))
 
     @property
     def n_site_features(self) -> int:

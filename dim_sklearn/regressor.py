@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.utils import check_random_state
+from sklearn.utils import InputTags, Tags
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
@@ -26,7 +26,7 @@ from .featurizer import DeepInfoMaxFeaturizer
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
-from ._utils import resolve_device
+from ._utils import resolve_device, spawn_seeds
 
 __all__ = ["SiteNetRegressor", "CrystalDataset", "DivergenceGuard", "collate_labelled"]
 
@@ -367,21 +367,23 @@ class SiteNetRegressor(NeuralNetRegressor):
             self._parameter_constraints, {k: params[k] for k in self._parameter_constraints}, type(self).__name__
         )
 
+    def __sklearn_tags__(self) -> Tags:
+        """A regressor of a 1-D sequence of structures (not a 2-D numeric array)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags = InputTags(one_d_array=True, two_d_array=False)
+        return tags
+
     def initialize(self) -> SiteNetRegressor:
         """Check the parameters, then build the model, criterion, optimizer and callbacks (skorch)."""
         self._check_parameters()
         return super().initialize()
-
-    def _seeds(self) -> tuple[int, int]:
-        rng = check_random_state(self.random_state)
-        return tuple(int(s) for s in rng.randint(0, 2**31 - 1, size=2))
 
     def initialize_module(self) -> SiteNetRegressor:
         """Build the model, loading the pretrained encoder weights as part of its construction."""
         featurizer = self._featurizer()  # a saved folder is read here, once per initialisation
         self.point_set_config_ = self._point_set_config(featurizer)
         n_site_features = self.point_set_config_.n_site_features
-        init_seed, self.shuffle_seed_ = self._seeds()
+        init_seed, self.shuffle_seed_ = spawn_seeds(self.random_state, 2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             if self.preset == "sitenet":

@@ -14,6 +14,13 @@ if not (os.environ.get("DIM_SKLEARN_DATA") or os.environ.get("MATMINER_DATA")) a
     os.environ["MATMINER_DATA"] = str(_SHARED)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reads the data folder ``data``: ``-m "not data"`` runs the layer that needs nothing."""
+    for item in items:
+        if "data_home" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
 @pytest.fixture(scope="session")
 def data_home() -> Path:
     home = os.environ.get("DIM_SKLEARN_DATA") or os.environ.get("MATMINER_DATA")
@@ -69,3 +76,25 @@ def perovskite() -> Structure:
         ["Sr", "Ti", "O", "O", "O"],
         [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
     )
+
+
+_PROTOTYPES = (  # (space group, species, fractional coordinates, lattice constant per Angstrom of mean radius)
+    ("Fm-3m", ("A", "B"), [[0, 0, 0], [0.5, 0.5, 0.5]], 2.0),  # rock salt
+    ("Pm-3m", ("A", "B"), [[0, 0, 0], [0.5, 0.5, 0.5]], 1.2),  # caesium chloride
+    ("F-43m", ("A", "B"), [[0, 0, 0], [0.25, 0.25, 0.25]], 2.3),  # zinc blende
+    ("Fm-3m", ("A", "B"), [[0, 0, 0], [0.25, 0.25, 0.25]], 2.2),  # fluorite (B on 8c)
+)
+_PAIRS = (("Na", "Cl"), ("Mg", "O"), ("Li", "F"), ("K", "Br"), ("Ca", "S"), ("Zn", "Se"), ("Ga", "As"), ("Ba", "O"))
+
+
+@pytest.fixture(scope="session")
+def hand_built() -> list[Structure]:
+    """32 small binary crystals (4 prototypes x 8 element pairs), built from space groups: no data folder needed."""
+    from pymatgen.core import Element
+
+    crystals = []
+    for group, _, coords, scale in _PROTOTYPES:
+        for a, b in _PAIRS:
+            radius = (Element(a).atomic_radius + Element(b).atomic_radius) / 2
+            crystals.append(Structure.from_spacegroup(group, Lattice.cubic(scale * 2 * radius), [a, b], coords))
+    return crystals

@@ -1,5 +1,6 @@
 """Shared helpers: atomic writes never leave a partial file or a stray scratch file."""
 
+import numpy as np
 import pytest
 
 from dim_sklearn._utils import atomic_write, derive_seed
@@ -30,3 +31,18 @@ def test_derived_seeds_are_reproducible_and_independent():
     assert derive_seed(0, 1) == derive_seed(0, 1)
     assert len({derive_seed(0, 1), derive_seed(0, 2), derive_seed(1, 1), derive_seed(0, 1, 1)}) == 4
     assert 0 <= derive_seed(7) < 2**63
+
+
+def test_settings_objects_list_every_broken_field():
+    from dim_sklearn import PointSetConfig
+    from dim_sklearn.nn import EncoderConfig, SiteNetConfig
+
+    with pytest.raises(ValueError, match=r"max_atoms must be an integer from 1 to 1000, got 2.5; oxidation must be"):
+        PointSetConfig(max_atoms=2.5, oxidation="yes")
+    with pytest.raises(ValueError, match=r"width must be an integer >= 1, got 0; n_rbf must be 0 \(raw distances\)"):
+        EncoderConfig(width=0, n_rbf=1)
+    with pytest.raises(ValueError, match=r"rbf_cutoff must be a finite number > 0, got nan"):
+        EncoderConfig(rbf_cutoff=float("nan"))
+    with pytest.raises(ValueError, match=r"SiteNetConfig: heads must be an integer >= 1, got True"):
+        SiteNetConfig(heads=True)
+    assert PointSetConfig(max_atoms=np.int64(40)).max_atoms == 40

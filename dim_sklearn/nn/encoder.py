@@ -27,13 +27,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._utils import check_fields, integer, is_int, real
 from .activations import Mish, mish
+
+if TYPE_CHECKING:
+    from ..batching import PointSetBatch
 
 __all__ = ["DistanceExpansion", "EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "RowChunks", "segment_mean", "take_rows"]
 
@@ -55,13 +59,10 @@ class EncoderConfig:
     rbf_cutoff: float = 8.0
 
     def __post_init__(self) -> None:
-        for name in ("n_site_features", "width", "local_dim", "global_width", "global_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.n_rbf) < 0 or self.n_rbf == 1:
-            raise ValueError(f"n_rbf must be 0 (raw distances) or >= 2, got {self.n_rbf}")
-        if not self.rbf_cutoff > 0:
-            raise ValueError(f"rbf_cutoff must be > 0, got {self.rbf_cutoff}")
+        check_fields(self, **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"),
+                                           integer(1)),
+                     n_rbf=("0 (raw distances) or an integer >= 2", lambda v: is_int(v) and (v == 0 or v >= 2)),
+                     rbf_cutoff=real(0, low_open=True))
 
     @property
     def n_distance_features(self) -> int:
@@ -86,8 +87,8 @@ class DistanceExpansion(nn.Module):
     def __init__(self, n_rbf: int = 0, cutoff: float = 8.0):
         super().__init__()
         self.n_rbf = n_rbf
-        centres = torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0)
-        self.register_buffer("centres", centres, persistent=False)
+        self.centres: torch.Tensor
+        self.register_buffer("centres", torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0), persistent=False)
         self.gamma = (n_rbf - 1) ** 2 / cutoff**2 if n_rbf else 0.0
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
@@ -130,9 +131,10 @@ class RowChunks:
 
     def __init__(self, chunk_rows: int, *key_masks: torch.Tensor):
         counts = torch.stack([mask.sum(-1) for mask in key_masks]).amax(0)
-        sorted_counts, self.order = torch.sort(counts, stable=True)
-        sorted_counts, n_rows = sorted_counts.tolist(), len(sorted_counts)
-        self.chunks = [
+        sorted_tensor, self.order = torch.sort(counts, stable=True)
+        sorted_counts: list[int] = sorted_tensor.tolist()
+        n_rows = len(sorted_counts)
+        self.chunks: list[tuple[torch.Tensor, int]] = [
             (self.order[start : start + chunk_rows], sorted_counts[min(start + chunk_rows, n_rows) - 1])
             for start in range(0, n_rows, chunk_rows)
         ]
@@ -285,7 +287,7 @@ class SiteNetEncoder(nn.Module):
         self.local = LocalEncoder(self.config)
         self.global_ = GlobalEncoder(self.config)
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: PointSetBatch) -> torch.Tensor:
         """Crystal vectors mu_g of a :class:`~dim_sklearn.batching.PointSetBatch`, shape (n_crystals, global_dim)."""
         local, _ = self.local(batch.site_features, batch.key_index, batch.distances, batch.key_mask)
         crystal, _ = self.global_(local, batch.site_crystal, batch.n_crystals)

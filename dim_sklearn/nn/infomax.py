@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -51,6 +52,9 @@ from torch.nn import functional as F
 
 from .activations import Mish, mish
 from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, segment_mean, take_rows
+
+if TYPE_CHECKING:
+    from ..batching import PointSetBatch
 
 __all__ = ["CHANCE", "DeepInfoMax", "partner_sites", "cyclic_key_index", "gaussian_kl"]
 
@@ -94,7 +98,7 @@ class EnvironmentCritic(nn.Module):
 
     def __init__(
         self, local_dim: int, n_site_features: int, width: int = 64, dim: int = 128,
-        expand_distances: nn.Module | None = None,
+        expand_distances: DistanceExpansion | None = None,
     ):
         super().__init__()
         self.site = _projection(local_dim, width, dim)
@@ -223,7 +227,7 @@ class DeepInfoMax(nn.Module):
             negatives.append(term(scrambled[rows], own, 1.0))
         return positive, torch.stack(negatives).mean(0)
 
-    def forward(self, batch, sample: bool = True, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, batch: PointSetBatch, sample: bool = True, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """All loss terms of one batch; ``loss`` is the sum to minimise.
 
         Parameters

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..batching import PointSetBatch
 
 __all__ = ["SiteNetModel"]
 
@@ -43,7 +48,7 @@ class SiteNetModel(nn.Module):
         self.register_buffer("target_scale", torch.tensor(float(target_scale)))
         self.nonnegative = nonnegative
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: PointSetBatch) -> torch.Tensor:
         """Predictions of shape (n_crystals, 1)."""
         prediction = self.target_mean + self.target_scale * self.head(self.encoder(batch))
         if self.nonnegative:

@@ -20,14 +20,18 @@ concatenated pair, without materialising it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._utils import check_fields, integer
 from .activations import mish
 from .encoder import hidden_layer, segment_mean
+
+if TYPE_CHECKING:
+    from ..batching import PointSetBatch
 
 __all__ = ["SiteNetConfig", "SiteNet"]
 
@@ -47,6 +51,9 @@ class SiteNetConfig:
     pre_pool: int = 94
     post_pool: int = 200
     post_pool_layers: int = 3
+
+    def __post_init__(self) -> None:
+        check_fields(self, **{name: integer(1) for name in self.__dataclass_fields__})
 
     @property
     def output_dim(self) -> int:
@@ -118,7 +125,7 @@ class SiteNet(nn.Module):
         widths = [config.pre_pool] + [config.post_pool] * config.post_pool_layers
         self.post_pool = nn.Sequential(*(hidden_layer(a, b) for a, b in zip(widths[:-1], widths[1:])))
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: PointSetBatch) -> torch.Tensor:
         sites = torch.cat([self.element_embedding(batch.atomic_numbers), batch.site_features], dim=-1)
         pairs = self.distance_embedding(batch.distances.unsqueeze(-1))
         for block in self.blocks:

@@ -32,13 +32,12 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._utils import derive_seed, resolve_device
+from .._utils import check_fields, derive_seed, integer, real, resolve_device
 from ..batching import (
     DistributedSiteBudgetBatchSampler,
     SiteBudgetBatchSampler,
@@ -72,24 +71,8 @@ class PretrainSettings:
     validation_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be {rule}, got {getattr(self, name)!r}"
-            for name, rule, ok in (
-                ("max_epochs", "an integer >= 0", _is_int(self.max_epochs) and self.max_epochs >= 0),
-                ("patience", "an integer >= 1", _is_int(self.patience) and self.patience >= 1),
-                ("batch_sites", "an integer >= 1", _is_int(self.batch_sites) and self.batch_sites >= 1),
-                ("lr", "a finite number > 0", math.isfinite(self.lr) and self.lr > 0),
-                ("weight_decay", "a finite number >= 0", math.isfinite(self.weight_decay) and self.weight_decay >= 0),
-                ("validation_fraction", "in [0, 1)", 0 <= self.validation_fraction < 1),
-            )
-            if not ok
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        check_fields(self, max_epochs=integer(0), patience=integer(1), batch_sites=integer(1),
+                     lr=real(0, low_open=True), weight_decay=real(0), validation_fraction=real(0, 1, high_open=True))
 
 
 def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: PretrainSettings) -> str:
