@@ -110,7 +110,8 @@ def main() -> None:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from torch.distributed.run import parse_args, run
 
-        own = [a for i, a in enumerate(sys.argv[1:]) if not (a.startswith("--nproc") or sys.argv[i].startswith("--nproc"))]
+        # torch's launcher would take --nproc for its own --nproc-per-node: leave it (and its value) out
+        own = [a for i, a in enumerate(sys.argv[1:]) if not (a.startswith("--nproc") or sys.argv[i] == "--nproc")]
         run(parse_args(["--standalone", f"--nproc-per-node={args.nproc}", __file__, *own]))
         return
     init_from_env("cpu")

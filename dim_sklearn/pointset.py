@@ -478,7 +478,8 @@ def _point_set_chunks(
     starts = range(0, len(entries), size)
     with tqdm(total=len(entries), disable=not verbose, desc="point sets") as bar:
         if workers == 1:
-            chunks = (_build_chunk(entries[start:start + size], start, config, cache, ignore_errors) for start in starts)
+            chunks = (_build_chunk(entries[start:start + size], start, config, cache, ignore_errors)
+                      for start in starts)
         else:
             chunks = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
                 delayed(_build_chunk)(entries[start:start + size], start, config, cache, ignore_errors)

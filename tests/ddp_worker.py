@@ -3,9 +3,8 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_worker.py \
         RESULT SETTINGS_JSON [CHECKPOINT_DIR [DIE_AFTER_EPOCH]]
 
-SETTINGS_JSON holds the :class:`~dim_sklearn.pretrain.PretrainSettings`. Rank 0 writes the history and the final weights to RESULT (torch.save). With
-DIE_AFTER_EPOCH, rank 1 exits abruptly once that epoch's checkpoint is written,
-as a killed process would.
+SETTINGS_JSON holds the PretrainSettings. Rank 0 writes the history and the final weights to RESULT (torch.save).
+With DIE_AFTER_EPOCH, rank 1 exits abruptly once that epoch's checkpoint is written, as a killed process would.
 """
 
 import json

@@ -46,7 +46,7 @@ def test_two_gloo_ranks_follow_the_single_process_held_out_curve(small_structure
     two = np.array([row["valid_loss"] for row in two_ranks["history"]])
     assert two_ranks["world"] == 2 and len(two) == len(one) == SETTINGS["max_epochs"]
     # each step sees the same crystals; only the in-batch negatives (per rank) and the noise differ
-    assert np.all(np.abs(two / one - 1) < 0.15), (one, two)
+    assert np.all(np.abs(two / one - 1) < 0.2), (one, two)
     assert abs(two[-3:].mean() / one[-3:].mean() - 1) < 0.03, (one, two)
     assert two[-3:].mean() < two[0]
 

@@ -265,7 +265,9 @@ def pretrain(
         train = _run_epoch(trainer, batches, optimisers, device, autocast, generator)
         seconds = time.perf_counter() - start
         if not (math.isfinite(train["loss"]) and _finite_model(model)):
-            kept = "the initial weights" if stopping.best_state is None else f"the weights of epoch {stopping.best_epoch}"
+            kept = "the initial weights"
+            if stopping.best_state is not None:
+                kept = f"the weights of epoch {stopping.best_epoch}"
             warnings.warn(
                 f"Deep InfoMax pretraining diverged in epoch {epoch} (training loss {train['loss']}); stopped, "
                 f"keeping {kept}: lower lr", RuntimeWarning, stacklevel=2,

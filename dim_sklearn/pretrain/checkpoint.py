@@ -70,7 +70,10 @@ def _non_finite(obj: Any) -> bool:
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` (the keys of :data:`CHECKPOINT_KEYS` but ``checksum``) with its checksum to ``path``, atomically."""
+    """Write ``state`` (the keys of :data:`CHECKPOINT_KEYS` but ``checksum``) and its checksum to ``path``.
+
+    Atomic: a failed write leaves the file that was there.
+    """
     with atomic_write(path) as handle:
         torch.save({**state, "checksum": checksum(state)}, handle)
 

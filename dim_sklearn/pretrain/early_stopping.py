@@ -53,7 +53,7 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
     def update(self, epoch: int, loss: float, model: torch.nn.Module) -> bool:
-        """Record ``epoch``'s ``loss``; on an improvement keep a copy of ``model``'s weights. Returns whether it improved."""
+        """Record ``epoch``'s ``loss``; on an improvement keep a copy of ``model``'s weights. Whether it improved."""
         if loss < self.best_loss:
             self.best_loss, self.best_epoch, self.bad_epochs = loss, epoch, 0
             self.best_state = copy.deepcopy(model.state_dict())
