@@ -43,9 +43,9 @@ def main() -> None:
         featurizer.transform(structures)
         warm_s = time.perf_counter() - start
         point_sets = [p for p in build_point_sets(structures, cache=PointSetCache(cache_dir), ignore_errors=True) if p]
-    embed_point_sets(featurizer.encoder_, point_sets[:50])
+    embed_point_sets(featurizer.encoder_.module, point_sets[:50])
     start = time.perf_counter()
-    embed_point_sets(featurizer.encoder_, point_sets)
+    embed_point_sets(featurizer.encoder_.module, point_sets)
     encoder_s = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -3,11 +3,13 @@
 :class:`DeepInfoMaxFeaturizer` pretrains a Site-Net encoder with Deep InfoMax on
 unlabelled structures and turns structures into fixed-length vectors; it is a
 scikit-learn transformer and a matminer featurizer. :class:`SiteNetRegressor`
-(skorch) fine-tunes that encoder, or trains one from scratch, on labels. Crystals become Site-Net
+(skorch) fine-tunes that encoder, or trains one from scratch, on labels; a trained encoder is saved and
+loaded as a :class:`PretrainedEncoder`. Crystals become Site-Net
 point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
 (:mod:`dim_sklearn.batching`); real data sets load by name (:mod:`dim_sklearn.datasets`).
 """
 
+from .artifact import PretrainedEncoder
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .featurizer import DeepInfoMaxFeaturizer
@@ -30,6 +32,7 @@ __all__ = [
     "PointSet",
     "PointSetCache",
     "PointSetConfig",
+    "PretrainedEncoder",
     "SiteNetRegressor",
     "StructureError",
     "build_point_set",

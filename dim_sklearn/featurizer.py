@@ -16,9 +16,10 @@ from sklearn.utils import InputTags, Tags, TransformerTags
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
 from sklearn.utils.validation import check_is_fitted
 
+from .artifact import PretrainedEncoder
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
-from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError, load_encoder, save_encoder
+from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
 from ._utils import resolve_device, spawn_seeds
@@ -29,8 +30,12 @@ from .store import stream_point_sets
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
 
 _RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose", "n_jobs"})
-_LOCAL_PARAMS = _RUNTIME_PARAMS | {"checkpoint_dir"}
-"""Settings of the user's machine and run: :meth:`DeepInfoMaxFeaturizer.load` never takes them from a file."""
+_INPUT_LIMITS = frozenset({"max_sites", "min_distance"})
+"""Point-set checks that refuse structures but never change a vector: :meth:`DeepInfoMaxFeaturizer.from_pretrained`
+takes them with the run-time settings."""
+_SETTINGS = ("kl_weight", "domain_negatives", "local_scrambled", "batch_negatives", "max_epochs", "patience",
+             "batch_sites", "lr", "weight_decay", "validation_fraction", "random_state")
+"""Parameters saved as the encoder's pretraining settings, and read back by :meth:`DeepInfoMaxFeaturizer.load`."""
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
   title = {Site-Net: using global self-attention and real-space supercells to capture long-range
@@ -113,8 +118,13 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     ----------
     max_atoms : int, default=50
         Supercell size N (at most 1,000).
+    max_sites : int, default=256
+        Structures whose input cell holds more sites are refused (checked
+        before the costly primitive-cell search; see :class:`~dim_sklearn.PointSetConfig`).
     oxidation : bool, default=False
         Add the oxidation state as a ninth site feature.
+    min_distance : float, default=0.5
+        Structures with atoms closer than this (Angstrom) are refused as overlapping.
     width, local_dim, global_width, global_dim : int, default=64, 32, 128, 64
         Encoder widths (at most 1,024); ``global_dim`` is the number of output
         features.
@@ -172,8 +182,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     Attributes
     ----------
-    encoder_ : SiteNetEncoder
-        The pretrained encoder (on the CPU).
+    encoder_ : PretrainedEncoder
+        The pretrained encoder (on the CPU), with its point-set configuration
+        and provenance; what :meth:`save` writes.
     history_ : list of dict
         Per-epoch training and held-out losses (see :func:`~dim_sklearn.pretrain.pretrain`).
     best_epoch_ : int
@@ -181,6 +192,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     metadata_ : dict
         What :meth:`save` was given about the model (for the shipped encoders:
         corpus, settings, held-out DIM terms); empty after ``fit``.
+        ``history_``, ``best_epoch_`` and ``metadata_`` read ``encoder_.provenance``.
 
     Examples
     --------
@@ -193,7 +205,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     _parameter_constraints: dict = {
         "max_atoms": [Interval(Integral, 1, MAX_ATOMS, closed="both")],
+        "max_sites": [Interval(Integral, 1, None, closed="left")],
         "oxidation": ["boolean"],
+        "min_distance": [Interval(Real, 0, None, closed="left")],
         **{name: [Interval(Integral, 1, MAX_WIDTH, closed="both")]
            for name in ("width", "local_dim", "global_width", "global_dim")},
         "n_rbf": [Options(Integral, {0}), Interval(Integral, 2, MAX_RBF, closed="both")],
@@ -219,7 +233,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     def __init__(
         self,
         max_atoms: int = 50,
+        max_sites: int = 256,
         oxidation: bool = False,
+        min_distance: float = 0.5,
         width: int = 64,
         local_dim: int = 32,
         global_width: int = 128,
@@ -244,7 +260,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         n_jobs: int | None = None,
     ):
         self.max_atoms = max_atoms
+        self.max_sites = max_sites
         self.oxidation = oxidation
+        self.min_distance = min_distance
         self.width = width
         self.local_dim = local_dim
         self.global_width = global_width
@@ -280,7 +298,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     # ------------------------------------------------------------------ configuration
 
     def _point_set_config(self) -> PointSetConfig:
-        return PointSetConfig(max_atoms=self.max_atoms, oxidation=self.oxidation)
+        return PointSetConfig(max_atoms=self.max_atoms, max_sites=self.max_sites, oxidation=self.oxidation,
+                              min_distance=self.min_distance)
 
     def _encoder_config(self) -> EncoderConfig:
         return EncoderConfig(
@@ -353,11 +372,27 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 checkpoint_dir=self.checkpoint_dir,
                 verbose=self.verbose,
             )
-        self.encoder_ = model.encoder.cpu().eval()
-        self.history_ = history
-        self.best_epoch_ = best_epoch
-        self.metadata_ = {}
+        self.encoder_ = PretrainedEncoder(model.encoder.cpu().eval(), self._point_set_config(),
+                                          {"settings": self._settings(), "history": history, "best_epoch": best_epoch})
         return self
+
+    def _settings(self) -> dict[str, Any]:
+        settings = {name: getattr(self, name) for name in _SETTINGS}
+        if not isinstance(settings["random_state"], (int, type(None))):
+            settings["random_state"] = None
+        return settings
+
+    @property
+    def history_(self) -> list[dict[str, Any]]:
+        return self.encoder_.provenance["history"]
+
+    @property
+    def best_epoch_(self) -> int:
+        return self.encoder_.provenance["best_epoch"]
+
+    @property
+    def metadata_(self) -> dict[str, Any]:
+        return self.encoder_.provenance["metadata"]
 
     def _embed(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[np.ndarray, list[str | None]]:
         """Features and per-row errors; a row the encoder could not make finite is an error too."""
@@ -365,7 +400,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         point_sets, errors = self._point_sets(X, ignore_errors, verbose)
         features = np.full((len(point_sets), self.encoder_.config.global_dim), np.nan)
         ok = [i for i, p in enumerate(point_sets) if p is not None]
-        features[ok] = embed_point_sets(self.encoder_, [point_sets[i] for i in ok], self.device)
+        features[ok] = embed_point_sets(self.encoder_.module, [point_sets[i] for i in ok], self.device)
         for i in ok:
             if not np.isfinite(features[i]).all():
                 error = StructureError("the encoder gave NaN or infinite features", i)
@@ -435,62 +470,57 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
-        """Write the fitted encoder to the folder ``path``: safetensors weights and a JSON config.
+        """Write the fitted encoder (``encoder_``) to the folder ``path``: safetensors weights and a JSON config.
 
         ``metadata`` (JSON-serialisable: corpus, timings, ...) is stored with it
-        and comes back as ``metadata_`` from :meth:`load`.
+        and comes back as ``metadata_`` from :meth:`load`; by default, the
+        ``metadata_`` it has.
         """
         check_is_fitted(self, "encoder_")
-        params = self.get_params()
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None
-        save_encoder(path, self.encoder_, {"params": params, "history": self.history_, "best_epoch": self.best_epoch_,
-                                           "metadata": metadata if metadata is not None else getattr(self, "metadata_", {})})
+        encoder = self.encoder_
+        if metadata is not None:
+            encoder = PretrainedEncoder(encoder.module, encoder.point_set_config,
+                                        {**encoder.provenance, "metadata": metadata})
+        encoder.save(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
         """A fitted featurizer from a folder written by :meth:`save` (no code is executed).
 
-        The file is not trusted: every parameter it holds is checked as ``fit``
-        checks it, and the settings of the machine and run (``device``,
-        ``cache_dir``, ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``) are
-        not taken from it but left at their defaults; set them with
-        :meth:`set_params`.
+        The file is not trusted: every field is checked (see
+        :func:`~dim_sklearn.io.load_encoder`). The parameters are read from
+        the encoder's sections: the widths from its configuration, ``max_atoms``,
+        ``max_sites``, ``oxidation`` and ``min_distance`` from its point-set
+        configuration, the pretraining parameters from its recorded settings
+        (checked as ``fit`` checks them; one not recorded takes its default). The
+        settings of the machine and run (``device``, ``cache_dir``,
+        ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``) are not
+        taken from it but left at their defaults; set them with :meth:`set_params`.
 
         Raises
         ------
         FileNotFoundError
             ``path`` is not a saved encoder.
         IncompatibleModelError
-            Any part of the files is damaged, out of range or inconsistent (see
-            :func:`~dim_sklearn.io.load_encoder`).
+            Any part of the files is damaged, out of range or inconsistent, or
+            the encoder is not one this featurizer trains.
         """
-        encoder, config = load_encoder(path)
-        params = config.get("params")
-        if not isinstance(params, dict):
-            raise IncompatibleModelError(f"{path}: config.json has no estimator parameters")
-        # Parameters missing from older files take the values those files were trained with.
-        legacy = {"n_rbf": encoder.config.n_rbf, "local_scrambled": False, "batch_negatives": False}
+        encoder = PretrainedEncoder.load(path)
+        config, point_set, settings = encoder.config, encoder.point_set_config, encoder.provenance["settings"]
+        params = {name: settings[name] for name in _SETTINGS if name in settings}
+        params.update(
+            max_atoms=point_set.max_atoms, max_sites=point_set.max_sites, oxidation=point_set.oxidation,
+            min_distance=point_set.min_distance, width=config.width, local_dim=config.local_dim,
+            global_width=config.global_width, global_dim=config.global_dim, n_rbf=config.n_rbf,
+        )
+        featurizer = cls(**params)
         try:
-            featurizer = cls(**{**legacy, **{k: v for k, v in params.items() if k not in _LOCAL_PARAMS}})
             featurizer._validate_params()
-        except (TypeError, InvalidParameterError) as exc:
-            raise IncompatibleModelError(f"{path}: unusable estimator parameters in config.json: {exc}") from exc
-        if featurizer._encoder_config() != encoder.config:
-            raise IncompatibleModelError(
-                f"{path}: estimator parameters describe {featurizer._encoder_config()}, weights are {encoder.config}"
-            )
-        history, best_epoch, metadata = config.get("history", []), config.get("best_epoch", 0), config.get("metadata")
-        if not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
-            raise IncompatibleModelError(f"{path}: the history in config.json is not a list of objects")
-        if not (isinstance(best_epoch, int) and not isinstance(best_epoch, bool) and best_epoch >= 0):
-            raise IncompatibleModelError(f"{path}: best_epoch in config.json is {best_epoch!r:.40}, not an epoch")
-        if not isinstance(metadata, (dict, type(None))):
-            raise IncompatibleModelError(f"{path}: the metadata in config.json is not an object")
+        except InvalidParameterError as exc:
+            raise IncompatibleModelError(f"{path}: unusable pretraining settings in config.json: {exc}") from exc
+        if featurizer._encoder_config() != config:
+            raise IncompatibleModelError(f"{path}: {config} is not an encoder {cls.__name__} trains")
         featurizer.encoder_ = encoder
-        featurizer.history_ = history
-        featurizer.best_epoch_ = best_epoch
-        featurizer.metadata_ = metadata or {}
         return featurizer
 
     @classmethod
@@ -502,7 +532,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         name : str, default="dim-38k"
             One of :func:`~dim_sklearn.pretrained.list_pretrained`.
         **params
-            Run-time settings only: ``device``, ``cache_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``.
+            Run-time settings only: ``device``, ``cache_dir``, ``ignore_errors``,
+            ``verbose``, ``n_jobs``, and the input limits ``max_sites`` and ``min_distance``.
 
         Examples
         --------
@@ -510,8 +541,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         >>> X = feat.transform(structures)                      # doctest: +SKIP
         >>> feat.metadata_["corpus"]["n_structures"]            # doctest: +SKIP
         """
-        unknown = set(params) - _RUNTIME_PARAMS
+        unknown = set(params) - _RUNTIME_PARAMS - _INPUT_LIMITS
         if unknown:
-            raise ValueError(f"from_pretrained takes run-time settings only ({', '.join(sorted(_RUNTIME_PARAMS))}); "
+            raise ValueError(f"from_pretrained takes run-time settings only "
+                             f"({', '.join(sorted(_RUNTIME_PARAMS | _INPUT_LIMITS))}); "
                              f"got {', '.join(sorted(unknown))}: fit a new featurizer to change the model")
         return cls.load(pretrained_path(name)).set_params(**params)

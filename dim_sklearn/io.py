@@ -1,20 +1,33 @@
-"""Saving and loading a trained Site-Net encoder, safely.
+"""The file format of a trained encoder (:class:`~dim_sklearn.PretrainedEncoder`): writing it, and reading it safely.
 
 A saved encoder is a folder with two files:
 
 - ``encoder.safetensors``: the weights (safetensors: plain tensors, nothing
   executed on load);
-- ``config.json``: the format and its version, the encoder widths, the
-  estimator's parameters and training history, and the versions of
-  dim-sklearn, torch and pymatgen that wrote it.
+- ``config.json``: the format and its version, the versions of dim-sklearn,
+  torch and pymatgen that wrote the file, and three sections, none of which
+  names an estimator's parameter:
+
+  - ``encoder``: the encoder's widths and distance input
+    (:class:`~dim_sklearn.nn.EncoderConfig`);
+  - ``point_set``: how structures become the encoder's input
+    (:class:`~dim_sklearn.PointSetConfig`: ``max_atoms``, ``max_sites``,
+    ``oxidation``, ``min_distance``);
+  - ``provenance``: where the weights came from: ``versions`` (of the run that
+    trained them), ``settings`` (the pretraining settings, for information),
+    ``history`` (per-epoch losses), ``best_epoch`` and ``metadata`` (free-form:
+    corpus, timings, ...).
+
+Files of format 1, which stored the featurizer's parameters in place of the
+last two sections, are read and mapped onto format 2 (:func:`read_document`).
 
 Loading treats both files as untrusted and checks them before anything is
 allocated: the JSON's size and nesting depth are bounded before it is parsed;
-every field of the encoder section is checked for type and range (widths at
-most :data:`MAX_WIDTH`); the names, shapes and dtypes of the tensors are read
-from the safetensors header and compared with the encoder the JSON describes;
-the weights must be finite. Any failure raises :class:`IncompatibleModelError`
-naming the file.
+every field of the encoder and point-set sections is checked for type and range
+(widths at most :data:`MAX_WIDTH`), and the provenance for type; the names,
+shapes and dtypes of the tensors are read from the safetensors header and
+compared with the encoder the JSON describes; the weights must be finite. Any
+failure raises :class:`IncompatibleModelError` naming the file.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,8 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._utils import atomic_write
 from .exceptions import IncompatibleModelError
 from .nn import EncoderConfig, SiteNetEncoder
+from .pointset import PointSetConfig
 
 __all__ = [
     "FORMAT",
@@ -40,14 +56,20 @@ __all__ = [
     "MAX_RBF",
     "MAX_WIDTH",
     "IncompatibleModelError",
+    "encoder_document",
+    "encoder_from_state",
     "load_encoder",
+    "read_document",
     "save_encoder",
+    "versions",
 ]
 
 FORMAT = "dim-sklearn Site-Net encoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS = "encoder.safetensors"
 CONFIG = "config.json"
+PROVENANCE_FIELDS = ("versions", "settings", "history", "best_epoch", "metadata")
+"""The entries of the provenance section."""
 
 MAX_WIDTH = 1024
 """Largest width of any encoder layer a saved model may ask for (the compact encoder's largest is 128)."""
@@ -62,8 +84,18 @@ _HEADER_BYTES = 2**20
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
                        torch.int64: "I64"}
 
+_V1_WIDTHS = ("width", "local_dim", "global_width", "global_dim", "n_rbf")
+_V1_SETTINGS = ("kl_weight", "domain_negatives", "local_scrambled", "batch_negatives", "max_epochs", "patience",
+                "batch_sites", "lr", "weight_decay", "validation_fraction", "random_state")
+_V1_MACHINE = ("device", "cache_dir", "checkpoint_dir", "ignore_errors", "verbose")
+_V1_POINT_SET = {"max_sites": 256, "min_distance": 0.5}
+"""Point-set fields format 1 did not store: no estimator could set them, so they had these values."""
+_V1_LEGACY_SETTINGS = {"local_scrambled": False, "batch_negatives": False}
+"""Settings absent from the earliest format-1 files, whose encoders were trained without them."""
 
-def _versions() -> dict[str, str]:
+
+def versions() -> dict[str, str]:
+    """Installed versions of dim-sklearn, torch and pymatgen."""
     out = {}
     for package in ("dim-sklearn", "torch", "pymatgen"):
         try:
@@ -73,22 +105,38 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def save_encoder(path: str | os.PathLike, encoder: SiteNetEncoder, metadata: dict[str, Any]) -> Path:
-    """Write ``encoder`` and JSON-serialisable ``metadata`` to the folder ``path`` (created if needed)."""
-    from safetensors.torch import save_file
+def encoder_document(config: EncoderConfig, point_set: PointSetConfig, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document (``config.json``) of an encoder, in the current format.
 
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
+    ``provenance`` holds the entries of :data:`PROVENANCE_FIELDS`; ``versions``
+    at the top records the versions writing the document.
+    """
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "encoder": encoder.config.to_dict(),
-        "versions": _versions(),
-        **metadata,
+        "versions": versions(),
+        "encoder": config.to_dict(),
+        "point_set": point_set.to_dict(),
+        "provenance": {name: provenance[name] for name in PROVENANCE_FIELDS},
     }
+
+
+def save_encoder(
+    path: str | os.PathLike, encoder: SiteNetEncoder, point_set: PointSetConfig, provenance: Mapping[str, Any]
+) -> Path:
+    """Write ``encoder`` with its point-set configuration and JSON-serialisable provenance to the folder ``path``.
+
+    The folder is created if needed; each file is replaced in one step.
+    """
+    from safetensors.torch import save
+
+    folder = Path(path)
+    document = json.dumps(encoder_document(encoder.config, point_set, provenance), indent=2)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in encoder.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
-    (folder / CONFIG).write_text(json.dumps(config, indent=2))
+    with atomic_write(folder / WEIGHTS) as handle:
+        handle.write(save(state, metadata={"format": FORMAT}))
+    with atomic_write(folder / CONFIG, "w") as handle:
+        handle.write(document)
     return folder
 
 
@@ -172,8 +220,146 @@ def _expected_tensors(config: EncoderConfig) -> dict[str, tuple[tuple[int, ...],
     return {name: (tuple(t.shape), t.dtype) for name, t in skeleton.state_dict().items()}
 
 
+def _point_set_config(section: Any, where: Path | str) -> PointSetConfig:
+    """The point-set section checked field by field (all four present; type and range as the dataclass checks them)."""
+    if not isinstance(section, dict):
+        raise IncompatibleModelError(f"{where} has no point_set section")
+    fields = PointSetConfig.__dataclass_fields__
+    unknown = sorted(set(section) - set(fields))
+    if unknown:
+        raise IncompatibleModelError(f"{where}: unknown point_set field(s) {', '.join(map(str, unknown))}"[:400])
+    missing = [name for name in fields if name not in section]
+    if missing:
+        raise IncompatibleModelError(f"{where}: the point_set section lacks {', '.join(missing)}")
+    try:
+        return PointSetConfig(**section)
+    except ValueError as exc:
+        raise IncompatibleModelError(f"{where} has an unusable point_set section: {exc}"[:1000]) from exc
+
+
+def _provenance(section: Any, where: Path | str) -> dict[str, Any]:
+    """The provenance section checked for type; absent entries are empty."""
+    if not isinstance(section, dict):
+        raise IncompatibleModelError(f"{where} has no provenance section")
+    unknown = sorted(set(section) - set(PROVENANCE_FIELDS))
+    if unknown:
+        raise IncompatibleModelError(f"{where}: unknown provenance field(s) {', '.join(map(str, unknown))}"[:400])
+    out = {"versions": {}, "settings": {}, "history": [], "best_epoch": 0, "metadata": {}, **section}
+    scalar = (bool, int, float, str, type(None))
+    problems = []
+    if not (isinstance(out["versions"], dict) and all(isinstance(v, str) for v in out["versions"].values())):
+        problems.append("versions is not an object of strings")
+    if not (isinstance(out["settings"], dict) and all(isinstance(v, scalar) for v in out["settings"].values())):
+        problems.append("settings is not an object of numbers, strings, booleans and nulls")
+    if not (isinstance(out["history"], list) and all(isinstance(row, dict) for row in out["history"])):
+        problems.append("the history is not a list of objects")
+    if not (_is_int(out["best_epoch"]) and out["best_epoch"] >= 0):
+        problems.append(f"best_epoch is {out['best_epoch']!r:.40}, not an epoch")
+    if not isinstance(out["metadata"], dict):
+        problems.append("the metadata is not an object")
+    if problems:
+        raise IncompatibleModelError(f"{where} has an unusable provenance section: {'; '.join(problems)}")
+    return out
+
+
+def _from_format_1(config: dict[str, Any], where: Path | str) -> tuple[EncoderConfig, PointSetConfig, dict[str, Any]]:
+    """A format-1 document mapped onto the sections of format 2.
+
+    Format 1 stored the featurizer's ``get_params()`` as ``params``. Its widths
+    must agree with the encoder section; ``max_atoms`` and ``oxidation`` become
+    the point-set section, with the ``max_sites`` and ``min_distance`` of the
+    time (256, 0.5); the pretraining settings become the provenance's
+    ``settings`` (the earliest files lack ``local_scrambled`` and
+    ``batch_negatives``, which their encoders were trained without: false); the
+    settings of the machine are dropped; any other parameter is refused. The
+    top-level ``versions``, ``history``, ``best_epoch`` and ``metadata`` move
+    into the provenance.
+    """
+    encoder = _encoder_config(config.get("encoder"), where)
+    params = config.get("params")
+    if not isinstance(params, dict):
+        raise IncompatibleModelError(f"{where}: config.json has no estimator parameters")
+    unknown = sorted(set(params) - {*_V1_WIDTHS, *_V1_SETTINGS, *_V1_MACHINE, "max_atoms", "oxidation"})
+    if unknown:
+        raise IncompatibleModelError(f"{where}: unknown estimator parameter(s) {', '.join(map(str, unknown))}"[:400])
+    mismatched = [f"{name}={params[name]!r:.40}" for name in _V1_WIDTHS
+                  if name in params and not (_is_int(params[name]) and params[name] == getattr(encoder, name))]
+    if mismatched:
+        raise IncompatibleModelError(
+            f"{where}: estimator parameters {', '.join(mismatched)} do not describe the encoder section {encoder}"
+        )
+    point_set = _point_set_config(
+        {"max_atoms": params.get("max_atoms"), "oxidation": params.get("oxidation"), **_V1_POINT_SET}, where
+    )
+    metadata = config.get("metadata")
+    provenance = _provenance({
+        "versions": config.get("versions", {}),
+        "settings": {name: params.get(name, _V1_LEGACY_SETTINGS.get(name)) for name in _V1_SETTINGS
+                     if name in params or name in _V1_LEGACY_SETTINGS},
+        "history": config.get("history", []),
+        "best_epoch": config.get("best_epoch", 0),
+        "metadata": {} if metadata is None else metadata,
+    }, where)
+    return encoder, point_set, provenance
+
+
+def read_document(document: Any, where: Path | str) -> tuple[EncoderConfig, PointSetConfig, dict[str, Any]]:
+    """The encoder configuration, point-set configuration and provenance of a ``config.json`` document.
+
+    Reads format 2 and format 1 (mapped as :func:`_from_format_1` describes).
+    ``where`` names the document in error messages.
+
+    Raises
+    ------
+    IncompatibleModelError
+        Not a dim-sklearn encoder, a newer format, a field out of range or of
+        the wrong type, or a point-set configuration that gives a different
+        number of site features than the encoder reads.
+    """
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise IncompatibleModelError(f"{where} does not describe a {FORMAT}")
+    format_version = document.get("format_version")
+    if format_version == FORMAT_VERSION:
+        encoder = _encoder_config(document.get("encoder"), where)
+        point_set = _point_set_config(document.get("point_set"), where)
+        provenance = _provenance(document.get("provenance"), where)
+    elif format_version == 1:
+        encoder, point_set, provenance = _from_format_1(document, where)
+    else:
+        writer = document.get("versions")
+        writer = writer.get("dim-sklearn") if isinstance(writer, dict) else None
+        writer = writer[:40] if isinstance(writer, str) else "an unknown version"
+        raise IncompatibleModelError(
+            f"{where} has format version {format_version!r:.40}; this dim-sklearn reads versions 1 to "
+            f"{FORMAT_VERSION} (written by {writer})"
+        )
+    if point_set.n_site_features != encoder.n_site_features:
+        raise IncompatibleModelError(
+            f"{where}: the point_set section gives {point_set.n_site_features} site features, the encoder reads "
+            f"{encoder.n_site_features}"
+        )
+    return encoder, point_set, provenance
+
+
+def _check_tensors(
+    found: Mapping[str, tuple[tuple[int, ...], str]], expected: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
+    where: Path | str,
+) -> None:
+    """Names, shapes and safetensors dtype codes of ``found`` against those of the encoder."""
+    problems = [f"{name} is missing" for name in expected if name not in found]
+    problems += [f"unexpected tensor {name}" for name in found if name not in expected]
+    for name, (shape, dtype) in expected.items():
+        if name in found and found[name] != (shape, _SAFETENSORS_DTYPES[dtype]):
+            problems.append(f"{name} is {found[name][1]} {list(found[name][0])}, expected "
+                            f"{_SAFETENSORS_DTYPES[dtype]} {list(shape)}")
+    if problems:
+        raise IncompatibleModelError(
+            f"the weights in {where} do not fit the encoder described by {CONFIG}: {'; '.join(problems[:5])}"
+        )
+
+
 def _read_weights(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
-    """The tensors of ``path``, after checking their names, shapes and dtypes in its header, and their values."""
+    """The tensors of ``path``, after checking their names, shapes and dtypes in its header."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
@@ -187,31 +373,37 @@ def _read_weights(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.d
                      for name in handle.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
     except (SafetensorError, OSError, ValueError) as exc:
         raise IncompatibleModelError(f"{path} is not a readable safetensors file: {exc}") from exc
-    problems = [f"{name} is missing" for name in expected if name not in found]
-    problems += [f"unexpected tensor {name}" for name in found if name not in expected]
-    for name, (shape, dtype) in expected.items():
-        if name in found and found[name] != (shape, _SAFETENSORS_DTYPES[dtype]):
-            problems.append(f"{name} is {found[name][1]} {list(found[name][0])}, expected "
-                            f"{_SAFETENSORS_DTYPES[dtype]} {list(shape)}")
-    if problems:
-        raise IncompatibleModelError(
-            f"the weights in {path} do not fit the encoder described by {CONFIG}: {'; '.join(problems[:5])}"
-        )
+    _check_tensors(found, expected, path)
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise IncompatibleModelError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def encoder_from_state(config: EncoderConfig, state: Mapping[str, torch.Tensor], where: Path | str) -> SiteNetEncoder:
+    """The encoder ``config`` describes, holding the weights ``state`` (CPU, eval mode).
+
+    Raises
+    ------
+    IncompatibleModelError
+        A tensor missing, unexpected, of another shape or dtype, or not finite;
+        ``where`` names the weights in the message.
+    """
+    found = {name: (tuple(t.shape), _SAFETENSORS_DTYPES.get(t.dtype, str(t.dtype))) for name, t in state.items()}
+    _check_tensors(found, _expected_tensors(config), where)
     not_finite = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
     if not_finite:
-        raise IncompatibleModelError(f"{path} holds NaN or infinite weights in {', '.join(not_finite[:5])}")
-    return state
+        raise IncompatibleModelError(f"{where} holds NaN or infinite weights in {', '.join(not_finite[:5])}")
+    encoder = SiteNetEncoder(config)
+    encoder.load_state_dict(state, strict=True)
+    return encoder.eval()
 
 
-def load_encoder(path: str | os.PathLike) -> tuple[SiteNetEncoder, dict[str, Any]]:
-    """Read a folder written by :func:`save_encoder`; returns the encoder (CPU, eval mode) and the config dict.
+def load_encoder(path: str | os.PathLike) -> tuple[SiteNetEncoder, PointSetConfig, dict[str, Any]]:
+    """Read a folder written by :func:`save_encoder` (or in format 1).
 
-    Only the format fields and the encoder section of the config are checked
-    here; the caller checks the sections it reads (the estimator's parameters).
+    Returns the encoder (CPU, eval mode), its point-set configuration and its
+    provenance (the entries of :data:`PROVENANCE_FIELDS`).
 
     Raises
     ------
@@ -219,26 +411,14 @@ def load_encoder(path: str | os.PathLike) -> tuple[SiteNetEncoder, dict[str, Any
         ``path`` is not a folder holding both files.
     IncompatibleModelError
         Not a dim-sklearn encoder, a newer format, an oversized or too deeply
-        nested config, an encoder section out of range, weights that do not fit
-        the encoder the config describes, non-finite weights, or a damaged file.
+        nested config, a section out of range or of the wrong type, weights
+        that do not fit the encoder the config describes, non-finite weights,
+        or a damaged file.
     """
     folder = Path(path)
     for name in (CONFIG, WEIGHTS):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} is not a saved dim-sklearn encoder: {name} is missing")
-    config = _read_json(folder / CONFIG)
-    if config.get("format") != FORMAT:
-        raise IncompatibleModelError(f"{folder / CONFIG} does not describe a {FORMAT}")
-    if config.get("format_version") != FORMAT_VERSION:
-        versions = config.get("versions")
-        writer = versions.get("dim-sklearn") if isinstance(versions, dict) else None
-        writer = writer[:40] if isinstance(writer, str) else "an unknown version"
-        raise IncompatibleModelError(
-            f"{folder} has format version {config.get('format_version')!r:.40}; this dim-sklearn reads version "
-            f"{FORMAT_VERSION} (written by {writer})"
-        )
-    encoder_config = _encoder_config(config.get("encoder"), folder / CONFIG)
-    state = _read_weights(folder / WEIGHTS, _expected_tensors(encoder_config))
-    encoder = SiteNetEncoder(encoder_config)
-    encoder.load_state_dict(state, strict=True)
-    return encoder.eval(), config
+    config, point_set, provenance = read_document(_read_json(folder / CONFIG), folder / CONFIG)
+    state = _read_weights(folder / WEIGHTS, _expected_tensors(config))
+    return encoder_from_state(config, state, folder / WEIGHTS), point_set, provenance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -13,19 +14,20 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.utils import InputTags, Tags
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
 from skorch.dataset import ValidSplit
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .artifact import PretrainedEncoder
 from .batching import PointSetBatch, SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
-from .featurizer import DeepInfoMaxFeaturizer
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
+from .pretrained import pretrained_path
 from ._utils import resolve_device, spawn_seeds
 
 __all__ = ["SiteNetRegressor", "CrystalDataset", "DivergenceGuard", "collate_labelled"]
@@ -149,14 +151,15 @@ class SiteNetRegressor(NeuralNetRegressor):
     Linear 64->64, mish, Linear 64->1, all parameters trained (AdamW lr 1e-4,
     amsgrad, eps 1e-7, weight decay 1e-4; MSE; 5% of the labels held out for
     validation, the best-validation weights kept). The encoder starts from a
-    pretrained :class:`~dim_sklearn.DeepInfoMaxFeaturizer` (or a folder saved by
-    one), or from random weights. Crystals are batched by a budget of unique
-    sites (``batch_sites``); skorch's ``batch_size`` is not used.
+    :class:`~dim_sklearn.PretrainedEncoder` (the shipped one, a folder saved by
+    :meth:`DeepInfoMaxFeaturizer.save`, or a fitted featurizer's), or from
+    random weights. Crystals are batched by a budget of unique sites
+    (``batch_sites``); skorch's ``batch_size`` is not used.
 
     The pretrained weights are loaded while the module is built, so they are the
     starting point of every ``fit``, also after ``clone``, ``set_params`` and
-    inside ``GridSearchCV``; ``clone`` shares the (read-only) featurizer instead
-    of copying it unfitted.
+    inside ``GridSearchCV``; ``clone`` shares the (read-only) encoder or fitted
+    featurizer instead of copying it (a cloned featurizer would be unfitted).
 
     The parameters are checked (type and range) at the start of ``fit``
     and ``initialize``; a bad value raises a ``ValueError`` naming it. A
@@ -166,20 +169,27 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     Parameters
     ----------
-    encoder : "pretrained", DeepInfoMaxFeaturizer, path or None, default=None
+    encoder : "pretrained", PretrainedEncoder, path, DeepInfoMaxFeaturizer or None, default=None
         The starting point: "pretrained" (the encoder that ships with the
-        package, :meth:`DeepInfoMaxFeaturizer.from_pretrained`), a fitted
-        featurizer, or a folder written by its ``save``; None starts from
-        random weights.
+        package, :meth:`DeepInfoMaxFeaturizer.from_pretrained`), a
+        :class:`~dim_sklearn.PretrainedEncoder`, a folder holding one (written by
+        :meth:`DeepInfoMaxFeaturizer.save`), or a fitted featurizer (its
+        ``encoder_``); None starts from random weights.
     preset : {"compact", "sitenet"}, default="compact"
         "compact": the DIM encoder (about 62k parameters) + head. "sitenet": the
         original, larger supervised Site-Net (about 300k parameters), from
         scratch only (the paper trained it with L1 loss and lr 8.1e-4:
         ``criterion=torch.nn.L1Loss, lr=8.1e-4``).
     max_atoms : int, optional
-        Supercell size; default: the pretrained featurizer's, else 50.
+        Supercell size; default: the pretrained encoder's, else 50.
     oxidation : bool, optional
-        Oxidation state as a site feature; default: the featurizer's, else False.
+        Oxidation state as a site feature; default: the encoder's, else False.
+    max_sites : int, optional
+        Refuse structures whose input cell holds more sites; default: the
+        encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
+    min_distance : float, optional
+        Refuse structures with atoms closer than this (Angstrom); default: the
+        encoder's, else 0.5.
     freeze_encoder : bool, default=False
         Train only the head (skorch ``Freezer`` on ``encoder.*``).
     init : {"encoder", "auto"}, default="encoder"
@@ -220,7 +230,7 @@ class SiteNetRegressor(NeuralNetRegressor):
     ----------
     module_ : SiteNetModel
     point_set_config_ : PointSetConfig
-        How structures become point sets (from the parameters, else the featurizer).
+        How structures become point sets (from the parameters, else the encoder).
     target_mean_, target_scale_ : float
         The target standardisation of the last fresh ``fit``.
     init_ : str
@@ -239,10 +249,12 @@ class SiteNetRegressor(NeuralNetRegressor):
     device = _ResolvedDevice()
 
     _parameter_constraints: dict = {
-        "encoder": [None, DeepInfoMaxFeaturizer, str, os.PathLike],
+        "encoder": [None, PretrainedEncoder, str, os.PathLike, HasMethods(["fit", "transform"])],
         "preset": [StrOptions(set(PRESETS))],
         "max_atoms": [None, Interval(Integral, 1, MAX_ATOMS, closed="both")],
         "oxidation": [None, "boolean"],
+        "max_sites": [None, Interval(Integral, 1, None, closed="left")],
+        "min_distance": [None, Interval(Real, 0, None, closed="left")],
         "freeze_encoder": ["boolean"],
         "init": [StrOptions(set(INITS))],
         "nonnegative": ["boolean"],
@@ -258,7 +270,7 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     def __init__(
         self,
-        encoder: DeepInfoMaxFeaturizer | str | os.PathLike | None = None,
+        encoder: PretrainedEncoder | str | os.PathLike | Any | None = None,
         preset: str = "compact",
         max_atoms: int | None = None,
         oxidation: bool | None = None,
@@ -271,6 +283,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         gradient_clip: float | None = 1.0,
         random_state: int | np.random.RandomState | None = None,
         cache_dir: str | None = None,
+        max_sites: int | None = None,
+        min_distance: float | None = None,
         *,
         module: type[nn.Module] = SiteNetModel,
         criterion: type[nn.Module] = nn.MSELoss,
@@ -308,6 +322,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.gradient_clip = gradient_clip
         self.random_state = random_state
         self.cache_dir = cache_dir
+        self.max_sites = max_sites
+        self.min_distance = min_distance
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
@@ -317,7 +333,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         return params
 
     def __sklearn_clone__(self) -> SiteNetRegressor:
-        """Clone the parameters, but share a fitted featurizer instead of cloning it unfitted."""
+        """Clone the parameters, but share the encoder (or fitted featurizer) instead of copying it."""
         params = self.get_params(deep=False)
         return type(self)(**{k: v if k == "encoder" else clone(v, safe=False) for k, v in params.items()})
 
@@ -334,31 +350,35 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     # ------------------------------------------------------------------ model
 
-    def _featurizer(self) -> DeepInfoMaxFeaturizer | None:
-        if self.encoder is None:
-            return None
-        if isinstance(self.encoder, DeepInfoMaxFeaturizer):
-            if not hasattr(self.encoder, "encoder_"):
-                raise ValueError("encoder: the DeepInfoMaxFeaturizer is not fitted; call its fit first")
-            return self.encoder
-        if isinstance(self.encoder, str) and self.encoder == "pretrained":
-            return DeepInfoMaxFeaturizer.from_pretrained()
-        if isinstance(self.encoder, (str, os.PathLike)):
-            return DeepInfoMaxFeaturizer.load(self.encoder)
+    def _pretrained(self) -> PretrainedEncoder | None:
+        """The starting encoder that ``encoder`` names; a folder is read here."""
+        encoder = self.encoder
+        if encoder is None or isinstance(encoder, PretrainedEncoder):
+            return encoder
+        if isinstance(encoder, str) and encoder == "pretrained":
+            return PretrainedEncoder.load(pretrained_path())
+        if isinstance(encoder, (str, os.PathLike)):
+            return PretrainedEncoder.load(encoder)
+        fitted = getattr(encoder, "encoder_", None)  # a fitted DeepInfoMaxFeaturizer holds its encoder there
+        if isinstance(fitted, PretrainedEncoder):
+            return fitted
+        if hasattr(encoder, "fit"):
+            raise ValueError(f"encoder: the {type(encoder).__name__} is not fitted; call its fit first")
         raise TypeError(
-            f"encoder must be \"pretrained\", a fitted DeepInfoMaxFeaturizer, a folder saved by one, or None; "
-            f"got {type(self.encoder).__name__}"
+            f"encoder must be \"pretrained\", a PretrainedEncoder, a folder holding one, a fitted "
+            f"DeepInfoMaxFeaturizer, or None; got {type(encoder).__name__}"
         )
 
-    def _point_set_config(self, featurizer: DeepInfoMaxFeaturizer | None) -> PointSetConfig:
-        """How structures become point sets: explicit parameters, else the pretrained featurizer's."""
-        max_atoms = self.max_atoms if self.max_atoms is not None else (featurizer.max_atoms if featurizer else 50)
-        oxidation = self.oxidation if self.oxidation is not None else (featurizer.oxidation if featurizer else False)
-        if featurizer is not None and oxidation != featurizer.oxidation:
+    def _point_set_config(self, pretrained: PretrainedEncoder | None) -> PointSetConfig:
+        """How structures become point sets: explicit parameters, else the pretrained encoder's."""
+        base = pretrained.point_set_config if pretrained is not None else PointSetConfig()
+        if pretrained is not None and self.oxidation is not None and self.oxidation != base.oxidation:
             raise ValueError(
-                f"oxidation={oxidation} does not match the pretrained encoder (oxidation={featurizer.oxidation})"
+                f"oxidation={self.oxidation} does not match the pretrained encoder (oxidation={base.oxidation})"
             )
-        return PointSetConfig(max_atoms=max_atoms, oxidation=oxidation)
+        explicit = {"max_atoms": self.max_atoms, "max_sites": self.max_sites, "oxidation": self.oxidation,
+                    "min_distance": self.min_distance}
+        return dataclasses.replace(base, **{name: value for name, value in explicit.items() if value is not None})
 
     def _check_parameters(self) -> None:
         """scikit-learn's parameter constraints (skorch's own ``_validate_params`` checks argument names)."""
@@ -380,22 +400,22 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     def initialize_module(self) -> SiteNetRegressor:
         """Build the model, loading the pretrained encoder weights as part of its construction."""
-        featurizer = self._featurizer()  # a saved folder is read here, once per initialisation
-        self.point_set_config_ = self._point_set_config(featurizer)
+        pretrained = self._pretrained()  # a saved folder is read here, once per initialisation
+        self.point_set_config_ = self._point_set_config(pretrained)
         n_site_features = self.point_set_config_.n_site_features
         init_seed, self.shuffle_seed_ = spawn_seeds(self.random_state, 2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             if self.preset == "sitenet":
-                if featurizer is not None:
+                if pretrained is not None:
                     raise ValueError("preset='sitenet' trains the original Site-Net from scratch: use encoder=None")
                 encoder: nn.Module = SiteNet(SiteNetConfig(n_site_features=n_site_features))
                 head: nn.Module = nn.Linear(encoder.config.output_dim, 1)
             else:
-                if featurizer is not None and getattr(self, "_start", "encoder") == "scratch":
-                    encoder = SiteNetEncoder(featurizer.encoder_.config)
-                elif featurizer is not None:
-                    encoder = copy.deepcopy(featurizer.encoder_).cpu()
+                if pretrained is not None and getattr(self, "_start", "encoder") == "scratch":
+                    encoder = SiteNetEncoder(pretrained.config)
+                elif pretrained is not None:
+                    encoder = copy.deepcopy(pretrained.module).cpu()
                 else:
                     encoder = SiteNetEncoder(EncoderConfig(n_site_features=n_site_features))
                 width = encoder.config.global_dim

@@ -40,8 +40,8 @@ def test_fit_ignores_y_and_returns_self(structures, targets):
     featurizer = DeepInfoMaxFeaturizer(**QUICK)
     assert featurizer.fit(structures, targets) is featurizer
     assert np.array_equal(featurizer.transform(structures), DeepInfoMaxFeaturizer(**QUICK).fit(structures).transform(structures))
-    assert featurizer.encoder_.training is False
-    assert all(p.device.type == "cpu" for p in featurizer.encoder_.parameters())
+    assert featurizer.encoder_.module.training is False
+    assert all(p.device.type == "cpu" for p in featurizer.encoder_.module.parameters())
 
 
 def test_not_fitted_error(structures):
@@ -76,7 +76,7 @@ def test_pipeline_in_grid_search_on_a_plain_list(structures, targets):
 def test_set_output_pandas(fitted, structures):
     series = pd.Series(structures[:6], index=[f"s{i}" for i in range(6)])
     featurizer = clone(fitted).set_output(transform="pandas")
-    featurizer.encoder_, featurizer.history_, featurizer.best_epoch_ = fitted.encoder_, [], 0
+    featurizer.encoder_ = fitted.encoder_
     frame = featurizer.transform(series)
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == [f"DIM_{k}" for k in range(64)]
@@ -150,7 +150,7 @@ def test_loading_a_bad_file_gives_a_clear_error(fitted, tmp_path):
     config.write_text(good.replace('"width": 64', '"width": 32'))
     with pytest.raises(IncompatibleModelError, match="do not fit the encoder"):
         DeepInfoMaxFeaturizer.load(tmp_path / "model")
-    config.write_text(good.replace('"format_version": 1', '"format_version": 99'))
+    config.write_text(good.replace('"format_version": 2', '"format_version": 99'))
     with pytest.raises(IncompatibleModelError, match="format version 99"):
         DeepInfoMaxFeaturizer.load(tmp_path / "model")
     config.write_text("{not json")
@@ -178,6 +178,8 @@ def test_device_auto_resolves_to_cpu_here():
         ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
         ({"lr": float("nan")}, "'lr' parameter"),
         ({"n_rbf": 1}, "'n_rbf' parameter"),
+        ({"max_sites": 0}, "'max_sites' parameter"),
+        ({"min_distance": -0.1}, "'min_distance' parameter"),
     ],
 )
 def test_parameters_are_checked_at_the_start_of_fit(structures, params, message):

@@ -1,6 +1,7 @@
 """Saved models and pretraining checkpoints are untrusted input: damaged or hostile files fail clearly, early."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from dim_sklearn import DeepInfoMaxFeaturizer
 from dim_sklearn.io import IncompatibleModelError
 
 FAST = dict(batch_sites=300, patience=50, random_state=0)
+FORMAT_1 = Path(__file__).parent / "data" / "encoder_v1"
+"""A small encoder saved in format 1 (before the artifact's sections), by dim-sklearn 0.1.0."""
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +26,23 @@ def saved(structures, tmp_path_factory):
     return folder, featurizer.transform(structures[:5])
 
 
+def _copy(source, folder):
+    folder.mkdir()
+    for name in ("config.json", "encoder.safetensors"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    return folder
+
+
 @pytest.fixture
 def model(saved, tmp_path):
     """A fresh copy of the saved folder, to damage."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "encoder.safetensors"):
-        (folder / name).write_bytes((saved[0] / name).read_bytes())
-    return folder
+    return _copy(saved[0], tmp_path / "model")
+
+
+@pytest.fixture
+def model_v1(tmp_path):
+    """A fresh copy of the format-1 folder, to damage."""
+    return _copy(FORMAT_1, tmp_path / "model_v1")
 
 
 def _edit_config(folder, edit):
@@ -49,15 +61,25 @@ def _edit_config(folder, edit):
         (lambda c: c["encoder"].update(rbf_cutoff=float("nan")), "rbf_cutoff must be a finite number"),
         (lambda c: c["encoder"].update(hidden="yes"), "unknown encoder field"),
         (lambda c: c.update(encoder=[1, 2]), "no encoder section"),
-        (lambda c: c.update(format_version=2, versions="x"), "format version 2"),
-        (lambda c: c["params"].update(max_atoms=100000), "'max_atoms' parameter"),
-        (lambda c: c["params"].update(max_atoms=50.0), "'max_atoms' parameter"),
-        (lambda c: c["params"].update(kl_weight="0.1"), "'kl_weight' parameter"),
-        (lambda c: c["params"].update(hidden_layers=3), "unexpected keyword argument 'hidden_layers'"),
-        (lambda c: c.update(params=None), "no estimator parameters"),
-        (lambda c: c.update(history={"loss": 1}), "history"),
-        (lambda c: c.update(best_epoch=-1), "best_epoch"),
-        (lambda c: c.update(metadata=[1]), "metadata"),
+        (lambda c: c["encoder"].update(rbf_cutoff=6.0), "not an encoder DeepInfoMaxFeaturizer trains"),
+        (lambda c: c.update(format_version=3, versions="x"), "format version 3"),
+        (lambda c: c["point_set"].update(max_atoms=100000), "max_atoms must be an integer from 1 to 1000, got 100000"),
+        (lambda c: c["point_set"].update(max_atoms=50.0), "max_atoms must be an integer"),
+        (lambda c: c["point_set"].update(max_sites=0), "max_sites must be an integer >= 1"),
+        (lambda c: c["point_set"].update(oxidation="yes"), "oxidation must be True or False"),
+        (lambda c: c["point_set"].update(min_distance=float("inf")), "min_distance must be a finite number >= 0"),
+        (lambda c: c["point_set"].update(oxidation=True), "gives 9 site features, the encoder reads 8"),
+        (lambda c: c["point_set"].update(hidden=1), "unknown point_set field"),
+        (lambda c: c["point_set"].pop("max_sites"), "lacks max_sites"),
+        (lambda c: c.pop("point_set"), "no point_set section"),
+        (lambda c: c["provenance"]["settings"].update(kl_weight="0.1"), "'kl_weight' parameter"),
+        (lambda c: c["provenance"]["settings"].update(kl_weight=[0.1]), "settings is not an object of numbers"),
+        (lambda c: c["provenance"].update(versions={"torch": 2}), "versions is not an object of strings"),
+        (lambda c: c["provenance"].update(history={"loss": 1}), "history"),
+        (lambda c: c["provenance"].update(best_epoch=-1), "best_epoch"),
+        (lambda c: c["provenance"].update(metadata=[1]), "metadata"),
+        (lambda c: c["provenance"].update(params={}), "unknown provenance field"),
+        (lambda c: c.update(provenance=None), "no provenance section"),
     ],
 )
 def test_every_config_field_is_checked_and_no_oversized_encoder_is_built(model, monkeypatch, edit, message):
@@ -75,6 +97,29 @@ def test_every_config_field_is_checked_and_no_oversized_encoder_is_built(model, 
     assert all(max(c.width, c.local_dim, c.global_width, c.global_dim) <= io.MAX_WIDTH for c in built)
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["encoder"].update(width=8000), "width must be an integer from 1 to 1024, got 8000"),
+        (lambda c: c["params"].update(max_atoms=100000), "max_atoms must be an integer from 1 to 1000, got 100000"),
+        (lambda c: c["params"].update(max_atoms=50.0), "max_atoms must be an integer"),
+        (lambda c: c["params"].update(oxidation=False), "gives 8 site features, the encoder reads 9"),
+        (lambda c: c["params"].update(width=8), "estimator parameters width=8 do not describe the encoder"),
+        (lambda c: c["params"].update(kl_weight="0.1"), "'kl_weight' parameter"),
+        (lambda c: c["params"].update(hidden_layers=3), "unknown estimator parameter.* hidden_layers"),
+        (lambda c: c.update(params=None), "no estimator parameters"),
+        (lambda c: c.update(history={"loss": 1}), "history"),
+        (lambda c: c.update(best_epoch=-1), "best_epoch"),
+        (lambda c: c.update(metadata=[1]), "metadata"),
+    ],
+)
+def test_format_1_files_are_checked_as_strictly(model_v1, edit, message):
+    _edit_config(model_v1, edit)
+    with pytest.raises(IncompatibleModelError, match=message) as info:
+        DeepInfoMaxFeaturizer.load(model_v1)
+    assert str(model_v1) in str(info.value)
+
+
 def test_oversized_and_deeply_nested_json_is_refused_unparsed(model):
     config = model / "config.json"
     config.write_text("[" * 200_000 + "]" * 200_000)
@@ -90,17 +135,20 @@ def test_oversized_and_deeply_nested_json_is_refused_unparsed(model):
 
 def test_brackets_and_escapes_inside_strings_do_not_count_as_nesting(model, saved, structures):
     deep_looking = '[[[[{"\\"' * 40  # a string of brackets, quotes and backslashes: one value, depth 0
-    _edit_config(model, lambda c: c.update(metadata={"note": deep_looking, "nested": {"a": [[1, [2]]]}}))
+    nested = {"note": deep_looking, "nested": {"a": [[1, [2]]]}}
+    _edit_config(model, lambda c: c["provenance"].update(metadata=nested))
     loaded = DeepInfoMaxFeaturizer.load(model)
     assert loaded.metadata_["note"] == deep_looking
     np.testing.assert_array_equal(loaded.transform(structures[:5]), saved[1])
 
 
-def test_settings_of_the_machine_are_not_taken_from_the_file(model, tmp_path):
+@pytest.mark.parametrize("version", [2, 1])
+def test_settings_of_the_machine_are_not_taken_from_the_file(model, model_v1, tmp_path, version):
     hostile = {"cache_dir": "../escaped_cache", "checkpoint_dir": "/tmp/elsewhere", "device": "cuda:7",
                "ignore_errors": True, "verbose": 2}
-    _edit_config(model, lambda c: c["params"].update(hostile))
-    loaded = DeepInfoMaxFeaturizer.load(model)
+    folder = model if version == 2 else model_v1
+    _edit_config(folder, lambda c: (c["provenance"]["settings"] if version == 2 else c["params"]).update(hostile))
+    loaded = DeepInfoMaxFeaturizer.load(folder)
     defaults = DeepInfoMaxFeaturizer().get_params()
     assert {k: loaded.get_params()[k] for k in hostile} == {k: defaults[k] for k in hostile}
     assert loaded.set_params(cache_dir=str(tmp_path / "mine")).cache_dir == str(tmp_path / "mine")

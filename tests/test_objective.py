@@ -115,18 +115,22 @@ def test_featurizer_objective_options_round_trip(tmp_path):
 
 
 def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
-    """A folder from before ``n_rbf`` existed (no such key anywhere) loads as the raw-distance encoder."""
+    """A folder from before ``n_rbf`` existed (format 1, no such key anywhere) loads as the raw-distance encoder."""
     structures = _crystals()
     feat = DeepInfoMaxFeaturizer(n_rbf=0, max_epochs=0, random_state=0).fit(structures)
     feat.save(tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
-    for section in ("encoder", "params"):
-        for key in ("n_rbf", "rbf_cutoff", "local_scrambled", "batch_negatives"):
-            config[section].pop(key, None)
-    config_path.write_text(json.dumps(config))
+    new_options = ("n_rbf", "rbf_cutoff", "local_scrambled", "batch_negatives", "max_sites", "min_distance")
+    config_path.write_text(json.dumps({  # format 1 stored the featurizer's parameters
+        "format": config["format"], "format_version": 1, "versions": config["versions"],
+        "encoder": {k: v for k, v in config["encoder"].items() if k not in new_options},
+        "params": {k: v for k, v in feat.get_params().items() if k not in new_options},
+        "history": [], "best_epoch": 0, "metadata": {},
+    }))
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "old")
     assert loaded.n_rbf == 0 and loaded.encoder_.config.n_rbf == 0
+    assert not loaded.local_scrambled and not loaded.batch_negatives  # trained without them
     np.testing.assert_array_equal(loaded.transform(structures), feat.transform(structures))
 
 

@@ -88,6 +88,7 @@ def test_saved_metadata_round_trips(tmp_path):
     feat.save(tmp_path / "enc", metadata={"corpus": {"n_structures": 2}})
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
     assert loaded.metadata_ == {"corpus": {"n_structures": 2}}
-    assert json.loads((tmp_path / "enc" / "config.json").read_text())["metadata"]["corpus"]["n_structures"] == 2
+    saved = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert saved["provenance"]["metadata"]["corpus"]["n_structures"] == 2
     loaded.save(tmp_path / "again")  # keeps what it was loaded with
     assert DeepInfoMaxFeaturizer.load(tmp_path / "again").metadata_ == loaded.metadata_

@@ -108,7 +108,7 @@ def test_freezer_keeps_the_encoder_and_trains_the_head(featurizer, structures, t
     initial = SiteNetRegressor(encoder=featurizer, **QUICK).initialize().module_.head.state_dict()
     assert not torch.equal(reg.module_.head.state_dict()["0.weight"], initial["0.weight"])
     unfrozen = SiteNetRegressor(encoder=featurizer, **QUICK).fit(structures, targets)
-    assert not torch.equal(unfrozen.module_.encoder.global_.mu.weight, featurizer.encoder_.global_.mu.weight)
+    assert not torch.equal(unfrozen.module_.encoder.global_.mu.weight, featurizer.encoder_.module.global_.mu.weight)
 
 
 def test_pickle_and_save_load_params_round_trips(featurizer, structures, targets, tmp_path):
@@ -145,7 +145,7 @@ def test_bad_structures_and_targets_give_clear_errors(structures, targets, featu
         SiteNetRegressor(encoder=featurizer, oxidation=True).initialize()
     with pytest.raises(ValueError, match="from scratch"):
         SiteNetRegressor(encoder=featurizer, preset="sitenet").initialize()
-    with pytest.raises(TypeError, match="DeepInfoMaxFeaturizer"):
+    with pytest.raises(TypeError, match="'encoder' parameter .*PretrainedEncoder"):
         SiteNetRegressor(encoder=42).initialize()
 
 

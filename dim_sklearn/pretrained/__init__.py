@@ -1,9 +1,10 @@
 """Encoders that ship with the package, loaded by :meth:`DeepInfoMaxFeaturizer.from_pretrained`.
 
-Each is a folder beside this module, in the format of :mod:`dim_sklearn.io`
-(``encoder.safetensors`` + ``config.json``), whose ``metadata`` records the
-pretraining corpus, its size and hash, the settings, the epochs, the held-out
-DIM terms and the versions that wrote it.
+Each is a :class:`~dim_sklearn.PretrainedEncoder` folder beside this module, in
+the format of :mod:`dim_sklearn.io` (``encoder.safetensors`` + ``config.json``),
+whose provenance records the versions that trained it, the settings, the
+history and, in its ``metadata``, the pretraining corpus, its size and hash,
+the epochs and the held-out DIM terms.
 """
 
 from __future__ import annotations

@@ -1,0 +1,133 @@
+"""PretrainedEncoder: a trained Site-Net encoder with the point-set configuration it reads and its provenance."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import (
+    PROVENANCE_FIELDS,
+    encoder_document,
+    encoder_from_state,
+    load_encoder,
+    read_document,
+    save_encoder,
+)
+from .io import versions as installed_versions
+from .nn import EncoderConfig, SiteNetEncoder
+from .pointset import PointSetConfig
+
+__all__ = ["PretrainedEncoder"]
+
+
+class PretrainedEncoder:
+    """A trained Site-Net encoder as one artifact: its weights, what it reads and where it came from.
+
+    It owns what using the encoder needs, independent of any estimator: the
+    :class:`~dim_sklearn.nn.SiteNetEncoder` module (widths and weights) and the
+    :class:`~dim_sklearn.PointSetConfig` that turns structures into its input.
+    :class:`~dim_sklearn.DeepInfoMaxFeaturizer` keeps its fitted encoder as
+    one (``encoder_``); :class:`~dim_sklearn.SiteNetRegressor` takes one, or a
+    folder holding one, as ``encoder``. It is saved as a folder in the format of
+    :mod:`dim_sklearn.io` and loads without executing code.
+
+    Parameters
+    ----------
+    module : SiteNetEncoder
+        The encoder.
+    point_set_config : PointSetConfig
+        How structures become the encoder's input; it must give as many site
+        features as the encoder reads.
+    provenance : dict, optional
+        Where the weights came from, any of: ``versions`` (of dim-sklearn, torch
+        and pymatgen that trained them; default: the installed ones),
+        ``settings`` (pretraining settings: numbers, strings, booleans, None),
+        ``history`` (list of per-epoch dicts), ``best_epoch`` (int) and
+        ``metadata`` (JSON object: corpus, timings, ...). The rest are empty.
+
+    Attributes
+    ----------
+    module : SiteNetEncoder
+    point_set_config : PointSetConfig
+    provenance : dict
+        All five entries.
+
+    Examples
+    --------
+    >>> from dim_sklearn.pretrained import pretrained_path                   # doctest: +SKIP
+    >>> encoder = PretrainedEncoder.load(pretrained_path("dim-38k"))          # doctest: +SKIP
+    >>> encoder.point_set_config.max_atoms, encoder.config.global_dim         # doctest: +SKIP
+    (50, 64)
+    >>> encoder.provenance["metadata"]["corpus"]["n_structures"]              # doctest: +SKIP
+    38109
+    >>> SiteNetRegressor(encoder=encoder)                                     # doctest: +SKIP
+    """
+
+    def __init__(
+        self, module: SiteNetEncoder, point_set_config: PointSetConfig, provenance: Mapping[str, Any] | None = None
+    ):
+        provenance = dict(provenance or {})
+        unknown = sorted(set(provenance) - set(PROVENANCE_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown provenance entries {', '.join(unknown)}; known: {', '.join(PROVENANCE_FIELDS)}")
+        if point_set_config.n_site_features != module.config.n_site_features:
+            raise ValueError(f"the point-set configuration gives {point_set_config.n_site_features} site features, "
+                             f"the encoder reads {module.config.n_site_features}")
+        self.module = module
+        self.point_set_config = point_set_config
+        self.provenance = {"versions": installed_versions(), "settings": {}, "history": [], "best_epoch": 0,
+                           "metadata": {}, **provenance}
+
+    @property
+    def config(self) -> EncoderConfig:
+        """The encoder's widths and distance input."""
+        return self.module.config
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights."""
+        return self.module.state_dict()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document of the artifact (its ``config.json``): format, encoder, point set, provenance."""
+        return encoder_document(self.config, self.point_set_config, self.provenance)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> PretrainedEncoder:
+        """The artifact of a JSON document (as :meth:`as_dict` gives, or format 1) and its weights.
+
+        Both are checked as :meth:`load` checks files.
+
+        Raises
+        ------
+        IncompatibleModelError
+            A field out of range or of the wrong type, or weights that do not
+            fit the encoder the document describes or are not finite.
+        """
+        config, point_set_config, provenance = read_document(document, "the document")
+        return cls(encoder_from_state(config, state_dict, "the state_dict"), point_set_config, provenance)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the artifact to the folder ``path`` (created if needed): ``config.json``, ``encoder.safetensors``."""
+        return save_encoder(path, self.module, self.point_set_config, self.provenance)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PretrainedEncoder:
+        """The artifact saved in the folder ``path`` (either format; no code is executed); the encoder on the CPU.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` is not a saved encoder.
+        IncompatibleModelError
+            Any part of the files is damaged, out of range or inconsistent (see
+            :func:`~dim_sklearn.io.load_encoder`).
+        """
+        return cls(*load_encoder(path))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.config}, {self.point_set_config}, "
+                f"best_epoch={self.provenance['best_epoch']})")

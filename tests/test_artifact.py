@@ -1,0 +1,147 @@
+"""PretrainedEncoder: the trained encoder as an artifact of its own, and files of the earlier format."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from dim_sklearn import (
+    DeepInfoMaxFeaturizer,
+    IncompatibleModelError,
+    PointSetConfig,
+    PretrainedEncoder,
+    SiteNetRegressor,
+)
+from dim_sklearn.nn import EncoderConfig, SiteNetEncoder
+
+DATA = Path(__file__).parent / "data"
+FORMAT_1 = DATA / "encoder_v1"
+"""Written by dim-sklearn 0.1.0 in format 1: DeepInfoMaxFeaturizer(max_atoms=20, oxidation=True, width=4,
+local_dim=2, global_width=4, global_dim=3, n_rbf=2, max_epochs=1, validation_fraction=0.34, random_state=0) fitted
+on ``_crystals()``; its features on them are in encoder_v1_features.json."""
+
+
+def _crystals() -> list[Structure]:
+    return [
+        Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)
+    ] + [
+        Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
+        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
+        Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
+                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+    ]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return DeepInfoMaxFeaturizer(max_sites=40, min_distance=0.3, max_epochs=1, validation_fraction=0.34,
+                                 random_state=0).fit(_crystals())
+
+
+def test_a_format_1_file_loads_with_its_parameters_and_features():
+    loaded = DeepInfoMaxFeaturizer.load(FORMAT_1)
+    params = loaded.get_params()
+    assert {k: params[k] for k in ("max_atoms", "oxidation", "width", "local_dim", "global_width", "global_dim",
+                                   "n_rbf", "max_epochs", "validation_fraction", "random_state")} == {
+        "max_atoms": 20, "oxidation": True, "width": 4, "local_dim": 2, "global_width": 4, "global_dim": 3,
+        "n_rbf": 2, "max_epochs": 1, "validation_fraction": 0.34, "random_state": 0}
+    assert (params["max_sites"], params["min_distance"]) == (256, 0.5)  # what format 1 could not change
+    assert loaded.best_epoch_ == 1 and len(loaded.history_) == 1
+    assert loaded.metadata_ == {"corpus": {"n_structures": 6, "note": "hand-built crystals"}}
+    expected = json.loads((DATA / "encoder_v1_features.json").read_text())
+    np.testing.assert_allclose(loaded.transform(_crystals()), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_format_1_file_resaved_in_format_2_keeps_weights_provenance_and_features(tmp_path):
+    old = PretrainedEncoder.load(FORMAT_1)
+    assert old.point_set_config == PointSetConfig(max_atoms=20, max_sites=256, oxidation=True, min_distance=0.5)
+    assert old.provenance["versions"] == json.loads((FORMAT_1 / "config.json").read_text())["versions"]
+    old.save(tmp_path / "v2")
+    config = json.loads((tmp_path / "v2" / "config.json").read_text())
+    assert config["format_version"] == 2
+    assert set(config) == {"format", "format_version", "versions", "encoder", "point_set", "provenance"}
+    new = PretrainedEncoder.load(tmp_path / "v2")
+    assert new.config == old.config and new.point_set_config == old.point_set_config
+    assert new.provenance == old.provenance and _same_weights(new.state_dict(), old.state_dict())
+    np.testing.assert_array_equal(DeepInfoMaxFeaturizer.load(tmp_path / "v2").transform(_crystals()),
+                                  DeepInfoMaxFeaturizer.load(FORMAT_1).transform(_crystals()))
+
+
+def test_the_featurizer_saves_its_point_set_limits_and_settings_in_the_artifact(fitted, tmp_path):
+    encoder = fitted.encoder_
+    assert encoder.point_set_config == PointSetConfig(max_atoms=50, max_sites=40, oxidation=False, min_distance=0.3)
+    assert encoder.provenance["settings"]["validation_fraction"] == 0.34
+    assert encoder.provenance["history"] is fitted.history_ and fitted.best_epoch_ == 1
+    fitted.save(tmp_path / "enc")
+    loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.encoder_.point_set_config == encoder.point_set_config
+    np.testing.assert_array_equal(loaded.transform(_crystals()), fitted.transform(_crystals()))
+
+
+def test_settings_the_featurizer_does_not_know_are_kept_as_information(fitted, tmp_path):
+    fitted.save(tmp_path / "enc")
+    config_path = tmp_path / "enc" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["provenance"]["settings"]["a_later_option"] = 3
+    config_path.write_text(json.dumps(config))
+    loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
+    assert loaded.encoder_.provenance["settings"]["a_later_option"] == 3
+    assert "a_later_option" not in loaded.get_params()
+
+
+def test_as_dict_and_from_dict_round_trip_and_check_the_weights(fitted):
+    encoder = fitted.encoder_
+    document = json.loads(json.dumps(encoder.as_dict()))
+    again = PretrainedEncoder.from_dict(document, encoder.state_dict())
+    assert again.config == encoder.config and again.point_set_config == encoder.point_set_config
+    assert again.provenance == encoder.provenance and _same_weights(again.state_dict(), encoder.state_dict())
+    nan = {**encoder.state_dict(), "global_.mu.bias": torch.full_like(encoder.state_dict()["global_.mu.bias"], np.nan)}
+    with pytest.raises(IncompatibleModelError, match="NaN or infinite weights in global_.mu.bias"):
+        PretrainedEncoder.from_dict(document, nan)
+    with pytest.raises(IncompatibleModelError, match="global_.mu.bias is missing"):
+        PretrainedEncoder.from_dict(document, {k: v for k, v in encoder.state_dict().items() if k != "global_.mu.bias"})
+    with pytest.raises(IncompatibleModelError, match="max_atoms must be an integer"):
+        PretrainedEncoder.from_dict({**document, "point_set": {**document["point_set"], "max_atoms": -1}},
+                                    encoder.state_dict())
+
+
+def test_the_artifact_refuses_a_point_set_its_encoder_cannot_read():
+    encoder = SiteNetEncoder(EncoderConfig(width=4, local_dim=2, global_width=4, global_dim=3))
+    with pytest.raises(ValueError, match="gives 9 site features, the encoder reads 8"):
+        PretrainedEncoder(encoder, PointSetConfig(oxidation=True))
+    with pytest.raises(ValueError, match="unknown provenance entries corpus"):
+        PretrainedEncoder(encoder, PointSetConfig(), {"corpus": "mine"})
+    made = PretrainedEncoder(encoder, PointSetConfig())
+    assert made.provenance["history"] == [] and set(made.provenance["versions"]) == {"dim-sklearn", "torch", "pymatgen"}
+
+
+def test_the_regressor_starts_from_an_artifact_or_its_folder_with_its_point_set(fitted, tmp_path):
+    encoder = fitted.encoder_
+    fitted.save(tmp_path / "enc")
+    for start in (encoder, tmp_path / "enc", str(tmp_path / "enc"), fitted):
+        reg = SiteNetRegressor(encoder=start, random_state=0).initialize()
+        assert _same_weights(reg.module_.encoder.state_dict(), encoder.state_dict())
+        assert reg.point_set_config_ == encoder.point_set_config
+    reg = SiteNetRegressor(encoder=encoder, max_atoms=30, max_sites=5, min_distance=0.1, random_state=0).initialize()
+    assert reg.point_set_config_ == PointSetConfig(max_atoms=30, max_sites=5, oxidation=False, min_distance=0.1)
+    assert SiteNetRegressor().initialize().point_set_config_ == PointSetConfig()
+
+
+def test_max_sites_and_min_distance_refuse_structures_in_both_estimators(fitted):
+    crystals = _crystals()  # input cells of 2, 2, 2, 1, 2 and 5 sites
+    strict = DeepInfoMaxFeaturizer.from_pretrained(max_sites=1, ignore_errors=True)
+    X = strict.transform(crystals)
+    assert np.isfinite(X[3]).all() and np.isnan(np.delete(X, 3, axis=0)).all()
+    with pytest.raises(ValueError, match="overlapping atoms"):
+        DeepInfoMaxFeaturizer.from_pretrained(min_distance=3.5).transform(crystals[:1])
+    reg = SiteNetRegressor(encoder=fitted.encoder_, max_sites=4, max_epochs=1, random_state=0)
+    with pytest.raises(ValueError, match="structure 5"):
+        reg.fit(crystals, np.arange(6.0))
