@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from itertools import pairwise
 
 import numpy as np
 import torch
 
 from .pointset import PointSet
 
-__all__ = ["PointSetBatch", "collate_point_sets", "SiteBudgetBatchSampler"]
+__all__ = ["PointSetBatch", "collate_point_sets", "SiteBudgetBatchSampler", "DistributedSiteBudgetBatchSampler",
+           "merge_small_batches"]
 
 
 @dataclass
@@ -185,4 +187,102 @@ class SiteBudgetBatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._plan()
         self.epoch += 1
+        yield from batches
+
+
+def merge_small_batches(batches: Sequence[Sequence[int]], min_crystals: int = 2) -> list[list[int]]:
+    """Merge every batch of fewer than ``min_crystals`` crystals into a neighbour.
+
+    DIM needs two crystals per batch. A crystal larger than half the site budget
+    can be alone in its batch; it then joins the batch before it (or, first in
+    the pass, the one after), which passes the budget by at most that crystal's
+    sites.
+    """
+    merged: list[list[int]] = []
+    for batch in batches:
+        if merged and (len(batch) < min_crystals or len(merged[-1]) < min_crystals):
+            merged[-1] = merged[-1] + list(batch)
+        else:
+            merged.append(list(batch))
+    return merged
+
+
+def _split_by_sites(batch: list[int], n_sites: np.ndarray, parts: int) -> list[list[int]]:
+    """``batch`` cut into ``parts`` runs of nearly equal sites, at least two crystals each, in order."""
+    cumulative = np.cumsum(n_sites[batch])
+    cuts = [0]
+    for k in range(1, parts):
+        target = cumulative[-1] * k / parts
+        cut = int(np.searchsorted(cumulative, target)) + 1  # crystals up to the one that reaches the target
+        if cut > 1 and target - cumulative[cut - 2] < cumulative[cut - 1] - target:
+            cut -= 1  # the cut before that crystal is nearer
+        cuts.append(min(max(cut, cuts[-1] + 2), len(batch) - 2 * (parts - k)))
+    cuts.append(len(batch))
+    return [batch[a:b] for a, b in pairwise(cuts)]
+
+
+class DistributedSiteBudgetBatchSampler:
+    """One rank's share of every batch of a :class:`SiteBudgetBatchSampler`, for data-parallel training.
+
+    Every rank plans the same passes as ``SiteBudgetBatchSampler(n_sites,
+    max_sites, shuffle, random_state)``: same order, same batches of at most
+    ``max_sites`` sites (so a step of all ranks together sees what one step of a
+    single process sees). A batch of fewer than ``2 * num_replicas`` crystals is
+    merged into a neighbour (:func:`merge_small_batches`); then each batch is cut,
+    in order, into ``num_replicas`` runs of nearly equal sites with at least two
+    crystals each, and rank ``r`` takes run ``r``. Every rank thus takes the same
+    number of batches per pass, about ``max_sites / num_replicas`` sites each.
+    With ``num_replicas=1`` the batches are those of the single-process sampler
+    after :func:`merge_small_batches`.
+
+    Parameters
+    ----------
+    n_sites : sequence of int
+        Unique sites of each crystal; at least ``2 * num_replicas`` crystals.
+    max_sites : int
+        Budget of unique sites of a step, all ranks together.
+    num_replicas : int, default=1
+        Number of ranks.
+    rank : int, default=0
+        This rank, in ``[0, num_replicas)``.
+    shuffle : bool, default=True
+    random_state : int, numpy Generator or None
+        Seed of the shuffling; the same on every rank.
+    """
+
+    def __init__(
+        self,
+        n_sites: Sequence[int],
+        max_sites: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        random_state: int | np.random.Generator | None = None,
+    ):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        if len(n_sites) < 2 * num_replicas:
+            raise ValueError(f"{num_replicas} ranks need at least {2 * num_replicas} crystals (two per rank and "
+                             f"batch), got {len(n_sites)}")
+        self.sampler = SiteBudgetBatchSampler(n_sites, max_sites, shuffle=shuffle, random_state=random_state)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass the one of ``epoch``."""
+        self.sampler.set_epoch(epoch)
+
+    def _plan(self) -> list[list[int]]:
+        batches = merge_small_batches(self.sampler._plan(), 2 * self.num_replicas)
+        if self.num_replicas == 1:
+            return batches
+        return [_split_by_sites(batch, self.sampler.n_sites, self.num_replicas)[self.rank] for batch in batches]
+
+    def __len__(self) -> int:
+        """Batches of this rank in the next pass (the same on every rank)."""
+        return len(self._plan())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._plan()
+        self.sampler.epoch += 1
         yield from batches

@@ -66,8 +66,12 @@ class PointSetCache:
 
     def get(self, structure: Structure, config: PointSetConfig) -> PointSet | None:
         """The cached point set of ``structure``, or None on a miss or an unreadable entry."""
+        return self.read(structure_key(structure, config))
+
+    def read(self, key: str) -> PointSet | None:
+        """The point set stored under ``key`` (a :func:`structure_key`), or None on a miss or an unreadable entry."""
         try:
-            raw = np.fromfile(self._path(structure_key(structure, config)), dtype=np.uint8)
+            raw = np.fromfile(self._path(key), dtype=np.uint8)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -11,9 +12,11 @@ import numpy as np
 
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
+from .distributed import barrier, init_from_env, launch, rank_and_world
 from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
 from .pointset import PointSetConfig, build_point_sets
+from .store import stream_point_sets
 from .structure_files import expand_paths, write_features
 
 
@@ -86,6 +89,20 @@ def _featurizer(encoder: str | None) -> DeepInfoMaxFeaturizer:
     return DeepInfoMaxFeaturizer.load(encoder) if encoder is not None else DeepInfoMaxFeaturizer.from_pretrained()
 
 
+def _drop_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` or ``option=VALUE`` (torch's launcher would take it for its own)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith(option + "="):
+            skip = False
+        elif arg == option:
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dim-sklearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="folder written by DeepInfoMaxFeaturizer.save (default: the shipped pretrained encoder)")
     feat.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
     feat.add_argument("--chunk-size", type=int, default=256, help="structures read and featurised at a time")
+    feat.add_argument("--n-jobs", type=int, default=None, help="processes building point sets (-1: one per core)")
     points = sub.add_parser("pointsets", help="turn a data set into Site-Net point sets and summarise them")
     points.add_argument("name")
     points.add_argument("--max-atoms", type=int, default=50)
@@ -114,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.add_argument("--cache-dir", default=None)
     pre.add_argument("--checkpoint-dir", default=None)
     pre.add_argument("--data-home", default=None)
+    pre.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
+    pre.add_argument("--n-jobs", type=int, default=None, help="processes building point sets (-1: one per core)")
+    pre.add_argument("--nproc-per-node", type=int, default=1,
+                     help="data-parallel training processes on this machine (torchrun; one per GPU, or gloo on CPU)")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
 
     if args.command == "datasets":
@@ -124,20 +147,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             entries = expand_paths(args.paths)
         except (FileNotFoundError, ValueError) as exc:
             feat.error(str(exc))
-        featurizer.set_params(cache_dir=args.cache_dir)
+        featurizer.set_params(cache_dir=args.cache_dir, n_jobs=args.n_jobs)
         n_rows, n_failed = write_features(entries, featurizer, args.output, chunk_size=args.chunk_size)
         print(f"wrote {n_rows} rows to {args.output} ({n_failed} with a reason instead of features)", file=sys.stderr)
     elif args.command == "pointsets":
         print(pointsets_report(args.name, max_atoms=args.max_atoms, limit=args.limit,
                                cache_dir=args.cache_dir, data_home=args.data_home, verbose=True))
     elif args.command == "pretrain":
-        structures, _ = load_dataset(args.name, args.data_home)
+        if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:  # start the ranks, each runs this command
+            launch("dim_sklearn.pretrain", _drop_option(argv[argv.index("pretrain") + 1:], "--nproc-per-node"),
+                   args.nproc_per_node)
+            return 0
+        device = init_from_env()
+        rank = rank_and_world()[0]
+        structures = load_dataset(args.name, args.data_home)[0][:args.limit]
         featurizer = DeepInfoMaxFeaturizer(
             max_epochs=args.max_epochs, patience=args.patience, random_state=args.random_state,
-            cache_dir=args.cache_dir, checkpoint_dir=args.checkpoint_dir, ignore_errors=True, verbose=True,
-        ).fit(structures)
-        featurizer.save(args.out)
-        print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
+            cache_dir=args.cache_dir, checkpoint_dir=args.checkpoint_dir, ignore_errors=True, verbose=rank == 0,
+            device=str(device), n_jobs=args.n_jobs,
+        )
+        if args.cache_dir and rank_and_world()[1] > 1:  # rank 0 fills the cache, the others then read it
+            if rank == 0:
+                stream_point_sets(structures, featurizer._point_set_config(), cache=PointSetCache(args.cache_dir),
+                                  ignore_errors=True, verbose=True, n_jobs=args.n_jobs)
+            barrier()
+        featurizer.fit(structures)
+        if rank == 0:
+            featurizer.save(args.out)
+            print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
     return 0
 
 

@@ -25,10 +25,11 @@ from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build
 from ._utils import resolve_device, spawn_seeds
 from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
+from .store import stream_point_sets
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
 
-_RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose"})
+_RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose", "n_jobs"})
 _INPUT_LIMITS = frozenset({"max_sites", "min_distance"})
 """Point-set checks that refuse structures but never change a vector: :meth:`DeepInfoMaxFeaturizer.from_pretrained`
 takes them with the run-time settings."""
@@ -145,7 +146,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         training loss turns NaN or infinite stops with a warning and keeps the
         best weights seen before.
     patience : int, default=10
-        Stop when the held-out DIM loss has not improved for this many epochs.
+        Stop after this many epochs in a row without improvement of the
+        held-out DIM loss, and keep the best epoch's weights (patience counts as
+        in skorch's ``EarlyStopping``, but any decrease is an improvement).
     batch_sites : int, default=300
         Unique sites per pretraining batch (the paper: 1,200).
     lr, weight_decay : float, default=1e-3, 1e-4
@@ -161,7 +164,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Seeds initialisation and training; an int gives bit-identical weights
         and features on CPU.
     cache_dir : str, optional
-        On-disk point-set cache shared by fit and transform.
+        On-disk point-set cache shared by fit and transform. With one, ``fit``
+        reads the point sets from the cache batch by batch instead of holding
+        them all in memory.
     checkpoint_dir : str, optional
         Write the pretraining state after every epoch; an interrupted fit with
         the same data and settings resumes from it.
@@ -171,6 +176,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         naming the structure's position.
     verbose : bool, default=False
         Progress bars and per-epoch losses.
+    n_jobs : int or None, default=None
+        Processes that build point sets (joblib, loky backend; -1: one per
+        core); None or 1: this process. Results are the same.
 
     Attributes
     ----------
@@ -219,6 +227,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         "checkpoint_dir": [str, os.PathLike, None],
         "ignore_errors": ["boolean"],
         "verbose": ["verbose"],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -248,6 +257,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         checkpoint_dir: str | None = None,
         ignore_errors: bool = False,
         verbose: bool = False,
+        n_jobs: int | None = None,
     ):
         self.max_atoms = max_atoms
         self.max_sites = max_sites
@@ -274,6 +284,16 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         self.checkpoint_dir = checkpoint_dir
         self.ignore_errors = ignore_errors
         self.verbose = verbose
+        self.n_jobs = n_jobs
+
+    @property
+    def n_jobs(self) -> int | None:
+        """The ``n_jobs`` parameter; matminer's ``set_n_jobs`` sets it too (it shares matminer's ``_n_jobs``)."""
+        return self._n_jobs
+
+    @n_jobs.setter
+    def n_jobs(self, value: int | None) -> None:
+        self._n_jobs = value
 
     # ------------------------------------------------------------------ configuration
 
@@ -294,8 +314,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     def _point_sets(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[list, list]:
         cache = PointSetCache(self.cache_dir) if self.cache_dir else None
         if ignore_errors:
-            return build_point_sets(X, self._point_set_config(), cache=cache, return_errors=True, verbose=verbose)
-        point_sets = build_point_sets(X, self._point_set_config(), cache=cache, verbose=verbose)
+            return build_point_sets(X, self._point_set_config(), cache=cache, return_errors=True, verbose=verbose,
+                                    n_jobs=self.n_jobs)
+        point_sets = build_point_sets(X, self._point_set_config(), cache=cache, verbose=verbose, n_jobs=self.n_jobs)
         return point_sets, [None] * len(point_sets)
 
     # ------------------------------------------------------------------ scikit-learn
@@ -309,11 +330,16 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         y : ignored
         """
         self._validate_params()
-        point_sets, errors = self._point_sets(X, self.ignore_errors, self.verbose)
-        usable = [p for p in point_sets if p is not None]
-        if len(usable) < len(point_sets):
+        if self.cache_dir:  # read back batch by batch: the memory of pretraining does not grow with the data
+            usable, errors = stream_point_sets(X, self._point_set_config(), cache=PointSetCache(self.cache_dir),
+                                               ignore_errors=self.ignore_errors, verbose=self.verbose,
+                                               n_jobs=self.n_jobs)
+        else:
+            point_sets, errors = self._point_sets(X, self.ignore_errors, self.verbose)
+            usable = [p for p in point_sets if p is not None]
+        if len(usable) < len(errors):
             warnings.warn(
-                f"{len(point_sets) - len(usable)} of {len(point_sets)} structures could not be featurised and are "
+                f"{len(errors) - len(usable)} of {len(errors)} structures could not be featurised and are "
                 f"left out of pretraining; first: {next(e for e in errors if e)}",
                 stacklevel=2,
             )
@@ -468,8 +494,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         configuration, the pretraining parameters from its recorded settings
         (checked as ``fit`` checks them; one not recorded takes its default). The
         settings of the machine and run (``device``, ``cache_dir``,
-        ``checkpoint_dir``, ``ignore_errors``, ``verbose``) are not taken from it
-        but left at their defaults; set them with :meth:`set_params`.
+        ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``) are not
+        taken from it but left at their defaults; set them with :meth:`set_params`.
 
         Raises
         ------
@@ -507,7 +533,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             One of :func:`~dim_sklearn.pretrained.list_pretrained`.
         **params
             Run-time settings only: ``device``, ``cache_dir``, ``ignore_errors``,
-            ``verbose``, and the input limits ``max_sites`` and ``min_distance``.
+            ``verbose``, ``n_jobs``, and the input limits ``max_sites`` and ``min_distance``.
 
         Examples
         --------

@@ -410,6 +410,7 @@ def build_point_sets(
     ignore_errors: bool = False,
     return_errors: bool = False,
     verbose: bool = False,
+    n_jobs: int | None = None,
 ) -> list[PointSet | None] | tuple[list[PointSet | None], list[str | None]]:
     """Point sets of many structures, in input order, with matminer's error semantics.
 
@@ -428,6 +429,10 @@ def build_point_sets(
         ``ignore_errors``.
     verbose : bool, default=False
         Show a progress bar.
+    n_jobs : int or None, default=None
+        Processes that build point sets (joblib's loky backend; -1: one per
+        core). None or 1 builds them in this process. The structures go to the
+        processes in chunks; order, results and errors are the same.
 
     Returns
     -------
@@ -443,14 +448,55 @@ def build_point_sets(
         a cache folder that cannot be written, ``KeyboardInterrupt`` and a caller's
         timeout exception propagate unchanged.
     """
-    from tqdm.auto import tqdm
-
-    config = config or PointSetConfig()
-    entries = as_structure_list(structures)
-    ignore_errors = ignore_errors or return_errors
     point_sets: list[PointSet | None] = []
     errors: list[str | None] = []
-    for index, structure in enumerate(tqdm(entries, disable=not verbose, desc="point sets")):
+    for chunk_point_sets, chunk_errors in _point_set_chunks(
+        structures, config or PointSetConfig(), cache=cache, ignore_errors=ignore_errors or return_errors,
+        verbose=verbose, n_jobs=n_jobs,
+    ):
+        point_sets += chunk_point_sets
+        errors += chunk_errors
+    return (point_sets, errors) if return_errors else point_sets
+
+
+def _point_set_chunks(
+    structures: Any,
+    config: PointSetConfig,
+    *,
+    cache: Any,
+    ignore_errors: bool,
+    verbose: bool,
+    n_jobs: int | None,
+) -> Iterator[tuple[list[PointSet | None], list[str | None]]]:
+    """Point sets and errors of consecutive chunks of ``structures``, in order, built here or by joblib processes."""
+    from joblib import Parallel, delayed, effective_n_jobs
+    from tqdm.auto import tqdm
+
+    entries = as_structure_list(structures)
+    workers = 1 if n_jobs is None else effective_n_jobs(n_jobs)
+    size = 256 if workers == 1 else max(1, min(256, -(-len(entries) // (4 * workers))))
+    starts = range(0, len(entries), size)
+    with tqdm(total=len(entries), disable=not verbose, desc="point sets") as bar:
+        if workers == 1:
+            chunks = (_build_chunk(entries[start:start + size], start, config, cache, ignore_errors)
+                      for start in starts)
+        else:
+            chunks = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
+                delayed(_build_chunk)(entries[start:start + size], start, config, cache, ignore_errors)
+                for start in starts
+            )
+        for chunk in chunks:
+            bar.update(len(chunk[0]))
+            yield chunk
+
+
+def _build_chunk(
+    entries: list, start: int, config: PointSetConfig, cache: Any, ignore_errors: bool
+) -> tuple[list[PointSet | None], list[str | None]]:
+    """Point sets and errors of ``entries``, the structures from position ``start`` of the input on."""
+    point_sets: list[PointSet | None] = []
+    errors: list[str | None] = []
+    for index, structure in enumerate(entries, start):
         try:
             point_set = None
             if cache is not None:
@@ -469,4 +515,4 @@ def build_point_sets(
         else:
             errors.append(None)
         point_sets.append(point_set)
-    return (point_sets, errors) if return_errors else point_sets
+    return point_sets, errors

@@ -4,7 +4,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from dim_sklearn import build_point_sets
-from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
+from dim_sklearn.batching import (
+    DistributedSiteBudgetBatchSampler,
+    SiteBudgetBatchSampler,
+    collate_point_sets,
+    merge_small_batches,
+)
 
 
 def test_collate_pads_masks_and_segments_a_mixed_batch(mp_cs419, rocksalt):
@@ -70,3 +75,35 @@ def test_dataloader_with_sampler_and_collate(phonons):
         assert batch.n_sites <= 100
         seen += batch.n_crystals
     assert seen == 60
+
+
+def test_merge_small_batches_gives_every_batch_the_minimum_of_crystals():
+    assert merge_small_batches([[0], [1, 2], [3, 4, 5], [6]]) == [[0, 1, 2], [3, 4, 5, 6]]
+    assert merge_small_batches([[0, 1], [2, 3, 4], [5]], min_crystals=3) == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_distributed_sampler_shares_out_the_single_process_batches():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 40, size=400)
+    single = SiteBudgetBatchSampler(sizes, max_sites=240, random_state=5)
+    ranks = [DistributedSiteBudgetBatchSampler(sizes, 240, num_replicas=3, rank=r, random_state=5) for r in range(3)]
+    one = DistributedSiteBudgetBatchSampler(sizes, 240, random_state=5)
+    for epoch in (1, 2, 7):
+        single.set_epoch(epoch)
+        batches = list(single)
+        plan = merge_small_batches(batches, 6)
+        for sampler in (*ranks, one):
+            sampler.set_epoch(epoch)
+        shares = [list(sampler) for sampler in ranks]
+        assert list(one) == merge_small_batches(batches)  # one rank: the single-process batches
+        assert len(shares[0]) == len(shares[1]) == len(shares[2]) == len(plan) == len(ranks[0])
+        for step, batch in enumerate(plan):
+            parts = [share[step] for share in shares]
+            assert [i for part in parts for i in part] == batch  # the step's batch, in order
+            assert all(len(part) >= 2 for part in parts)
+            part_sites = [sizes[part].sum() for part in parts]
+            assert max(part_sites) - min(part_sites) <= 2 * sizes[batch].max()  # cut near a third of the sites each
+    with pytest.raises(ValueError, match="rank must be in"):
+        DistributedSiteBudgetBatchSampler(sizes, 240, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="4 ranks need at least 8 crystals"):
+        DistributedSiteBudgetBatchSampler(sizes[:7], 240, num_replicas=4)

@@ -89,6 +89,10 @@ def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_
     for bad, why in [("garbage", "unreadable CIF"), ("empty", "unreadable CIF"), ("disordered", "disordered")]:
         assert why in reasons[bad]
         assert features.loc[bad].isna().all()
+    parallel = tmp_path / "parallel.csv"  # point sets built in 2 processes: the same file
+    assert main(["featurize", str(folder), str(single), str(tmp_path / "more.json.gz"), "-o", str(parallel),
+                 "--encoder", str(encoder_dir), "--chunk-size", "2", "--n-jobs", "2"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(parallel, dtype={"id": str}), frame)
 
 
 def test_featurize_without_an_encoder_uses_the_shipped_one(crystals, monkeypatch, tmp_path):

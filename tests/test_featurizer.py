@@ -198,3 +198,13 @@ def test_diverging_pretraining_warns_and_keeps_finite_weights(structures):
     untrained = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(structures)
     np.testing.assert_array_equal(diverged.transform(structures[:5]), untrained.transform(structures[:5]))
     assert diverged.best_epoch_ == 0 and diverged.history_ == []
+
+
+def test_n_jobs_is_a_run_time_setting_shared_with_matminer(perovskite):
+    featurizer = DeepInfoMaxFeaturizer(n_jobs=2)
+    assert featurizer.get_params()["n_jobs"] == 2
+    featurizer.set_n_jobs(3)  # matminer's setter
+    assert featurizer.get_params()["n_jobs"] == 3
+    assert DeepInfoMaxFeaturizer.from_pretrained(n_jobs=2).n_jobs == 2
+    with pytest.raises(ValueError, match="n_jobs"):
+        DeepInfoMaxFeaturizer(n_jobs="two", max_epochs=0).fit([perovskite] * 4)

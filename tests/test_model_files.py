@@ -203,10 +203,10 @@ def _flip_bit(state):
 
 
 def _nan_weights(state):
-    from dim_sklearn.pretrain import _checksum
+    from dim_sklearn.pretrain.checkpoint import checksum
 
     state["model"]["encoder.global_.mu.weight"][0, 0] = float("nan")
-    state["checksum"] = _checksum(state)  # a consistent file that holds NaN
+    state["checksum"] = checksum(state)  # a consistent file that holds NaN
     return state
 
 

@@ -284,3 +284,16 @@ def test_every_structure_of_a_real_set_featurises(phonons):
     point_sets = build_point_sets(structures[::4])
     assert all(p is not None for p in point_sets)
     assert max(p.n_keys for p in point_sets if p.n_sites <= 25) <= 50
+
+
+def test_parallel_build_keeps_order_results_and_error_positions(perovskite, rocksalt):
+    bad = _bad_inputs()
+    inputs = [perovskite, bad["disordered"], rocksalt, None] * 3
+    serial, serial_errors = build_point_sets(inputs, return_errors=True)
+    parallel, parallel_errors = build_point_sets(inputs, return_errors=True, n_jobs=2)
+    assert parallel_errors == serial_errors and parallel_errors[9].startswith("structure 9: ")
+    assert [p is None for p in parallel] == [p is None for p in serial]
+    assert all(np.array_equal(a.distances, b.distances) for a, b in zip(parallel, serial) if a is not None)
+    with pytest.raises(StructureError, match="structure 1: disordered") as info:
+        build_point_sets(inputs, n_jobs=2)
+    assert info.value.index == 1

@@ -61,17 +61,17 @@ def test_same_random_state_gives_bit_identical_weights_and_features(structures):
 def test_interrupted_fit_resumes_from_its_checkpoint(structures, tmp_path, monkeypatch):
     uninterrupted = DeepInfoMaxFeaturizer(max_epochs=4, **FAST).fit(structures)
 
-    real_save = pretrain_module._save_checkpoint
+    real_save = pretrain_module.save_checkpoint
 
     def save_then_die(state, path):
         real_save(state, path)
         if len(state["history"]) == 2:
             raise KeyboardInterrupt("killed after epoch 2")
 
-    monkeypatch.setattr(pretrain_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(pretrain_module, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         DeepInfoMaxFeaturizer(max_epochs=4, checkpoint_dir=str(tmp_path), **FAST).fit(structures)
-    monkeypatch.setattr(pretrain_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(pretrain_module, "save_checkpoint", real_save)
 
     resumed = DeepInfoMaxFeaturizer(max_epochs=4, checkpoint_dir=str(tmp_path), **FAST).fit(structures)
     assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
