@@ -8,4 +8,5 @@ import sys
 
 from dim_sklearn.cli import main
 
-raise SystemExit(main(["pretrain", *sys.argv[1:]]))
+if __name__ == "__main__":
+    raise SystemExit(main(["pretrain", *sys.argv[1:]]))
