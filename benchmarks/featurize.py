@@ -30,8 +30,9 @@ from dim_sklearn import PointSetCache, PointSetConfig, build_point_sets, load_da
 def _cold(structures, config, n_jobs=None):
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        point_sets = build_point_sets(structures, config, cache=PointSetCache(cache_dir), ignore_errors=True,
-                                      n_jobs=n_jobs)
+        point_sets = build_point_sets(
+            structures, config, cache=PointSetCache(cache_dir), ignore_errors=True, n_jobs=n_jobs
+        )
         return point_sets, time.perf_counter() - start
 
 
@@ -58,13 +59,17 @@ def main() -> None:
         parallel, parallel_s = _cold(structures, config, args.n_jobs)
         assert [p is None for p in parallel] == [p is None for p in serial]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"data set      {args.dataset}: {n} structures, {sum(p is None for p in serial)} failed, "
-              f"N = {args.max_atoms}, {os.cpu_count()} cores")
+        print(
+            f"data set      {args.dataset}: {n} structures, {sum(p is None for p in serial)} failed, "
+            f"N = {args.max_atoms}, {os.cpu_count()} cores"
+        )
         print(f"cold, 1 process    {serial_s:7.2f} s  {n / serial_s:8.0f} structures/s  (build + write cache)")
         print(f"cold, n_jobs={args.n_jobs:<5} {parallel_s:7.2f} s  {n / parallel_s:8.0f} structures/s")
         print(f"peak memory   {peak_mb:7.0f} MB (resident, this process)")
-        print(f"featurize {args.dataset} n={n} N={args.max_atoms}: cold {n / serial_s:.0f}/s in 1 process, "
-              f"{n / parallel_s:.0f}/s with n_jobs={args.n_jobs} ({serial_s / parallel_s:.2f}x)")
+        print(
+            f"featurize {args.dataset} n={n} N={args.max_atoms}: cold {n / serial_s:.0f}/s in 1 process, "
+            f"{n / parallel_s:.0f}/s with n_jobs={args.n_jobs} ({serial_s / parallel_s:.2f}x)"
+        )
         return
 
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -82,8 +87,10 @@ def main() -> None:
     print(f"cold          {cold_s:7.2f} s  {n / cold_s:8.0f} structures/s  (build + write cache)")
     print(f"warm          {warm_s:7.2f} s  {n / warm_s:8.0f} structures/s  (read cache)")
     print(f"peak memory   {peak_mb:7.0f} MB (resident, whole process)")
-    print(f"featurize {args.dataset} n={n} N={args.max_atoms}: cold {n / cold_s:.0f}/s, "
-          f"warm {n / warm_s:.0f}/s ({cold_s / warm_s:.0f}x), peak {peak_mb:.0f} MB")
+    print(
+        f"featurize {args.dataset} n={n} N={args.max_atoms}: cold {n / cold_s:.0f}/s, "
+        f"warm {n / warm_s:.0f}/s ({cold_s / warm_s:.0f}x), peak {peak_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, load_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's experiments/ package
-from experiments.protocol import holdout_split, label_subset  # noqa: E402
+from experiments.protocol import holdout_split, label_subset
 
 
 def main() -> None:
@@ -49,9 +49,11 @@ def main() -> None:
     featurizer = DeepInfoMaxFeaturizer(
         max_epochs=args.pretrain_epochs, patience=5, random_state=0, cache_dir=args.cache_dir
     ).fit([structures[i] for i in train])
-    print(f"{args.dataset} {args.target}: {len(train)} training structures (DIM pretraining, "
-          f"{len(featurizer.history_)} epochs, best {featurizer.best_epoch_}, {time.perf_counter() - start:.0f} s), "
-          f"{len(test)} test structures; {torch.get_num_threads()} threads")
+    print(
+        f"{args.dataset} {args.target}: {len(train)} training structures (DIM pretraining, "
+        f"{len(featurizer.history_)} epochs, best {featurizer.best_epoch_}, {time.perf_counter() - start:.0f} s), "
+        f"{len(test)} test structures; {torch.get_num_threads()} threads"
+    )
 
     rows = []
     for n_labels in (int(n) for n in args.labels.split(",")):
@@ -65,17 +67,24 @@ def main() -> None:
                     encoder=encoder, max_epochs=args.max_epochs, random_state=seed, cache_dir=args.cache_dir
                 ).fit(X, target)
                 maes[name].append(float(np.abs(reg.predict(test_structures) - y_test).mean()))
-                print(f"  labels {n_labels:4d} seed {seed} {name:7s} MAE {maes[name][-1]:.4f} "
-                      f"({len(reg.history)} epochs)", flush=True)
+                print(
+                    f"  labels {n_labels:4d} seed {seed} {name:7s} MAE {maes[name][-1]:.4f} "
+                    f"({len(reg.history)} epochs)",
+                    flush=True,
+                )
         rows.append((n_labels, maes))
 
     print(f"\ntest MAE ({args.target}), mean +- std over {args.seeds} label subsets / seeds")
-    print(f"{'labels':>6}  {'from scratch':>16}  {'from DIM':>16}  {'change':>7}  {'DIM wins':>8}  {'mean predictor':>14}")
+    print(
+        f"{'labels':>6}  {'from scratch':>16}  {'from DIM':>16}  {'change':>7}  {'DIM wins':>8}  {'mean predictor':>14}"
+    )
     for n_labels, maes in rows:
         scratch, dim = np.array(maes["scratch"]), np.array(maes["DIM"])
-        print(f"{n_labels:6d}  {scratch.mean():.4f} +- {scratch.std():.4f}  {dim.mean():.4f} +- {dim.std():.4f}  "
-              f"{100 * (dim.mean() / scratch.mean() - 1):+6.1f}%  {int((dim < scratch).sum()):>4d}/{len(dim)}  "
-              f"{np.mean(maes['mean']):14.4f}")
+        print(
+            f"{n_labels:6d}  {scratch.mean():.4f} +- {scratch.std():.4f}  {dim.mean():.4f} +- {dim.std():.4f}  "
+            f"{100 * (dim.mean() / scratch.mean() - 1):+6.1f}%  {int((dim < scratch).sum()):>4d}/{len(dim)}  "
+            f"{np.mean(maes['mean']):14.4f}"
+        )
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from dim_sklearn import SiteNetRegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's experiments/ package
-from experiments.protocol import FULL, get_target, label_subset, load_split  # noqa: E402
+from experiments.protocol import FULL, get_target, label_subset, load_split
 
 
 def main() -> None:
@@ -38,13 +38,20 @@ def main() -> None:
     subset = label_subset(split.train, args.n, 0)
     structures, y = [split.structures[i] for i in subset], split.y[subset]
     regressor = SiteNetRegressor(
-        encoder=args.encoder, freeze_encoder=args.freeze, random_state=0, max_epochs=args.epochs,
-        patience=args.epochs, lr=args.lr, train_split=None,
+        encoder=args.encoder,
+        freeze_encoder=args.freeze,
+        random_state=0,
+        max_epochs=args.epochs,
+        patience=args.epochs,
+        lr=args.lr,
+        train_split=None,
     ).fit(structures, y)
     losses = [row["train_loss"] for row in regressor.history]
     print("training loss (standardised), every 10 epochs:", " ".join(f"{x:.3f}" for x in losses[::10]))
-    print(f"final training loss {losses[-1]:.3f}; prediction std / target std "
-          f"{np.std(regressor.predict(structures)) / np.std(y):.4f}")
+    print(
+        f"final training loss {losses[-1]:.3f}; prediction std / target std "
+        f"{np.std(regressor.predict(structures)) / np.std(y):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -84,11 +84,15 @@ def _run_streamed(store: str, args) -> None:
     if args.load_all:  # the comparison: every point set read into memory first, as without a cache
         point_sets, mode = list(point_sets), "in-memory"
     history, total_s, before_mb = _pretrain(point_sets, args)
-    print(f"{mode:<13} {len(point_sets)} structures, {args.epochs} epoch(s)"
-          + (f" of at most {args.max_batches} training batches" if args.max_batches else "")
-          + f", {total_s:.0f} s, {torch.get_num_threads()} threads, held-out loss {history[-1]['valid_loss']:.4f}")
-    print(f"pretrain --stream ({mode}) {args.dataset} n={len(point_sets)}: peak {_peak_mb():.0f} MB "
-          f"({before_mb:.0f} MB before pretraining; the pretraining process only)")
+    print(
+        f"{mode:<13} {len(point_sets)} structures, {args.epochs} epoch(s)"
+        + (f" of at most {args.max_batches} training batches" if args.max_batches else "")
+        + f", {total_s:.0f} s, {torch.get_num_threads()} threads, held-out loss {history[-1]['valid_loss']:.4f}"
+    )
+    print(
+        f"pretrain --stream ({mode}) {args.dataset} n={len(point_sets)}: peak {_peak_mb():.0f} MB "
+        f"({before_mb:.0f} MB before pretraining; the pretraining process only)"
+    )
 
 
 def main() -> None:
@@ -131,16 +135,18 @@ def main() -> None:
         start = time.perf_counter()
         if args.stream:
             streamed, _ = stream_point_sets(structures, config, cache=cache, ignore_errors=True)
-            print(f"data set      {args.dataset}: {len(streamed)} structures "
-                  f"({time.perf_counter() - start:.1f} s to featurise into {cache.directory}, not timed)", flush=True)
+            print(
+                f"data set      {args.dataset}: {len(streamed)} structures "
+                f"({time.perf_counter() - start:.1f} s to featurise into {cache.directory}, not timed)",
+                flush=True,
+            )
             store = os.path.join(tmp, "store.npz")
             np.savez(store, keys=np.array(streamed.keys), n_sites=streamed.n_sites, cache=str(cache.directory))
             child = [sys.executable, __file__, "--store", store, *sys.argv[1:]]
             for extra in ([], ["--load-all"]):
                 subprocess.run(child + extra, check=True)
             return
-        point_sets = [p for p in build_point_sets(structures, config, cache=cache, ignore_errors=True)
-                      if p is not None]
+        point_sets = [p for p in build_point_sets(structures, config, cache=cache, ignore_errors=True) if p is not None]
         featurise_s = time.perf_counter() - start
     history, total_s, before_mb = _pretrain(point_sets, args)
     peaks = all_gather_objects(_peak_mb())
@@ -149,18 +155,26 @@ def main() -> None:
 
     rates = [row["crystals_per_second"] for row in history]
     ranks = f", {world} gloo processes" if world > 1 else ""
-    print(f"data set      {args.dataset}: {len(point_sets)} structures ({featurise_s:.1f} s to featurise, not timed), "
-          f"N = {args.max_atoms}, batch {args.batch_sites} sites, {torch.get_num_threads()} threads{ranks}")
+    print(
+        f"data set      {args.dataset}: {len(point_sets)} structures ({featurise_s:.1f} s to featurise, not timed), "
+        f"N = {args.max_atoms}, batch {args.batch_sites} sites, {torch.get_num_threads()} threads{ranks}"
+    )
     for row in history:
-        print(f"epoch {row['epoch']:2d}      {row['seconds']:6.1f} s  {row['crystals_per_second']:6.0f} crystals/s  "
-              f"DIM loss {row['loss']:.4f}  held-out {row['valid_loss']:.4f}")
+        print(
+            f"epoch {row['epoch']:2d}      {row['seconds']:6.1f} s  {row['crystals_per_second']:6.0f} crystals/s  "
+            f"DIM loss {row['loss']:.4f}  held-out {row['valid_loss']:.4f}"
+        )
     if world > 1:
-        print(f"peak memory   {', '.join(f'{p:.0f}' for p in peaks)} MB (resident, per rank; {before_mb:.0f} MB "
-              "before pretraining on rank 0)")
+        print(
+            f"peak memory   {', '.join(f'{p:.0f}' for p in peaks)} MB (resident, per rank; {before_mb:.0f} MB "
+            "before pretraining on rank 0)"
+        )
     else:
         print(f"peak memory   {peaks[0]:.0f} MB (resident, whole process; {before_mb:.0f} MB before pretraining)")
-    print(f"pretrain {args.dataset} n={len(point_sets)}{ranks}: {np.median(rates):.0f} crystals/s per epoch (median "
-          f"of {len(rates)}), {total_s:.0f} s in all, peak {max(peaks):.0f} MB")
+    print(
+        f"pretrain {args.dataset} n={len(point_sets)}{ranks}: {np.median(rates):.0f} crystals/s per epoch (median "
+        f"of {len(rates)}), {total_s:.0f} s in all, peak {max(peaks):.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,10 @@ def main() -> None:
     print(f"transform     {warm_s:6.2f} s  {n / warm_s:7.0f} crystals/s  (warm point-set cache: hash, read, encode)")
     print(f"encoder only  {encoder_s:6.2f} s  {len(point_sets) / encoder_s:7.0f} crystals/s  (point sets in memory)")
     print(f"peak memory   {peak_mb:.0f} MB (resident, whole process)")
-    print(f"transform {args.dataset} n={n}: {n / warm_s:.0f} crystals/s from the cache, "
-          f"{len(point_sets) / encoder_s:.0f} crystals/s encoder only, peak {peak_mb:.0f} MB")
+    print(
+        f"transform {args.dataset} n={n}: {n / warm_s:.0f} crystals/s from the cache, "
+        f"{len(point_sets) / encoder_s:.0f} crystals/s encoder only, peak {peak_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
 from .artifact import PretrainedEncoder
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
-from .featurizer import DeepInfoMaxFeaturizer
 from .exceptions import DatasetNotFoundError, DimSklearnError, IncompatibleModelError, StructureError
+from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import (
     PointSet,
     PointSetConfig,

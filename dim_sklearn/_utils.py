@@ -9,12 +9,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from sklearn.utils import check_random_state
-
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
-__all__ = ["Rule", "atomic_write", "boolean", "check_fields", "derive_seed", "integer", "is_int", "real", "resolve_device", "spawn_seeds"]
+__all__ = [
+    "Rule",
+    "atomic_write",
+    "boolean",
+    "check_fields",
+    "derive_seed",
+    "integer",
+    "is_int",
+    "real",
+    "resolve_device",
+    "spawn_seeds",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -77,8 +87,11 @@ boolean: Rule = ("True or False", lambda v: isinstance(v, (bool, np.bool_)))
 
 def check_fields(config: Any, **rules: Rule) -> None:
     """Check the named fields of a settings object; one ``ValueError`` lists every field that breaks its rule."""
-    problems = [f"{name} must be {words}, got {getattr(config, name)!r}"
-                for name, (words, ok) in rules.items() if not ok(getattr(config, name))]
+    problems = [
+        f"{name} must be {words}, got {getattr(config, name)!r}"
+        for name, (words, ok) in rules.items()
+        if not ok(getattr(config, name))
+    ]
     if problems:
         raise ValueError(f"{type(config).__name__}: {'; '.join(problems)}")
 
@@ -101,4 +114,3 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise
-

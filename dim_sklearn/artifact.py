@@ -75,12 +75,20 @@ class PretrainedEncoder:
         if unknown:
             raise ValueError(f"unknown provenance entries {', '.join(unknown)}; known: {', '.join(PROVENANCE_FIELDS)}")
         if point_set_config.n_site_features != module.config.n_site_features:
-            raise ValueError(f"the point-set configuration gives {point_set_config.n_site_features} site features, "
-                             f"the encoder reads {module.config.n_site_features}")
+            raise ValueError(
+                f"the point-set configuration gives {point_set_config.n_site_features} site features, "
+                f"the encoder reads {module.config.n_site_features}"
+            )
         self.module = module
         self.point_set_config = point_set_config
-        self.provenance = {"versions": installed_versions(), "settings": {}, "history": [], "best_epoch": 0,
-                           "metadata": {}, **provenance}
+        self.provenance = {
+            "versions": installed_versions(),
+            "settings": {},
+            "history": [],
+            "best_epoch": 0,
+            "metadata": {},
+            **provenance,
+        }
 
     @property
     def config(self) -> EncoderConfig:
@@ -129,5 +137,6 @@ class PretrainedEncoder:
         return cls(*load_encoder(path))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.config}, {self.point_set_config}, "
-                f"best_epoch={self.provenance['best_epoch']})")
+        return (
+            f"{type(self).__name__}({self.config}, {self.point_set_config}, best_epoch={self.provenance['best_epoch']})"
+        )

@@ -17,8 +17,13 @@ import torch
 
 from .pointset import PointSet
 
-__all__ = ["PointSetBatch", "collate_point_sets", "SiteBudgetBatchSampler", "DistributedSiteBudgetBatchSampler",
-           "merge_small_batches"]
+__all__ = [
+    "DistributedSiteBudgetBatchSampler",
+    "PointSetBatch",
+    "SiteBudgetBatchSampler",
+    "collate_point_sets",
+    "merge_small_batches",
+]
 
 
 @dataclass
@@ -262,8 +267,10 @@ class DistributedSiteBudgetBatchSampler:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         if len(n_sites) < 2 * num_replicas:
-            raise ValueError(f"{num_replicas} ranks need at least {2 * num_replicas} crystals (two per rank and "
-                             f"batch), got {len(n_sites)}")
+            raise ValueError(
+                f"{num_replicas} ranks need at least {2 * num_replicas} crystals (two per rank and "
+                f"batch), got {len(n_sites)}"
+            )
         self.sampler = SiteBudgetBatchSampler(n_sites, max_sites, shuffle=shuffle, random_state=random_state)
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)

@@ -13,8 +13,8 @@ import numpy as np
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .distributed import barrier, init_from_env, launch, rank_and_world
-from .featurizer import DeepInfoMaxFeaturizer
 from .elements import SITE_PROPERTIES
+from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import PointSetConfig, build_point_sets
 from .store import stream_point_sets
 from .structure_files import expand_paths, write_features
@@ -107,13 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dim-sklearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the data sets and whether they are at hand")
-    feat = sub.add_parser("featurize", help="crystal vectors of CIF files, folders of CIFs or JSON structure files, "
-                                            "one CSV row per structure")
-    feat.add_argument("paths", nargs="+", metavar="PATH",
-                      help="a .cif file, a folder of *.cif files, or a .json/.json.gz file in the data-set layout")
+    feat = sub.add_parser(
+        "featurize",
+        help="crystal vectors of CIF files, folders of CIFs or JSON structure files, one CSV row per structure",
+    )
+    feat.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a .cif file, a folder of *.cif files, or a .json/.json.gz file in the data-set layout",
+    )
     feat.add_argument("-o", "--output", required=True, help="CSV to write: id, the features, reason")
-    feat.add_argument("--encoder", default=None,
-                      help="folder written by DeepInfoMaxFeaturizer.save (default: the shipped pretrained encoder)")
+    feat.add_argument(
+        "--encoder",
+        default=None,
+        help="folder written by DeepInfoMaxFeaturizer.save (default: the shipped pretrained encoder)",
+    )
     feat.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
     feat.add_argument("--chunk-size", type=int, default=256, help="structures read and featurised at a time")
     feat.add_argument("--n-jobs", type=int, default=None, help="processes building point sets (-1: one per core)")
@@ -134,8 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.add_argument("--data-home", default=None)
     pre.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
     pre.add_argument("--n-jobs", type=int, default=None, help="processes building point sets (-1: one per core)")
-    pre.add_argument("--nproc-per-node", type=int, default=1,
-                     help="data-parallel training processes on this machine (torchrun; one per GPU, or gloo on CPU)")
+    pre.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        help="data-parallel training processes on this machine (torchrun; one per GPU, or gloo on CPU)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
 
@@ -151,25 +164,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_rows, n_failed = write_features(entries, featurizer, args.output, chunk_size=args.chunk_size)
         print(f"wrote {n_rows} rows to {args.output} ({n_failed} with a reason instead of features)", file=sys.stderr)
     elif args.command == "pointsets":
-        print(pointsets_report(args.name, max_atoms=args.max_atoms, limit=args.limit,
-                               cache_dir=args.cache_dir, data_home=args.data_home, verbose=True))
+        print(
+            pointsets_report(
+                args.name,
+                max_atoms=args.max_atoms,
+                limit=args.limit,
+                cache_dir=args.cache_dir,
+                data_home=args.data_home,
+                verbose=True,
+            )
+        )
     elif args.command == "pretrain":
         if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:  # start the ranks, each runs this command
-            launch("dim_sklearn.pretrain", _drop_option(argv[argv.index("pretrain") + 1:], "--nproc-per-node"),
-                   args.nproc_per_node)
+            launch(
+                "dim_sklearn.pretrain",
+                _drop_option(argv[argv.index("pretrain") + 1 :], "--nproc-per-node"),
+                args.nproc_per_node,
+            )
             return 0
         device = init_from_env()
         rank = rank_and_world()[0]
-        structures = load_dataset(args.name, args.data_home)[0][:args.limit]
+        structures = load_dataset(args.name, args.data_home)[0][: args.limit]
         featurizer = DeepInfoMaxFeaturizer(
-            max_epochs=args.max_epochs, patience=args.patience, random_state=args.random_state,
-            cache_dir=args.cache_dir, checkpoint_dir=args.checkpoint_dir, ignore_errors=True, verbose=rank == 0,
-            device=str(device), n_jobs=args.n_jobs,
+            max_epochs=args.max_epochs,
+            patience=args.patience,
+            random_state=args.random_state,
+            cache_dir=args.cache_dir,
+            checkpoint_dir=args.checkpoint_dir,
+            ignore_errors=True,
+            verbose=rank == 0,
+            device=str(device),
+            n_jobs=args.n_jobs,
         )
         if args.cache_dir and rank_and_world()[1] > 1:  # rank 0 fills the cache, the others then read it
             if rank == 0:
-                stream_point_sets(structures, featurizer._point_set_config(), cache=PointSetCache(args.cache_dir),
-                                  ignore_errors=True, verbose=True, n_jobs=args.n_jobs)
+                stream_point_sets(
+                    structures,
+                    featurizer._point_set_config(),
+                    cache=PointSetCache(args.cache_dir),
+                    ignore_errors=True,
+                    verbose=True,
+                    n_jobs=args.n_jobs,
+                )
             barrier()
         featurizer.fit(structures)
         if rank == 0:

@@ -26,7 +26,7 @@ from .exceptions import DatasetNotFoundError
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["DATA_ENV", "DatasetNotFoundError", "list_datasets", "load_dataset", "get_data_home"]
+__all__ = ["DATA_ENV", "DatasetNotFoundError", "get_data_home", "list_datasets", "load_dataset"]
 
 DATA_ENV = "DIM_SKLEARN_DATA"
 MATMINER_ENV = "MATMINER_DATA"
@@ -50,29 +50,79 @@ class DatasetInfo:
 _DATASETS = {
     info.name: info
     for info in [
-        DatasetInfo("matbench_phonons", "matbench", 1265, ("last phdos peak",),
-                    "Official Matbench v0.1 task: highest optical phonon DOS peak (cm^-1), Petretto et al. 2018."),
-        DatasetInfo("flla", "matminer", 3938, ("formation_energy_per_atom", "e_above_hull"),
-                    "Materials Project formation energies, Faber et al. 2015."),
-        DatasetInfo("dielectric_constant", "matminer", 1056, ("n", "poly_electronic", "poly_total", "band_gap"),
-                    "Materials Project dielectric constants and refractive index, Petousis et al. 2017."),
-        DatasetInfo("elastic_tensor_2015", "matminer", 1181, ("K_VRH", "G_VRH"),
-                    "Materials Project elastic tensors, de Jong et al. 2015."),
-        DatasetInfo("piezoelectric_tensor", "matminer", 941, ("eij_max",),
-                    "Materials Project piezoelectric tensors, de Jong et al. 2015."),
-        DatasetInfo("mp_cs419", "file", 3202, ("formation_energy_per_atom", "band_gap", "is_metal", "K_VRH", "G_VRH"),
-                    "Materials Project (2024) formation energies, band gaps and moduli."),
-        DatasetInfo("perov5", "file", 7572, ("heat_all", "heat_ref", "dir_gap", "ind_gap"),
-                    "Castelli cubic perovskites (CDVAE Perov-5 val + test splits)."),
-        DatasetInfo("carbon24", "file", 4062, ("energy_per_atom",),
-                    "AIRSS carbon polymorphs at 10 GPa (CDVAE Carbon-24 val + test splits)."),
-        DatasetInfo("mp_crysxpp", "file", 36737, ("formation_energy_per_atom",),
-                    "Materials Project formation energies of 36,737 ordered structures, the CrysXPP set "
-                    "(Das et al. 2022; MIT repository kdmsit/crysxpp, Materials Project data CC BY 4.0)."),
-        DatasetInfo("mp_crysxpp_2k", "embedded", 2000, ("formation_energy_per_atom",),
-                    "2,000 structures of the mp_crysxpp test split, shipped with the package (+ material_id, "
-                    "formula, mp_crysxpp_row). Materials Project data, CC BY 4.0: cite Jain et al., APL Mater. 1, "
-                    "011002 (2013) and CrysXPP, Das et al., npj Comput. Mater. 8, 43 (2022), arXiv:2104.10869."),
+        DatasetInfo(
+            "matbench_phonons",
+            "matbench",
+            1265,
+            ("last phdos peak",),
+            "Official Matbench v0.1 task: highest optical phonon DOS peak (cm^-1), Petretto et al. 2018.",
+        ),
+        DatasetInfo(
+            "flla",
+            "matminer",
+            3938,
+            ("formation_energy_per_atom", "e_above_hull"),
+            "Materials Project formation energies, Faber et al. 2015.",
+        ),
+        DatasetInfo(
+            "dielectric_constant",
+            "matminer",
+            1056,
+            ("n", "poly_electronic", "poly_total", "band_gap"),
+            "Materials Project dielectric constants and refractive index, Petousis et al. 2017.",
+        ),
+        DatasetInfo(
+            "elastic_tensor_2015",
+            "matminer",
+            1181,
+            ("K_VRH", "G_VRH"),
+            "Materials Project elastic tensors, de Jong et al. 2015.",
+        ),
+        DatasetInfo(
+            "piezoelectric_tensor",
+            "matminer",
+            941,
+            ("eij_max",),
+            "Materials Project piezoelectric tensors, de Jong et al. 2015.",
+        ),
+        DatasetInfo(
+            "mp_cs419",
+            "file",
+            3202,
+            ("formation_energy_per_atom", "band_gap", "is_metal", "K_VRH", "G_VRH"),
+            "Materials Project (2024) formation energies, band gaps and moduli.",
+        ),
+        DatasetInfo(
+            "perov5",
+            "file",
+            7572,
+            ("heat_all", "heat_ref", "dir_gap", "ind_gap"),
+            "Castelli cubic perovskites (CDVAE Perov-5 val + test splits).",
+        ),
+        DatasetInfo(
+            "carbon24",
+            "file",
+            4062,
+            ("energy_per_atom",),
+            "AIRSS carbon polymorphs at 10 GPa (CDVAE Carbon-24 val + test splits).",
+        ),
+        DatasetInfo(
+            "mp_crysxpp",
+            "file",
+            36737,
+            ("formation_energy_per_atom",),
+            "Materials Project formation energies of 36,737 ordered structures, the CrysXPP set "
+            "(Das et al. 2022; MIT repository kdmsit/crysxpp, Materials Project data CC BY 4.0).",
+        ),
+        DatasetInfo(
+            "mp_crysxpp_2k",
+            "embedded",
+            2000,
+            ("formation_energy_per_atom",),
+            "2,000 structures of the mp_crysxpp test split, shipped with the package (+ material_id, "
+            "formula, mp_crysxpp_row). Materials Project data, CC BY 4.0: cite Jain et al., APL Mater. 1, "
+            "011002 (2013) and CrysXPP, Das et al., npj Comput. Mater. 8, 43 (2022), arXiv:2104.10869.",
+        ),
     ]
 }
 
@@ -107,15 +157,25 @@ def list_datasets(data_home: str | os.PathLike | None = None) -> pd.DataFrame:
     for info in _DATASETS.values():
         present = info.source == "embedded" or (home is not None and (home / info.filename).is_file())
         available: bool | str = True if present else ("download" if info.source != "file" else False)
-        rows.append({"name": info.name, "source": info.source, "n_structures": info.n_structures,
-                     "targets": ", ".join(info.targets), "description": info.description, "available": available})
+        rows.append(
+            {
+                "name": info.name,
+                "source": info.source,
+                "n_structures": info.n_structures,
+                "targets": ", ".join(info.targets),
+                "description": info.description,
+                "available": available,
+            }
+        )
     return pd.DataFrame(rows).set_index("name")
 
 
 def _missing_message(info: DatasetInfo, home: Path | None) -> str:
     where = f"in {home}" if home is not None else "(no data folder set)"
-    return (f"data set {info.name!r}: file {info.filename} not found {where}. Put it in a folder and pass "
-            f"data_home=..., or set {DATA_ENV} (or {MATMINER_ENV}) to that folder.")
+    return (
+        f"data set {info.name!r}: file {info.filename} not found {where}. Put it in a folder and pass "
+        f"data_home=..., or set {DATA_ENV} (or {MATMINER_ENV}) to that folder."
+    )
 
 
 def load_dataset(
@@ -165,8 +225,9 @@ def load_dataset(
         if home is not None and not (home / info.filename).is_file() and not download_if_missing:
             raise DatasetNotFoundError(_missing_message(info, home))
         try:
-            frame = matminer_load(name, data_home=None if home is None else str(home),
-                                  download_if_missing=download_if_missing)
+            frame = matminer_load(
+                name, data_home=None if home is None else str(home), download_if_missing=download_if_missing
+            )
         except Exception as exc:  # matminer raises IOError, requests errors, ...
             raise DatasetNotFoundError(f"{_missing_message(info, home)} ({type(exc).__name__}: {exc})") from exc
         if info.source == "matbench":

@@ -18,8 +18,15 @@ import torch.distributed as dist
 
 from ._utils import resolve_device
 
-__all__ = ["all_gather_objects", "all_reduce_sum", "barrier", "broadcast_object", "init_from_env", "launch",
-           "rank_and_world"]
+__all__ = [
+    "all_gather_objects",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "init_from_env",
+    "launch",
+    "rank_and_world",
+]
 
 
 def rank_and_world() -> tuple[int, int]:

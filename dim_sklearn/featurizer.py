@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,13 +16,13 @@ from sklearn.utils import InputTags, Tags, TransformerTags
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils import resolve_device, spawn_seeds
 from .artifact import PretrainedEncoder
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
 from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
-from ._utils import resolve_device, spawn_seeds
 from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 from .store import stream_point_sets
@@ -33,8 +33,19 @@ _RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose", 
 _INPUT_LIMITS = frozenset({"max_sites", "min_distance"})
 """Point-set checks that refuse structures but never change a vector: :meth:`DeepInfoMaxFeaturizer.from_pretrained`
 takes them with the run-time settings."""
-_SETTINGS = ("kl_weight", "domain_negatives", "local_scrambled", "batch_negatives", "max_epochs", "patience",
-             "batch_sites", "lr", "weight_decay", "validation_fraction", "random_state")
+_SETTINGS = (
+    "kl_weight",
+    "domain_negatives",
+    "local_scrambled",
+    "batch_negatives",
+    "max_epochs",
+    "patience",
+    "batch_sites",
+    "lr",
+    "weight_decay",
+    "validation_fraction",
+    "random_state",
+)
 """Parameters saved as the encoder's pretraining settings, and read back by :meth:`DeepInfoMaxFeaturizer.load`."""
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
@@ -203,13 +214,15 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     >>> df = feat.featurize_dataframe(df, "structure")              # doctest: +SKIP
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "max_atoms": [Interval(Integral, 1, MAX_ATOMS, closed="both")],
         "max_sites": [Interval(Integral, 1, None, closed="left")],
         "oxidation": ["boolean"],
         "min_distance": [Interval(Real, 0, None, closed="left")],
-        **{name: [Interval(Integral, 1, MAX_WIDTH, closed="both")]
-           for name in ("width", "local_dim", "global_width", "global_dim")},
+        **{
+            name: [Interval(Integral, 1, MAX_WIDTH, closed="both")]
+            for name in ("width", "local_dim", "global_width", "global_dim")
+        },
         "n_rbf": [Options(Integral, {0}), Interval(Integral, 2, MAX_RBF, closed="both")],
         "domain_negatives": ["boolean"],
         "local_scrambled": ["boolean"],
@@ -298,8 +311,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     # ------------------------------------------------------------------ configuration
 
     def _point_set_config(self) -> PointSetConfig:
-        return PointSetConfig(max_atoms=self.max_atoms, max_sites=self.max_sites, oxidation=self.oxidation,
-                              min_distance=self.min_distance)
+        return PointSetConfig(
+            max_atoms=self.max_atoms, max_sites=self.max_sites, oxidation=self.oxidation, min_distance=self.min_distance
+        )
 
     def _encoder_config(self) -> EncoderConfig:
         return EncoderConfig(
@@ -314,8 +328,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     def _point_sets(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[list, list]:
         cache = PointSetCache(self.cache_dir) if self.cache_dir else None
         if ignore_errors:
-            return build_point_sets(X, self._point_set_config(), cache=cache, return_errors=True, verbose=verbose,
-                                    n_jobs=self.n_jobs)
+            return build_point_sets(
+                X, self._point_set_config(), cache=cache, return_errors=True, verbose=verbose, n_jobs=self.n_jobs
+            )
         point_sets = build_point_sets(X, self._point_set_config(), cache=cache, verbose=verbose, n_jobs=self.n_jobs)
         return point_sets, [None] * len(point_sets)
 
@@ -331,9 +346,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """
         self._validate_params()
         if self.cache_dir:  # read back batch by batch: the memory of pretraining does not grow with the data
-            usable, errors = stream_point_sets(X, self._point_set_config(), cache=PointSetCache(self.cache_dir),
-                                               ignore_errors=self.ignore_errors, verbose=self.verbose,
-                                               n_jobs=self.n_jobs)
+            usable, errors = stream_point_sets(
+                X,
+                self._point_set_config(),
+                cache=PointSetCache(self.cache_dir),
+                ignore_errors=self.ignore_errors,
+                verbose=self.verbose,
+                n_jobs=self.n_jobs,
+            )
         else:
             point_sets, errors = self._point_sets(X, self.ignore_errors, self.verbose)
             usable = [p for p in point_sets if p is not None]
@@ -372,8 +392,11 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 checkpoint_dir=self.checkpoint_dir,
                 verbose=self.verbose,
             )
-        self.encoder_ = PretrainedEncoder(model.encoder.cpu().eval(), self._point_set_config(),
-                                          {"settings": self._settings(), "history": history, "best_epoch": best_epoch})
+        self.encoder_ = PretrainedEncoder(
+            model.encoder.cpu().eval(),
+            self._point_set_config(),
+            {"settings": self._settings(), "history": history, "best_epoch": best_epoch},
+        )
         return self
 
     def _settings(self) -> dict[str, Any]:
@@ -455,7 +478,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         features, errors = self._embed(entries, ignore_errors, verbose=bool(pbar))
         rows = features.tolist()
         if return_errors:
-            rows = [row + [error if error is not None else np.nan] for row, error in zip(rows, errors)]
+            rows = [[*row, error if error is not None else np.nan] for row, error in zip(rows, errors)]
         return rows
 
     def feature_labels(self) -> list[str]:
@@ -479,8 +502,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         check_is_fitted(self, "encoder_")
         encoder = self.encoder_
         if metadata is not None:
-            encoder = PretrainedEncoder(encoder.module, encoder.point_set_config,
-                                        {**encoder.provenance, "metadata": metadata})
+            encoder = PretrainedEncoder(
+                encoder.module, encoder.point_set_config, {**encoder.provenance, "metadata": metadata}
+            )
         encoder.save(path)
 
     @classmethod
@@ -509,9 +533,15 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         config, point_set, settings = encoder.config, encoder.point_set_config, encoder.provenance["settings"]
         params = {name: settings[name] for name in _SETTINGS if name in settings}
         params.update(
-            max_atoms=point_set.max_atoms, max_sites=point_set.max_sites, oxidation=point_set.oxidation,
-            min_distance=point_set.min_distance, width=config.width, local_dim=config.local_dim,
-            global_width=config.global_width, global_dim=config.global_dim, n_rbf=config.n_rbf,
+            max_atoms=point_set.max_atoms,
+            max_sites=point_set.max_sites,
+            oxidation=point_set.oxidation,
+            min_distance=point_set.min_distance,
+            width=config.width,
+            local_dim=config.local_dim,
+            global_width=config.global_width,
+            global_dim=config.global_dim,
+            n_rbf=config.n_rbf,
         )
         featurizer = cls(**params)
         try:
@@ -543,7 +573,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """
         unknown = set(params) - _RUNTIME_PARAMS - _INPUT_LIMITS
         if unknown:
-            raise ValueError(f"from_pretrained takes run-time settings only "
-                             f"({', '.join(sorted(_RUNTIME_PARAMS | _INPUT_LIMITS))}); "
-                             f"got {', '.join(sorted(unknown))}: fit a new featurizer to change the model")
+            raise ValueError(
+                f"from_pretrained takes run-time settings only "
+                f"({', '.join(sorted(_RUNTIME_PARAMS | _INPUT_LIMITS))}); "
+                f"got {', '.join(sorted(unknown))}: fit a new featurizer to change the model"
+            )
         return cls.load(pretrained_path(name)).set_params(**params)

@@ -81,12 +81,28 @@ MAX_JSON_DEPTH = 32
 """Deepest nesting of lists and objects accepted in ``config.json``."""
 _HEADER_BYTES = 2**20
 """Allowance for the safetensors header on top of the tensors' own bytes."""
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
-                       torch.int64: "I64"}
+_SAFETENSORS_DTYPES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+}
 
 _V1_WIDTHS = ("width", "local_dim", "global_width", "global_dim", "n_rbf")
-_V1_SETTINGS = ("kl_weight", "domain_negatives", "local_scrambled", "batch_negatives", "max_epochs", "patience",
-                "batch_sites", "lr", "weight_decay", "validation_fraction", "random_state")
+_V1_SETTINGS = (
+    "kl_weight",
+    "domain_negatives",
+    "local_scrambled",
+    "batch_negatives",
+    "max_epochs",
+    "patience",
+    "batch_sites",
+    "lr",
+    "weight_decay",
+    "validation_fraction",
+    "random_state",
+)
 _V1_MACHINE = ("device", "cache_dir", "checkpoint_dir", "ignore_errors", "verbose")
 _V1_POINT_SET = {"max_sites": 256, "min_distance": 0.5}
 """Point-set fields format 1 did not store: no estimator could set them, so they had these values."""
@@ -282,8 +298,11 @@ def _from_format_1(config: dict[str, Any], where: Path | str) -> tuple[EncoderCo
     unknown = sorted(set(params) - {*_V1_WIDTHS, *_V1_SETTINGS, *_V1_MACHINE, "max_atoms", "oxidation"})
     if unknown:
         raise IncompatibleModelError(f"{where}: unknown estimator parameter(s) {', '.join(map(str, unknown))}"[:400])
-    mismatched = [f"{name}={params[name]!r:.40}" for name in _V1_WIDTHS
-                  if name in params and not (_is_int(params[name]) and params[name] == getattr(encoder, name))]
+    mismatched = [
+        f"{name}={params[name]!r:.40}"
+        for name in _V1_WIDTHS
+        if name in params and not (_is_int(params[name]) and params[name] == getattr(encoder, name))
+    ]
     if mismatched:
         raise IncompatibleModelError(
             f"{where}: estimator parameters {', '.join(mismatched)} do not describe the encoder section {encoder}"
@@ -292,14 +311,20 @@ def _from_format_1(config: dict[str, Any], where: Path | str) -> tuple[EncoderCo
         {"max_atoms": params.get("max_atoms"), "oxidation": params.get("oxidation"), **_V1_POINT_SET}, where
     )
     metadata = config.get("metadata")
-    provenance = _provenance({
-        "versions": config.get("versions", {}),
-        "settings": {name: params.get(name, _V1_LEGACY_SETTINGS.get(name)) for name in _V1_SETTINGS
-                     if name in params or name in _V1_LEGACY_SETTINGS},
-        "history": config.get("history", []),
-        "best_epoch": config.get("best_epoch", 0),
-        "metadata": {} if metadata is None else metadata,
-    }, where)
+    provenance = _provenance(
+        {
+            "versions": config.get("versions", {}),
+            "settings": {
+                name: params.get(name, _V1_LEGACY_SETTINGS.get(name))
+                for name in _V1_SETTINGS
+                if name in params or name in _V1_LEGACY_SETTINGS
+            },
+            "history": config.get("history", []),
+            "best_epoch": config.get("best_epoch", 0),
+            "metadata": {} if metadata is None else metadata,
+        },
+        where,
+    )
     return encoder, point_set, provenance
 
 
@@ -342,7 +367,8 @@ def read_document(document: Any, where: Path | str) -> tuple[EncoderConfig, Poin
 
 
 def _check_tensors(
-    found: Mapping[str, tuple[tuple[int, ...], str]], expected: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
+    found: Mapping[str, tuple[tuple[int, ...], str]],
+    expected: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
     where: Path | str,
 ) -> None:
     """Names, shapes and safetensors dtype codes of ``found`` against those of the encoder."""
@@ -350,8 +376,10 @@ def _check_tensors(
     problems += [f"unexpected tensor {name}" for name in found if name not in expected]
     for name, (shape, dtype) in expected.items():
         if name in found and found[name] != (shape, _SAFETENSORS_DTYPES[dtype]):
-            problems.append(f"{name} is {found[name][1]} {list(found[name][0])}, expected "
-                            f"{_SAFETENSORS_DTYPES[dtype]} {list(shape)}")
+            problems.append(
+                f"{name} is {found[name][1]} {list(found[name][0])}, expected "
+                f"{_SAFETENSORS_DTYPES[dtype]} {list(shape)}"
+            )
     if problems:
         raise IncompatibleModelError(
             f"the weights in {where} do not fit the encoder described by {CONFIG}: {'; '.join(problems[:5])}"
@@ -369,8 +397,10 @@ def _read_weights(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.d
         raise IncompatibleModelError(f"{path} holds {size:,} bytes, more than the {limit:,} its encoder needs")
     try:
         with safe_open(str(path), framework="pt") as handle:
-            found = {name: (tuple(handle.get_slice(name).get_shape()), handle.get_slice(name).get_dtype())
-                     for name in handle.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
+            found = {
+                name: (tuple(handle.get_slice(name).get_shape()), handle.get_slice(name).get_dtype())
+                for name in handle.keys()  # noqa: SIM118 (a safetensors handle, not a dict)
+            }
     except (SafetensorError, OSError, ValueError) as exc:
         raise IncompatibleModelError(f"{path} is not a readable safetensors file: {exc}") from exc
     _check_tensors(found, expected, path)

@@ -34,11 +34,11 @@ __all__ = [
     "PointSet",
     "PointSetConfig",
     "StructureError",
-    "build_point_set",
-    "supercell_matrix",
-    "minimum_image_distances",
     "as_structure_list",
+    "build_point_set",
     "build_point_sets",
+    "minimum_image_distances",
+    "supercell_matrix",
 ]
 
 
@@ -87,8 +87,9 @@ class PointSetConfig:
     min_distance: float = 0.5
 
     def __post_init__(self) -> None:
-        check_fields(self, max_atoms=integer(1, MAX_ATOMS), max_sites=integer(1), oxidation=boolean,
-                     min_distance=real(0))
+        check_fields(
+            self, max_atoms=integer(1, MAX_ATOMS), max_sites=integer(1), oxidation=boolean, min_distance=real(0)
+        )
 
     @property
     def n_site_features(self) -> int:
@@ -327,9 +328,7 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
     counts = np.diag(matrix)
     # For an upper-triangular integer matrix, the box 0 <= t_k < counts[k]
     # holds exactly one lattice translation of each supercell coset.
-    translations = np.stack(
-        np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), -1
-    ).reshape(-1, 3)
+    translations = np.stack(np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), -1).reshape(-1, 3)
     frac = primitive.frac_coords
     key_frac = (frac[:, None, :] + translations[None, :, :]).reshape(-1, 3)  # site-major
     key_site = np.repeat(np.arange(n_sites), len(translations))
@@ -363,7 +362,6 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
         key_site=key_site,
         supercell_matrix=matrix,
     )
-
 
 
 def as_structure_list(X: Any) -> list:
@@ -451,8 +449,12 @@ def build_point_sets(
     point_sets: list[PointSet | None] = []
     errors: list[str | None] = []
     for chunk_point_sets, chunk_errors in _point_set_chunks(
-        structures, config or PointSetConfig(), cache=cache, ignore_errors=ignore_errors or return_errors,
-        verbose=verbose, n_jobs=n_jobs,
+        structures,
+        config or PointSetConfig(),
+        cache=cache,
+        ignore_errors=ignore_errors or return_errors,
+        verbose=verbose,
+        n_jobs=n_jobs,
     ):
         point_sets += chunk_point_sets
         errors += chunk_errors
@@ -478,11 +480,12 @@ def _point_set_chunks(
     starts = range(0, len(entries), size)
     with tqdm(total=len(entries), disable=not verbose, desc="point sets") as bar:
         if workers == 1:
-            chunks = (_build_chunk(entries[start:start + size], start, config, cache, ignore_errors)
-                      for start in starts)
+            chunks = (
+                _build_chunk(entries[start : start + size], start, config, cache, ignore_errors) for start in starts
+            )
         else:
             chunks = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
-                delayed(_build_chunk)(entries[start:start + size], start, config, cache, ignore_errors)
+                delayed(_build_chunk)(entries[start : start + size], start, config, cache, ignore_errors)
                 for start in starts
             )
         for chunk in chunks:

@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from skorch.dataset import ValidSplit
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ._utils import resolve_device, spawn_seeds
 from .artifact import PretrainedEncoder
 from .batching import PointSetBatch, SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
@@ -28,9 +29,8 @@ from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetMo
 from .nn.activations import Mish
 from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
 from .pretrained import pretrained_path
-from ._utils import resolve_device, spawn_seeds
 
-__all__ = ["SiteNetRegressor", "CrystalDataset", "DivergenceGuard", "collate_labelled"]
+__all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
 
 PRESETS = ("compact", "sitenet")
 INITS = ("encoder", "auto")
@@ -124,7 +124,9 @@ class DivergenceGuard(Callback):
         kept = f"the weights of epoch {self.epoch_}" if self.epoch_ > 0 else "the initial weights"
         warnings.warn(
             f"fine-tuning diverged in epoch {net.history[-1, 'epoch']} (training loss {loss}); stopped, keeping "
-            f"{kept}: lower lr", RuntimeWarning, stacklevel=2,
+            f"{kept}: lower lr",
+            RuntimeWarning,
+            stacklevel=2,
         )
         raise KeyboardInterrupt
 
@@ -248,7 +250,7 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     device = _ResolvedDevice()
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "encoder": [None, PretrainedEncoder, str, os.PathLike, HasMethods(["fit", "transform"])],
         "preset": [StrOptions(set(PRESETS))],
         "max_atoms": [None, Interval(Integral, 1, MAX_ATOMS, closed="both")],
@@ -365,7 +367,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         if hasattr(encoder, "fit"):
             raise ValueError(f"encoder: the {type(encoder).__name__} is not fitted; call its fit first")
         raise TypeError(
-            f"encoder must be \"pretrained\", a PretrainedEncoder, a folder holding one, a fitted "
+            f'encoder must be "pretrained", a PretrainedEncoder, a folder holding one, a fitted '
             f"DeepInfoMaxFeaturizer, or None; got {type(encoder).__name__}"
         )
 
@@ -376,8 +378,12 @@ class SiteNetRegressor(NeuralNetRegressor):
             raise ValueError(
                 f"oxidation={self.oxidation} does not match the pretrained encoder (oxidation={base.oxidation})"
             )
-        explicit = {"max_atoms": self.max_atoms, "max_sites": self.max_sites, "oxidation": self.oxidation,
-                    "min_distance": self.min_distance}
+        explicit = {
+            "max_atoms": self.max_atoms,
+            "max_sites": self.max_sites,
+            "oxidation": self.oxidation,
+            "min_distance": self.min_distance,
+        }
         return dataclasses.replace(base, **{name: value for name, value in explicit.items() if value is not None})
 
     def _check_parameters(self) -> None:
@@ -497,8 +503,10 @@ class SiteNetRegressor(NeuralNetRegressor):
         if self.init == "encoder":
             return super().fit(X, y, **fit_params)
         if self.encoder is None or self.train_split is None:
-            raise ValueError("init='auto' compares the encoder with random weights on the validation loss: "
-                             "it needs an encoder and a train_split")
+            raise ValueError(
+                "init='auto' compares the encoder with random weights on the validation loss: "
+                "it needs an encoder and a train_split"
+            )
         runs = {}
         for start in ("encoder", "scratch"):
             self._start = start
@@ -539,6 +547,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         if bad.size:
             warnings.warn(
                 f"{bad.size} of {prediction.size} predictions are NaN or infinite (first: structure {bad[0]}): the "
-                "model's weights or target scale are not finite", RuntimeWarning, stacklevel=2,
+                "model's weights or target scale are not finite",
+                RuntimeWarning,
+                stacklevel=2,
             )
         return prediction

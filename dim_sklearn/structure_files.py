@@ -108,8 +108,9 @@ def _featurize_chunk(entries: Sequence[Entry], featurizer: Any, n_features: int)
     features = np.full((len(entries), n_features), np.nan)
     readable = [k for k, reason in enumerate(reasons) if reason is None]
     if readable:
-        rows = featurizer.featurize_many([structures[k] for k in readable], ignore_errors=True,
-                                         return_errors=True, pbar=False)
+        rows = featurizer.featurize_many(
+            [structures[k] for k in readable], ignore_errors=True, return_errors=True, pbar=False
+        )
         for k, row in zip(readable, rows):
             features[k] = row[:-1]
             if isinstance(row[-1], str):
@@ -153,11 +154,13 @@ def write_features(
     labels = list(featurizer.feature_labels())
     columns = ["id", *labels, "reason"]
     n_failed = 0
-    with open(output, "w", newline="") as out, tqdm(total=len(entries), unit="structure", desc="featurize",
-                                                    disable=not progress, file=sys.stderr) as bar:
+    with (
+        open(output, "w", newline="") as out,
+        tqdm(total=len(entries), unit="structure", desc="featurize", disable=not progress, file=sys.stderr) as bar,
+    ):
         pd.DataFrame(columns=columns).to_csv(out, index=False)
         for start in range(0, len(entries), chunk_size):
-            chunk = entries[start:start + chunk_size]
+            chunk = entries[start : start + chunk_size]
             features, reasons = _featurize_chunk(chunk, featurizer, len(labels))
             frame = pd.DataFrame(features, columns=labels)
             frame.insert(0, "id", [entry.id for entry in chunk])

@@ -15,16 +15,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="the main job: the shipped encoder against Magpie and from-scratch training "
-                                       "on the embedded mp_crysxpp_2k set (no training of the encoder)")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: the shipped encoder against Magpie and from-scratch training "
+        "on the embedded mp_crysxpp_2k set (no training of the encoder)",
+    )
     demo.add_argument("--dataset", default="mp_crysxpp_2k", help="data set to run on (default: the embedded one)")
     demo.add_argument("--target", default="formation_energy_per_atom")
     demo.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
     demo.add_argument("--repeats", type=int, default=5, help="label subsets per size for the forests")
-    demo.add_argument("--finetune-samples", type=int, default=10_000,
-                      help="structures seen per fine-tuning run (at most 100 epochs)")
-    demo.add_argument("--encoder", default="pretrained", help="a folder saved by DeepInfoMaxFeaturizer.save "
-                      "(default: the shipped encoder)")
+    demo.add_argument(
+        "--finetune-samples", type=int, default=10_000, help="structures seen per fine-tuning run (at most 100 epochs)"
+    )
+    demo.add_argument(
+        "--encoder",
+        default="pretrained",
+        help="a folder saved by DeepInfoMaxFeaturizer.save (default: the shipped encoder)",
+    )
     demo.add_argument("--plot", default="dim-sklearn-demo.png", help="where to write the PNG of MAE against labels")
     demo.add_argument("--cache-dir", default=None)
     demo.add_argument("--data-home", default=None)
@@ -33,9 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        table, info = run_demo(args.dataset, args.target, repeats=args.repeats, finetune_samples=args.finetune_samples,
-                               encoder=args.encoder, cache_dir=args.cache_dir, data_home=args.data_home,
-                               limit=args.limit)
+        table, info = run_demo(
+            args.dataset,
+            args.target,
+            repeats=args.repeats,
+            finetune_samples=args.finetune_samples,
+            encoder=args.encoder,
+            cache_dir=args.cache_dir,
+            data_home=args.data_home,
+            limit=args.limit,
+        )
         print(format_table(table, info))
         print(f"plot: {plot_table(table, info, args.plot)}")
         return 0

@@ -27,7 +27,7 @@ from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, load_dataset
 
 from .protocol import holdout_split, streamed_subsets, untrained_encoder
 
-__all__ = ["FOREST_FEATURES", "FINE_TUNED", "format_table", "plot_table", "run_demo"]
+__all__ = ["FINE_TUNED", "FOREST_FEATURES", "format_table", "plot_table", "run_demo"]
 
 FOREST_FEATURES = ("Magpie", "DIM", "Magpie + DIM", "untrained")
 """RandomForest inputs: composition features, the shipped encoder's vectors, both, the encoder untrained."""
@@ -40,8 +40,9 @@ def _magpie(structures: list) -> np.ndarray:
 
     featurizer = ElementProperty.from_preset("magpie")
     featurizer.set_n_jobs(1)
-    return np.nan_to_num(np.array(featurizer.featurize_many([s.composition for s in structures], pbar=False),
-                                  dtype=float))
+    return np.nan_to_num(
+        np.array(featurizer.featurize_many([s.composition for s in structures], pbar=False), dtype=float)
+    )
 
 
 def run_demo(
@@ -96,8 +97,10 @@ def run_demo(
         dim = DeepInfoMaxFeaturizer.load(encoder)
     dim.set_params(cache_dir=cache_dir)
     untrained = untrained_encoder(structures[:1], cache_dir)
-    log(f"{dataset}: {len(train)} training and {len(test)} test structures; featurising with the DIM encoder, "
-        "the untrained encoder and Magpie")
+    log(
+        f"{dataset}: {len(train)} training and {len(test)} test structures; featurising with the DIM encoder, "
+        "the untrained encoder and Magpie"
+    )
     X = {"DIM": dim.transform(structures), "untrained": untrained.transform(structures), "Magpie": _magpie(structures)}
     X["Magpie + DIM"] = np.hstack([X["Magpie"], X["DIM"]])
     featurise_s = time.perf_counter() - start
@@ -106,22 +109,34 @@ def run_demo(
     for n, subsets in streamed_subsets(train, label_counts, repeats).items():
         row: dict[str, float] = {"labels": n}
         for name in FOREST_FEATURES:
-            maes = [mean_absolute_error(y[test], RandomForestRegressor(random_state=k, n_jobs=-1)
-                                        .fit(X[name][s], y[s]).predict(X[name][test])) for k, s in enumerate(subsets)]
+            maes = [
+                mean_absolute_error(
+                    y[test],
+                    RandomForestRegressor(random_state=k, n_jobs=-1).fit(X[name][s], y[s]).predict(X[name][test]),
+                )
+                for k, s in enumerate(subsets)
+            ]
             row[f"{name} MAE"], row[f"{name} std"] = float(np.mean(maes)), float(np.std(maes))
         for name, start_from in zip(FINE_TUNED, (None, dim)):
             row[f"{name} MAE"] = np.nan
             if n in finetune_counts:
                 epochs = min(100, math.ceil(finetune_samples / n))
-                regressor = SiteNetRegressor(encoder=start_from, max_epochs=epochs, patience=10, random_state=0,
-                                             cache_dir=cache_dir)
+                regressor = SiteNetRegressor(
+                    encoder=start_from, max_epochs=epochs, patience=10, random_state=0, cache_dir=cache_dir
+                )
                 regressor.fit([structures[i] for i in subsets[0]], y[subsets[0]])
                 row[f"{name} MAE"] = mean_absolute_error(y[test], regressor.predict([structures[i] for i in test]))
         rows.append(row)
         log(f"  {n} labels done ({time.perf_counter() - start:.0f} s)")
     info = {
-        "dataset": dataset, "target": target, "n_train": len(train), "n_test": len(test), "repeats": repeats,
-        "encoder": dim.metadata_, "featurise_seconds": featurise_s, "total_seconds": time.perf_counter() - start,
+        "dataset": dataset,
+        "target": target,
+        "n_train": len(train),
+        "n_test": len(test),
+        "repeats": repeats,
+        "encoder": dim.metadata_,
+        "featurise_seconds": featurise_s,
+        "total_seconds": time.perf_counter() - start,
     }
     return pd.DataFrame(rows).set_index("labels"), info
 
@@ -129,19 +144,24 @@ def run_demo(
 def format_table(table: pd.DataFrame, info: dict) -> str:
     """The comparison as printed by ``python -m experiments demo``."""
     corpus = info["encoder"].get("corpus", {})
-    about = (f"the shipped encoder (pretrained on {corpus['n_structures']:,} structures, none of these)"
-             if corpus else "the given encoder")
+    about = (
+        f"the shipped encoder (pretrained on {corpus['n_structures']:,} structures, none of these)"
+        if corpus
+        else "the given encoder"
+    )
     lines = [
         f"Test MAE on {info['dataset']} {info['target']}, {info['n_test']} test structures; DIM = {about}; "
         f"RandomForest mean +- std over {info['repeats']} label subsets, fine-tuning on the first; "
         f"{info['total_seconds']:.0f} s in all",
-        f"{'labels':>6}" + "".join(f"  {name + ' RF':>18}" for name in FOREST_FEATURES)
+        f"{'labels':>6}"
+        + "".join(f"  {name + ' RF':>18}" for name in FOREST_FEATURES)
         + "".join(f"  {'tuned ' + name:>17}" for name in FINE_TUNED),
     ]
     for n, row in table.iterrows():
         cells = [f"{row[f'{name} MAE']:>9.4f} +- {row[f'{name} std']:.4f}" for name in FOREST_FEATURES]
-        cells += [f"{row[f'{name} MAE']:>17.4f}" if not np.isnan(row[f"{name} MAE"]) else f"{'-':>17}"
-                  for name in FINE_TUNED]
+        cells += [
+            f"{row[f'{name} MAE']:>17.4f}" if not np.isnan(row[f"{name} MAE"]) else f"{'-':>17}" for name in FINE_TUNED
+        ]
         lines.append(f"{n:>6}  " + "  ".join(cells))
     return "\n".join(lines)
 
@@ -155,8 +175,14 @@ def plot_table(table: pd.DataFrame, info: dict, path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for name in FOREST_FEATURES:
-        ax.errorbar(table.index, table[f"{name} MAE"], yerr=table[f"{name} std"], marker="o", capsize=3,
-                    label=f"RandomForest on {name}")
+        ax.errorbar(
+            table.index,
+            table[f"{name} MAE"],
+            yerr=table[f"{name} std"],
+            marker="o",
+            capsize=3,
+            label=f"RandomForest on {name}",
+        )
     for name in FINE_TUNED:
         tuned = table[f"{name} MAE"].dropna()
         ax.plot(tuned.index, tuned.values, marker="s", ls="--", label=f"SiteNetRegressor {name}")

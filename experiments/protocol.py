@@ -33,8 +33,22 @@ from sklearn.model_selection import train_test_split
 
 from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 
-__all__ = ["Target", "Budget", "TARGETS", "get_target", "FULL", "QUICK", "Split", "load_split", "holdout_split",
-           "capped_label_counts", "label_subset", "streamed_subsets", "untrained_encoder", "slugify"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "TARGETS",
+    "Budget",
+    "Split",
+    "Target",
+    "capped_label_counts",
+    "get_target",
+    "holdout_split",
+    "label_subset",
+    "load_split",
+    "slugify",
+    "streamed_subsets",
+    "untrained_encoder",
+]
 
 
 @dataclass(frozen=True)
@@ -110,8 +124,16 @@ class Budget:
     ofm_datasets: tuple[str, ...] = ("matbench_phonons",)
     targets: tuple[Target, ...] = field(default=TARGETS)
     investigate: tuple[str, ...] = ("perov5/heat_all", "matbench_phonons/last phdos peak")
-    corpus_sets: tuple[str, ...] = ("flla", "mp_cs419", "perov5", "carbon24", "matbench_phonons",
-                                    "dielectric_constant", "elastic_tensor_2015", "piezoelectric_tensor")
+    corpus_sets: tuple[str, ...] = (
+        "flla",
+        "mp_cs419",
+        "perov5",
+        "carbon24",
+        "matbench_phonons",
+        "dielectric_constant",
+        "elastic_tensor_2015",
+        "piezoelectric_tensor",
+    )
 
     def subsets_for(self, n_labels: int) -> int:
         """Label subsets drawn at ``n_labels``: ``large_subsets`` from ``large_labels`` labels on."""
@@ -125,10 +147,21 @@ FULL = Budget()
 """The study as published in docs/results (the issue's sizes and repeats)."""
 
 QUICK = Budget(
-    label_counts=(10, 20), subsets=2, seeds=2, pretrain_epochs=1, pretrain_patience=1,
-    finetune_samples=40, finetune_max_epochs=2, finetune_patience=2, n_estimators=10, mlp_max_iter=50,
-    train_limit=60, test_limit=30, targets=(get_target("matbench_phonons/last phdos peak"),),
-    investigate=("matbench_phonons/last phdos peak",), corpus_sets=("dielectric_constant", "piezoelectric_tensor"),
+    label_counts=(10, 20),
+    subsets=2,
+    seeds=2,
+    pretrain_epochs=1,
+    pretrain_patience=1,
+    finetune_samples=40,
+    finetune_max_epochs=2,
+    finetune_patience=2,
+    n_estimators=10,
+    mlp_max_iter=50,
+    train_limit=60,
+    test_limit=30,
+    targets=(get_target("matbench_phonons/last phdos peak"),),
+    investigate=("matbench_phonons/last phdos peak",),
+    corpus_sets=("dielectric_constant", "piezoelectric_tensor"),
 )
 """One target, two sizes, two seeds, tiny budgets: checks the machinery (CI)."""
 
@@ -193,8 +226,9 @@ def label_subset(train: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, n_labels]).choice(train, size=n_labels, replace=False)
 
 
-def streamed_subsets(train: np.ndarray, label_counts: Sequence[int], repeats: int,
-                     seed: int = 0) -> dict[int, list[np.ndarray]]:
+def streamed_subsets(
+    train: np.ndarray, label_counts: Sequence[int], repeats: int, seed: int = 0
+) -> dict[int, list[np.ndarray]]:
     """The demo's labelled subsets (streamed draw): ``repeats`` per label count, from one stream.
 
     One ``default_rng(seed)`` draws, for each count of
@@ -203,8 +237,10 @@ def streamed_subsets(train: np.ndarray, label_counts: Sequence[int], repeats: in
     depend on the counts and repeats drawn before it.
     """
     rng = np.random.default_rng(seed)
-    return {n: [rng.choice(train, n, replace=False) for _ in range(repeats)]
-            for n in capped_label_counts(len(train), label_counts)}
+    return {
+        n: [rng.choice(train, n, replace=False) for _ in range(repeats)]
+        for n in capped_label_counts(len(train), label_counts)
+    }
 
 
 def untrained_encoder(structures: Sequence, cache_dir: str | None = None, **params) -> DeepInfoMaxFeaturizer:

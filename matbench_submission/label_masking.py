@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's experiments/ package
 
-from experiments.study import main  # noqa: E402
+from experiments.study import main
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="python matbench_submission/label_masking.py"))

@@ -15,12 +15,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from sklearn.manifold import TSNE
 
-from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset  # noqa: E402
+from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 
 SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 
@@ -48,12 +48,16 @@ def main() -> None:
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("t-SNE of the shipped encoder's vectors: the 2,000 structures of mp_crysxpp_2k (never seen in "
-                 "pretraining)", fontsize=11)
+    fig.suptitle(
+        "t-SNE of the shipped encoder's vectors: the 2,000 structures of mp_crysxpp_2k (never seen in pretraining)",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
-    print(f"wrote {args.out}: {len(structures)} structures, "
-          + ", ".join(f"{s} {int((systems == s).sum())}" for s in SYSTEMS))
+    print(
+        f"wrote {args.out}: {len(structures)} structures, "
+        + ", ".join(f"{s} {int((systems == s).sum())}" for s in SYSTEMS)
+    )
 
 
 if __name__ == "__main__":

@@ -38,18 +38,28 @@ def corpus_structures(corpus_csv: Path, data_home: str | None) -> tuple[list, di
     for name, rows in raw.groupby("dataset", sort=False)["row"]:
         items = load_dataset(name, data_home, download_if_missing=False)[0]
         structures += [items[i] for i in rows]
-    described = {"file": corpus_csv.name, "n_structures": len(raw), "sha256": digest,
-                 "sets": {name: counts["in_corpus"] for name, counts in record["sets"].items()},
-                 "held_out": "the 20% test split of every set, Matbench phonons fold 0, and every structure "
-                             "matching one of them (scripts/pretraining_corpus.py)"}
+    described = {
+        "file": corpus_csv.name,
+        "n_structures": len(raw),
+        "sha256": digest,
+        "sets": {name: counts["in_corpus"] for name, counts in record["sets"].items()},
+        "held_out": "the 20% test split of every set, Matbench phonons fold 0, and every structure "
+        "matching one of them (scripts/pretraining_corpus.py)",
+    }
     return structures, described
 
 
 def held_out_terms(featurizer: DeepInfoMaxFeaturizer) -> dict:
     """Held-out DIM terms at the first and the kept epoch, with chance (2 ln 2) for the DIM terms."""
     first, best = featurizer.history_[0], featurizer.history_[featurizer.best_epoch_ - 1]
-    return {"chance": CHANCE, **{f"{when}_{term}": round(row[f"valid_{term}"], 4)
-                                 for when, row in (("first", first), ("best", best)) for term in TERMS}}
+    return {
+        "chance": CHANCE,
+        **{
+            f"{when}_{term}": round(row[f"valid_{term}"], 4)
+            for when, row in (("first", first), ("best", best))
+            for term in TERMS
+        },
+    }
 
 
 def main() -> None:
@@ -63,24 +73,46 @@ def main() -> None:
     args = parser.parse_args()
 
     structures, corpus = corpus_structures(args.corpus, args.data_home)
-    featurizer = DeepInfoMaxFeaturizer(max_epochs=args.epochs, random_state=0, cache_dir=args.cache_dir,
-                                       checkpoint_dir=args.checkpoint_dir, ignore_errors=True, verbose=True)
+    featurizer = DeepInfoMaxFeaturizer(
+        max_epochs=args.epochs,
+        random_state=0,
+        cache_dir=args.cache_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        ignore_errors=True,
+        verbose=True,
+    )
     featurizer.fit(structures)
     seconds = sum(row["seconds"] for row in featurizer.history_)
     trained = round(len(structures) * (1 - featurizer.validation_fraction))
     params = featurizer.get_params()
     metadata = {
         "corpus": corpus,
-        "settings": {k: params[k] for k in ("n_rbf", "domain_negatives", "local_scrambled", "batch_negatives",
-                                            "kl_weight", "batch_sites", "lr", "weight_decay", "validation_fraction",
-                                            "max_epochs", "random_state")},
+        "settings": {
+            k: params[k]
+            for k in (
+                "n_rbf",
+                "domain_negatives",
+                "local_scrambled",
+                "batch_negatives",
+                "kl_weight",
+                "batch_sites",
+                "lr",
+                "weight_decay",
+                "validation_fraction",
+                "max_epochs",
+                "random_state",
+            )
+        },
         "epochs": len(featurizer.history_),
         "best_epoch": featurizer.best_epoch_,
         "held_out": held_out_terms(featurizer),
         "training_seconds": round(seconds, 1),
         "crystals_per_second": round(trained * len(featurizer.history_) / seconds, 1),
-        "machine": {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                    "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+        },
         "command": " ".join(["python", *sys.argv]),
     }
     # The shipped file must not carry this machine's folders or a training run's verbosity.

@@ -35,8 +35,17 @@ from sklearn.model_selection import train_test_split
 
 from dim_sklearn import load_dataset
 
-SETS = ("mp_crysxpp", "mp_cs419", "flla", "dielectric_constant", "elastic_tensor_2015", "piezoelectric_tensor",
-        "matbench_phonons", "perov5", "carbon24")
+SETS = (
+    "mp_crysxpp",
+    "mp_cs419",
+    "flla",
+    "dielectric_constant",
+    "elastic_tensor_2015",
+    "piezoelectric_tensor",
+    "matbench_phonons",
+    "perov5",
+    "carbon24",
+)
 MP_ID_SETS = frozenset(SETS[:6])
 
 
@@ -80,8 +89,9 @@ def structure_matches(structures: dict[str, list], log) -> list[tuple[tuple[str,
         for row, s in enumerate(items):
             by_formula[s.composition.reduced_formula].append((name, row))
     no_id = set(SETS) - MP_ID_SETS
-    candidates = {f: keys for f, keys in by_formula.items()
-                  if any(k[0] in no_id for k in keys) and len({k[0] for k in keys}) > 1}
+    candidates = {
+        f: keys for f, keys in by_formula.items() if any(k[0] in no_id for k in keys) and len({k[0] for k in keys}) > 1
+    }
     n_rows = sum(len(k) for k in candidates.values())
     log(f"StructureMatcher: {len(candidates)} formulas shared by a set without MP ids and another set ({n_rows} rows)")
     primitive = {}
@@ -97,7 +107,7 @@ def structure_matches(structures: dict[str, list], log) -> list[tuple[tuple[str,
             by_size[len(primitive[key])].append(key)
         for group in by_size.values():
             for i, a in enumerate(group):
-                for b in group[i + 1:]:
+                for b in group[i + 1 :]:
                     if a[0] == b[0] or (a[0] not in no_id and b[0] not in no_id):
                         continue
                     tried += 1
@@ -114,8 +124,9 @@ def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
     for name in SETS:
         items, frame = load_dataset(name, data_home, download_if_missing=False)
         structures[name] = items
-        ids[name] = (frame["material_id"].astype(str).tolist() if "material_id" in frame
-                     else [str(i) for i in frame.index])
+        ids[name] = (
+            frame["material_id"].astype(str).tolist() if "material_id" in frame else [str(i) for i in frame.index]
+        )
         held[name] = held_out_rows(name, frame)
         log(f"{name}: {len(items)} rows, {len(held[name])} held out")
     nodes = _Nodes([(name, row) for name in SETS for row in range(len(structures[name]))])
@@ -134,8 +145,9 @@ def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
         members[nodes.find(key)].append(key)
     held_nodes = {root for root, keys in members.items() if any(row in held[name] for name, row in keys)}
     rows = sorted((root for root in members if root not in held_nodes), key=_order)
-    corpus = pd.DataFrame({"dataset": [r[0] for r in rows], "row": [r[1] for r in rows],
-                           "id": [ids[r[0]][r[1]] for r in rows]})
+    corpus = pd.DataFrame(
+        {"dataset": [r[0] for r in rows], "row": [r[1] for r in rows], "id": [ids[r[0]][r[1]] for r in rows]}
+    )
 
     per_set = {}
     for name in SETS:
@@ -143,8 +155,13 @@ def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
         own = sum(row in held[name] for _, row in keys)
         by_match = sum(nodes.find(k) in held_nodes and k[1] not in held[name] for k in keys)
         kept = int((corpus.dataset == name).sum())
-        per_set[name] = {"rows": len(keys), "held_out_own_test": own, "held_out_by_match": by_match,
-                         "merged_into_earlier_set": len(keys) - own - by_match - kept, "in_corpus": kept}
+        per_set[name] = {
+            "rows": len(keys),
+            "held_out_own_test": own,
+            "held_out_by_match": by_match,
+            "merged_into_earlier_set": len(keys) - own - by_match - kept,
+            "in_corpus": kept,
+        }
     text = corpus.to_csv(index=False)
     record = {
         "n_structures": len(corpus),
@@ -159,8 +176,9 @@ def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=None, help="folder of the data files (default: $DIM_SKLEARN_DATA, "
-                        "then $MATMINER_DATA)")
+    parser.add_argument(
+        "--data-home", default=None, help="folder of the data files (default: $DIM_SKLEARN_DATA, then $MATMINER_DATA)"
+    )
     parser.add_argument("--out", default="docs/results/pretraining_corpus", help="path prefix of the two outputs")
     args = parser.parse_args()
     corpus, record = build(args.data_home)

@@ -40,7 +40,8 @@ if die_after is not None and rank == 1:
 
     pretrain_module.barrier = barrier_then_die
 
-history, best_epoch = pretrain(model, point_sets, settings, random_state=0, device=device,
-                               checkpoint_dir=checkpoint_dir)
+history, best_epoch = pretrain(
+    model, point_sets, settings, random_state=0, device=device, checkpoint_dir=checkpoint_dir
+)
 if rank == 0:
     torch.save({"world": world, "history": history, "best_epoch": best_epoch, "weights": model.state_dict()}, result)

@@ -130,8 +130,9 @@ def _with_site(base: Structure, species: Any, index: int = 0) -> Structure:
 def _extra_atom(base: Structure, offset_angstrom: float, rng: np.random.Generator) -> Structure:
     direction = rng.normal(size=3)
     cart = base.cart_coords[0] + offset_angstrom * direction / np.linalg.norm(direction)
-    return Structure(base.lattice, [*base.species, base.species[0]],
-                     np.vstack([base.cart_coords, cart]), coords_are_cartesian=True)
+    return Structure(
+        base.lattice, [*base.species, base.species[0]], np.vstack([base.cart_coords, cart]), coords_are_cartesian=True
+    )
 
 
 def _pbc(base: Structure, pbc: tuple[bool, bool, bool]) -> Structure:
@@ -155,8 +156,10 @@ KINDS: dict[str, tuple[str, Maker]] = {
     # harmless variants: a finite row each
     "original": ("row", lambda s, r: s),
     "rotated": ("row", lambda s, r: _like(s, s.lattice.matrix @ _rotation(r).T)),
-    "strained 2%": ("row", lambda s, r: _like(s, s.lattice.matrix @ (np.eye(3) + 0.01 * (lambda a: a + a.T)(
-        r.uniform(-1, 1, (3, 3)))))),
+    "strained 2%": (
+        "row",
+        lambda s, r: _like(s, s.lattice.matrix @ (np.eye(3) + 0.01 * (lambda a: a + a.T)(r.uniform(-1, 1, (3, 3))))),
+    ),
     "translated": ("row", lambda s, r: _like(s, frac=s.frac_coords + r.random(3))),
     "sites permuted": ("row", lambda s, r: Structure.from_sites([s[k] for k in r.permutation(len(s))])),
     "unwrapped coordinates": ("row", lambda s, r: _like(s, frac=s.frac_coords + r.integers(-3, 4, (len(s), 3)))),
@@ -166,10 +169,18 @@ KINDS: dict[str, tuple[str, Maker]] = {
     "negated lattice": ("row", lambda s, r: _like(s, -s.lattice.matrix)),
     "compressed 3%": ("row", lambda s, r: _scaled(s, 0.97)),
     "expanded 30%": ("row", lambda s, r: _scaled(s, 1.3)),
-    "jittered 0.01 A": ("row", lambda s, r: Structure(s.lattice, s.species, s.cart_coords + r.normal(
-        scale=0.01, size=(len(s), 3)), coords_are_cartesian=True)),
-    "oxidation states": ("row", lambda s, r: s.copy().add_oxidation_state_by_element(
-        {el.symbol: int(r.integers(-3, 4)) for el in s.composition.elements})),
+    "jittered 0.01 A": (
+        "row",
+        lambda s, r: Structure(
+            s.lattice, s.species, s.cart_coords + r.normal(scale=0.01, size=(len(s), 3)), coords_are_cartesian=True
+        ),
+    ),
+    "oxidation states": (
+        "row",
+        lambda s, r: s.copy().add_oxidation_state_by_element(
+            {el.symbol: int(r.integers(-3, 4)) for el in s.composition.elements}
+        ),
+    ),
     "site properties with NaN": ("row", lambda s, r: s.copy(site_properties={"magmom": [np.nan] * len(s)})),
     "immutable IStructure": ("row", lambda s, r: IStructure.from_sites(s)),
     "1-tuple": ("row", lambda s, r: (s,)),
@@ -178,13 +189,19 @@ KINDS: dict[str, tuple[str, Maker]] = {
     "plutonium (Z=94)": ("row", lambda s, r: _with_site(s, "Pu")),
     "all hydrogen": ("row", lambda s, r: _like(s, species=["H"] * len(s))),
     "single atom": ("row", lambda s, r: Structure(s.lattice, [s.species[0]], [[0, 0, 0]])),
-    "labels": ("row", lambda s, r: Structure(s.lattice, s.species, s.frac_coords,
-                                             labels=[f"x{k}" for k in range(len(s))])),
+    "labels": (
+        "row",
+        lambda s, r: Structure(s.lattice, s.species, s.frac_coords, labels=[f"x{k}" for k in range(len(s))]),
+    ),
     # borderline: either a finite row or a stated reason
-    "vacuum slab (c x 4)": ("any", lambda s, r: _like(s, s.lattice.matrix * [[1], [1], [4]],
-                                                      frac=s.frac_coords * [1, 1, 0.25])),
-    "long cell near the conditioning limit": ("any", lambda s, r: _like(s, s.lattice.matrix * [[1], [1], [
-        r.uniform(20, 60)]], frac=s.frac_coords * [1, 1, 0.02])),
+    "vacuum slab (c x 4)": (
+        "any",
+        lambda s, r: _like(s, s.lattice.matrix * [[1], [1], [4]], frac=s.frac_coords * [1, 1, 0.25]),
+    ),
+    "long cell near the conditioning limit": (
+        "any",
+        lambda s, r: _like(s, s.lattice.matrix * [[1], [1], [r.uniform(20, 60)]], frac=s.frac_coords * [1, 1, 0.02]),
+    ),
     "large oxidation state": ("any", lambda s, r: _with_site(s, {"Fe8+": 1.0})),
     "cell of 1e3 A": ("any", lambda s, r: Structure(Lattice.cubic(999.0), [s.species[0]], [[0, 0, 0]])),
     "random 250-site cell": ("any", lambda s, r: _random_cell(250, r)),
@@ -294,7 +311,7 @@ def _table(n_cases: int, seed: int) -> None:
         start = time.perf_counter()
         try:
             rows = featurizer.featurize_many([case.entry], ignore_errors=True, return_errors=True, pbar=False)
-        except Exception as exc:  # noqa: BLE001 (a crash is what is counted here)
+        except Exception as exc:
             counts["crash"] += 1
             print(f"crash: {case.kind}: {type(exc).__name__}: {exc}")
             continue
@@ -322,12 +339,16 @@ def _table(n_cases: int, seed: int) -> None:
                 counts["crash"] += exc.index != 0
             finally:
                 featurizer.set_params(ignore_errors=True)
-    print(f"| cases | kinds | handled cleanly | crashes | hangs (> {HANG_SECONDS:g} s) | NaN without reason | "
-          "lost rows | slowest case |")
+    print(
+        f"| cases | kinds | handled cleanly | crashes | hangs (> {HANG_SECONDS:g} s) | NaN without reason | "
+        "lost rows | slowest case |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {len(corpus)} | {len({c.kind for c in corpus})} | {counts['clean']} | {counts['crash']} | "
-          f"{counts['hang']} | {counts['nan without reason']} | {counts['lost row']} | "
-          f"{slowest[0]:.2f} s ({slowest[1]}) |")
+    print(
+        f"| {len(corpus)} | {len({c.kind for c in corpus})} | {counts['clean']} | {counts['crash']} | "
+        f"{counts['hang']} | {counts['nan without reason']} | {counts['lost row']} | "
+        f"{slowest[0]:.2f} s ({slowest[1]}) |"
+    )
     if counts["wrong outcome"]:
         print(f"{counts['wrong outcome']} cases had another outcome than their kind expects")
 
@@ -349,9 +370,11 @@ def _largest() -> None:
         row = featurizer.transform([structure])
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"largest accepted: {n_sites} sites, one element, no symmetry, max_atoms={max_atoms}: transform "
-              f"{seconds:.2f} s, finite row: {bool(np.isfinite(row).all())}, peak resident memory {peak:.0f} MB "
-              f"(+{peak - before:.0f} MB over the process before it)")
+        print(
+            f"largest accepted: {n_sites} sites, one element, no symmetry, max_atoms={max_atoms}: transform "
+            f"{seconds:.2f} s, finite row: {bool(np.isfinite(row).all())}, peak resident memory {peak:.0f} MB "
+            f"(+{peak - before:.0f} MB over the process before it)"
+        )
 
 
 BASES = (0, 7, 1790, 2000)

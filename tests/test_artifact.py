@@ -25,13 +25,14 @@ on ``_crystals()``; its features on them are in encoder_v1_features.json."""
 
 
 def _crystals() -> list[Structure]:
-    return [
-        Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)
-    ] + [
+    return [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)] + [
         Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
         Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
-                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+        Structure(
+            Lattice.cubic(3.905),
+            ["Sr", "Ti", "O", "O", "O"],
+            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        ),
     ]
 
 
@@ -41,17 +42,40 @@ def _same_weights(a: dict, b: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def fitted():
-    return DeepInfoMaxFeaturizer(max_sites=40, min_distance=0.3, max_epochs=1, validation_fraction=0.34,
-                                 random_state=0).fit(_crystals())
+    return DeepInfoMaxFeaturizer(
+        max_sites=40, min_distance=0.3, max_epochs=1, validation_fraction=0.34, random_state=0
+    ).fit(_crystals())
 
 
 def test_a_format_1_file_loads_with_its_parameters_and_features():
     loaded = DeepInfoMaxFeaturizer.load(FORMAT_1)
     params = loaded.get_params()
-    assert {k: params[k] for k in ("max_atoms", "oxidation", "width", "local_dim", "global_width", "global_dim",
-                                   "n_rbf", "max_epochs", "validation_fraction", "random_state")} == {
-        "max_atoms": 20, "oxidation": True, "width": 4, "local_dim": 2, "global_width": 4, "global_dim": 3,
-        "n_rbf": 2, "max_epochs": 1, "validation_fraction": 0.34, "random_state": 0}
+    assert {
+        k: params[k]
+        for k in (
+            "max_atoms",
+            "oxidation",
+            "width",
+            "local_dim",
+            "global_width",
+            "global_dim",
+            "n_rbf",
+            "max_epochs",
+            "validation_fraction",
+            "random_state",
+        )
+    } == {
+        "max_atoms": 20,
+        "oxidation": True,
+        "width": 4,
+        "local_dim": 2,
+        "global_width": 4,
+        "global_dim": 3,
+        "n_rbf": 2,
+        "max_epochs": 1,
+        "validation_fraction": 0.34,
+        "random_state": 0,
+    }
     assert (params["max_sites"], params["min_distance"]) == (256, 0.5)  # what format 1 could not change
     assert loaded.best_epoch_ == 1 and len(loaded.history_) == 1
     assert loaded.metadata_ == {"corpus": {"n_structures": 6, "note": "hand-built crystals"}}
@@ -70,8 +94,10 @@ def test_a_format_1_file_resaved_in_format_2_keeps_weights_provenance_and_featur
     new = PretrainedEncoder.load(tmp_path / "v2")
     assert new.config == old.config and new.point_set_config == old.point_set_config
     assert new.provenance == old.provenance and _same_weights(new.state_dict(), old.state_dict())
-    np.testing.assert_array_equal(DeepInfoMaxFeaturizer.load(tmp_path / "v2").transform(_crystals()),
-                                  DeepInfoMaxFeaturizer.load(FORMAT_1).transform(_crystals()))
+    np.testing.assert_array_equal(
+        DeepInfoMaxFeaturizer.load(tmp_path / "v2").transform(_crystals()),
+        DeepInfoMaxFeaturizer.load(FORMAT_1).transform(_crystals()),
+    )
 
 
 def test_the_featurizer_saves_its_point_set_limits_and_settings_in_the_artifact(fitted, tmp_path):
@@ -104,13 +130,14 @@ def test_as_dict_and_from_dict_round_trip_and_check_the_weights(fitted):
     assert again.config == encoder.config and again.point_set_config == encoder.point_set_config
     assert again.provenance == encoder.provenance and _same_weights(again.state_dict(), encoder.state_dict())
     nan = {**encoder.state_dict(), "global_.mu.bias": torch.full_like(encoder.state_dict()["global_.mu.bias"], np.nan)}
-    with pytest.raises(IncompatibleModelError, match="NaN or infinite weights in global_.mu.bias"):
+    with pytest.raises(IncompatibleModelError, match=r"NaN or infinite weights in global_.mu.bias"):
         PretrainedEncoder.from_dict(document, nan)
-    with pytest.raises(IncompatibleModelError, match="global_.mu.bias is missing"):
+    with pytest.raises(IncompatibleModelError, match=r"global_.mu.bias is missing"):
         PretrainedEncoder.from_dict(document, {k: v for k, v in encoder.state_dict().items() if k != "global_.mu.bias"})
     with pytest.raises(IncompatibleModelError, match="max_atoms must be an integer"):
-        PretrainedEncoder.from_dict({**document, "point_set": {**document["point_set"], "max_atoms": -1}},
-                                    encoder.state_dict())
+        PretrainedEncoder.from_dict(
+            {**document, "point_set": {**document["point_set"], "max_atoms": -1}}, encoder.state_dict()
+        )
 
 
 def test_the_artifact_refuses_a_point_set_its_encoder_cannot_read():

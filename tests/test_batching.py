@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +53,7 @@ def test_sampler_never_exceeds_budget_and_covers_every_crystal_once():
         assert len(batches) == n_batches
         assert all(sizes[b].sum() <= 120 for b in batches)
         # a batch closes only when the next crystal would not fit
-        assert all(sizes[a].sum() + sizes[b[0]] > 120 for a, b in zip(batches, batches[1:]))
+        assert all(sizes[a].sum() + sizes[b[0]] > 120 for a, b in itertools.pairwise(batches))
         assert sorted(i for b in batches for i in b) == list(range(500))
         passes.append([i for b in batches for i in b])
     assert passes[0] != passes[1]

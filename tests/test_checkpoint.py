@@ -8,9 +8,17 @@ from dim_sklearn.pretrain.checkpoint import CHECKPOINT_KEYS, checksum, load_chec
 
 
 def _state(**changes):
-    state = {"fingerprint": "abc", "seed": 7, "model": {"w": torch.arange(6.0).reshape(2, 3)},
-             "optimisers": [{"state": {}, "param_groups": [{"lr": 1e-3}]}], "history": [{"epoch": 1, "loss": 2.5}],
-             "best_loss": 2.5, "best_epoch": 1, "bad_epochs": 0, "best_state": {"w": torch.ones(2, 3)}}
+    state = {
+        "fingerprint": "abc",
+        "seed": 7,
+        "model": {"w": torch.arange(6.0).reshape(2, 3)},
+        "optimisers": [{"state": {}, "param_groups": [{"lr": 1e-3}]}],
+        "history": [{"epoch": 1, "loss": 2.5}],
+        "best_loss": 2.5,
+        "best_epoch": 1,
+        "bad_epochs": 0,
+        "best_state": {"w": torch.ones(2, 3)},
+    }
     return {**state, **changes}
 
 

@@ -70,8 +70,23 @@ def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_
     store_dataframe_as_json(table, str(tmp_path / "more.json.gz"), compression="gz", pbar=False)
 
     out = tmp_path / "features.csv"
-    assert main(["featurize", str(folder), str(single), str(tmp_path / "more.json.gz"), "-o", str(out),
-                 "--encoder", str(encoder_dir), "--chunk-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "featurize",
+                str(folder),
+                str(single),
+                str(tmp_path / "more.json.gz"),
+                "-o",
+                str(out),
+                "--encoder",
+                str(encoder_dir),
+                "--chunk-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "wrote 9 rows" in capsys.readouterr().err
 
     frame = pd.read_csv(out, dtype={"id": str})
@@ -90,8 +105,25 @@ def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_
         assert why in reasons[bad]
         assert features.loc[bad].isna().all()
     parallel = tmp_path / "parallel.csv"  # point sets built in 2 processes: the same file
-    assert main(["featurize", str(folder), str(single), str(tmp_path / "more.json.gz"), "-o", str(parallel),
-                 "--encoder", str(encoder_dir), "--chunk-size", "2", "--n-jobs", "2"]) == 0
+    assert (
+        main(
+            [
+                "featurize",
+                str(folder),
+                str(single),
+                str(tmp_path / "more.json.gz"),
+                "-o",
+                str(parallel),
+                "--encoder",
+                str(encoder_dir),
+                "--chunk-size",
+                "2",
+                "--n-jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(parallel, dtype={"id": str}), frame)
 
 
@@ -104,8 +136,9 @@ def test_featurize_without_an_encoder_uses_the_shipped_one(crystals, monkeypatch
     row = pd.read_csv(tmp_path / "f.csv", keep_default_na=False).iloc[0]
     shipped = DeepInfoMaxFeaturizer.from_pretrained()
     assert row["id"] == "a" and row["reason"] == ""
-    np.testing.assert_allclose(row[shipped.feature_labels()].to_numpy(float), shipped.transform(structures[:1])[0],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        row[shipped.feature_labels()].to_numpy(float), shipped.transform(structures[:1])[0], atol=1e-4
+    )
 
 
 def test_featurize_rejects_a_missing_path(encoder_dir, tmp_path, capsys):

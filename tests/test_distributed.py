@@ -22,10 +22,22 @@ SETTINGS = {"max_epochs": 6, "batch_sites": 100, "patience": 50, "lr": 3e-4, "va
 
 def _torchrun(result: Path, *args: object) -> subprocess.CompletedProcess:
     """tests/ddp_worker.py in 2 gloo ranks on this machine, one thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(REPO / "tests" / "ddp_worker.py"), str(result), *map(str, args)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(REPO / "tests" / "ddp_worker.py"),
+        str(result),
+        *map(str, args),
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -40,8 +52,9 @@ def two_ranks(small_structures, tmp_path_factory):
 
 def test_two_gloo_ranks_follow_the_single_process_held_out_curve(small_structures, two_ranks):
     torch.manual_seed(0)
-    history, _ = pretrain(DeepInfoMax(SiteNetEncoder()), build_point_sets(small_structures),
-                          PretrainSettings(**SETTINGS), random_state=0)
+    history, _ = pretrain(
+        DeepInfoMax(SiteNetEncoder()), build_point_sets(small_structures), PretrainSettings(**SETTINGS), random_state=0
+    )
     one = np.array([row["valid_loss"] for row in history])
     two = np.array([row["valid_loss"] for row in two_ranks["history"]])
     assert two_ranks["world"] == 2 and len(two) == len(one) == SETTINGS["max_epochs"]
@@ -61,10 +74,12 @@ def test_a_killed_rank_resumes_from_the_last_checkpoint(two_ranks, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert [row["epoch"] for row in result["history"]] == [1, 2, 3, 4, 5, 6]
-    losses = [{k: v for k, v in row.items() if k not in ("seconds", "crystals_per_second")}
-              for row in result["history"]]
-    assert losses == [{k: v for k, v in row.items() if k not in ("seconds", "crystals_per_second")}
-                      for row in two_ranks["history"]]
+    losses = [
+        {k: v for k, v in row.items() if k not in ("seconds", "crystals_per_second")} for row in result["history"]
+    ]
+    assert losses == [
+        {k: v for k, v in row.items() if k not in ("seconds", "crystals_per_second")} for row in two_ranks["history"]
+    ]
     for name, tensor in two_ranks["weights"].items():
         assert torch.equal(tensor, result["weights"][name]), name
 
@@ -73,8 +88,26 @@ def test_cli_launches_ranks_with_torchrun(data_home, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "encoder"
-    assert main(["pretrain", "mp_cs419", str(out), "--limit", "40", "--max-epochs", "2", "--nproc-per-node", "2",
-                 "--cache-dir", str(tmp_path / "cache"), "--checkpoint-dir", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "mp_cs419",
+                str(out),
+                "--limit",
+                "40",
+                "--max-epochs",
+                "2",
+                "--nproc-per-node",
+                "2",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--checkpoint-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     featurizer = DeepInfoMaxFeaturizer.load(out)
     assert [row["epoch"] for row in featurizer.history_] == [1, 2]
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["history"] == featurizer.history_

@@ -7,10 +7,18 @@ from dim_sklearn.elements import MAX_Z, SITE_PROPERTIES, filled_values, site_pro
 def test_known_values_are_scaled_magpie_properties():
     table = site_property_table()
     iron = dict(zip(SITE_PROPERTIES, table[26]))
-    assert iron == pytest.approx({
-        "Number": 2.6, "AtomicWeight": 5.5845, "Row": 4, "Column": 8, "FirstIonizationEnergy": 7.9024,
-        "Electronegativity": 18.3, "AtomicRadius": 14.0, "Density": 7.874,
-    })
+    assert iron == pytest.approx(
+        {
+            "Number": 2.6,
+            "AtomicWeight": 5.5845,
+            "Row": 4,
+            "Column": 8,
+            "FirstIonizationEnergy": 7.9024,
+            "Electronegativity": 18.3,
+            "AtomicRadius": 14.0,
+            "Density": 7.874,
+        }
+    )
     oxygen = dict(zip(SITE_PROPERTIES, table[8]))
     assert oxygen["Electronegativity"] == pytest.approx(34.4)
     assert oxygen["Column"] == 16 and oxygen["Row"] == 2

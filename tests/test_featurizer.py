@@ -32,14 +32,18 @@ def test_transform_gives_a_float_array_for_any_sequence_type(fitted, structures)
     X = fitted.transform(structures)
     assert X.shape == (40, 64) and X.dtype == np.float64 and np.isfinite(X).all()
     assert np.array_equal(fitted.transform(pd.Series(structures)), X)
-    assert np.array_equal(fitted.transform(np.array(structures + [None], dtype=object)[:40]), X)
-    np.testing.assert_allclose(fitted.transform(structures[:7]), X[:7], rtol=1e-5, atol=1e-6)  # other rows do not matter
+    assert np.array_equal(fitted.transform(np.array([*structures, None], dtype=object)[:40]), X)
+    np.testing.assert_allclose(
+        fitted.transform(structures[:7]), X[:7], rtol=1e-5, atol=1e-6
+    )  # other rows do not matter
 
 
 def test_fit_ignores_y_and_returns_self(structures, targets):
     featurizer = DeepInfoMaxFeaturizer(**QUICK)
     assert featurizer.fit(structures, targets) is featurizer
-    assert np.array_equal(featurizer.transform(structures), DeepInfoMaxFeaturizer(**QUICK).fit(structures).transform(structures))
+    assert np.array_equal(
+        featurizer.transform(structures), DeepInfoMaxFeaturizer(**QUICK).fit(structures).transform(structures)
+    )
     assert featurizer.encoder_.module.training is False
     assert all(p.device.type == "cpu" for p in featurizer.encoder_.module.parameters())
 
@@ -66,7 +70,9 @@ def test_untrained_encoder_is_max_epochs_zero(structures):
 
 
 def test_pipeline_in_grid_search_on_a_plain_list(structures, targets):
-    pipe = Pipeline([("dim", DeepInfoMaxFeaturizer(**QUICK)), ("rf", RandomForestRegressor(n_estimators=10, random_state=0))])
+    pipe = Pipeline(
+        [("dim", DeepInfoMaxFeaturizer(**QUICK)), ("rf", RandomForestRegressor(n_estimators=10, random_state=0))]
+    )
     search = GridSearchCV(pipe, {"dim__kl_weight": [0.1, 0.5]}, cv=2, scoring="neg_mean_absolute_error")
     search.fit(list(structures), targets)
     assert search.best_params_["dim__kl_weight"] in (0.1, 0.5)
@@ -109,9 +115,9 @@ def test_transform_errors_name_the_structure(fitted, structures, disordered):
 
 def test_fit_with_ignore_errors_skips_bad_structures_loudly(structures, disordered):
     with pytest.warns(UserWarning, match="1 of 41 structures could not be featurised"):
-        DeepInfoMaxFeaturizer(ignore_errors=True, **QUICK).fit(list(structures) + [disordered])
+        DeepInfoMaxFeaturizer(ignore_errors=True, **QUICK).fit([*list(structures), disordered])
     with pytest.raises(StructureError, match="structure 40"):
-        DeepInfoMaxFeaturizer(**QUICK).fit(list(structures) + [disordered])
+        DeepInfoMaxFeaturizer(**QUICK).fit([*list(structures), disordered])
 
 
 def test_matminer_single_and_many(fitted, structures, disordered):
@@ -119,7 +125,7 @@ def test_matminer_single_and_many(fitted, structures, disordered):
     assert len(row) == 64 and row == pytest.approx(fitted.transform(structures[:1])[0].tolist())
     many = fitted.featurize_many([(s,) for s in structures[:3]], pbar=False)
     assert np.allclose(many, fitted.transform(structures[:3]))
-    with pytest.raises(StructureError, match="^structure: disordered"):
+    with pytest.raises(StructureError, match=r"^structure: disordered"):
         fitted.featurize(disordered)
     with pytest.raises(ValueError, match="ignore_errors"):
         fitted.featurize_many(structures[:2], return_errors=True)

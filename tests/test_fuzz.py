@@ -25,8 +25,11 @@ MAX_SECONDS = 5.0
 
 def _hand_built() -> list[Structure]:
     rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    wurtzite = Structure(Lattice.hexagonal(3.25, 5.21), ["Zn", "Zn", "O", "O"],
-                         [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.38], [2 / 3, 1 / 3, 0.88]])
+    wurtzite = Structure(
+        Lattice.hexagonal(3.25, 5.21),
+        ["Zn", "Zn", "O", "O"],
+        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.38], [2 / 3, 1 / 3, 0.88]],
+    )
     return [rocksalt, wurtzite]
 
 
@@ -38,8 +41,9 @@ def real_bases(mp_cs419):
 def _estimators(bases, cache_dir):
     """An untrained featurizer and a one-epoch regressor on ``bases``, both reading point sets through a cache."""
     featurizer = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0, cache_dir=str(cache_dir)).fit(bases)
-    regressor = SiteNetRegressor(encoder=featurizer, max_epochs=1, train_split=None, random_state=0,
-                                 cache_dir=str(cache_dir)).fit(bases, np.arange(len(bases), dtype=float))
+    regressor = SiteNetRegressor(
+        encoder=featurizer, max_epochs=1, train_split=None, random_state=0, cache_dir=str(cache_dir)
+    ).fit(bases, np.arange(len(bases), dtype=float))
     return featurizer, regressor
 
 
@@ -100,13 +104,16 @@ def _check_promises(cases, featurizer, regressor, monkeypatch):
     # strict runs name the first failure's position; every failure alone raises StructureError naming it
     strict = featurizer.set_params(ignore_errors=False)
     if failed:
-        for run in (lambda: strict.transform(entries), lambda: regressor.predict(entries),
-                    lambda: strict.featurize_dataframe(df, "structure", pbar=False)):
+        for run in (
+            lambda: strict.transform(entries),
+            lambda: regressor.predict(entries),
+            lambda: strict.featurize_dataframe(df, "structure", pbar=False),
+        ):
             with pytest.raises(StructureError) as info:
                 run()
             assert info.value.index == failed[0]
         for i in failed:
-            with pytest.raises(StructureError, match="^structure 1: ") as info:
+            with pytest.raises(StructureError, match=r"^structure 1: ") as info:
                 build_point_sets([cases[ok[0]].entry, entries[i]])
             assert info.value.reason == errors[i].split(": ", 1)[1], cases[i].kind
 

@@ -14,10 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_library_imports_without_the_experiments_dependencies():
     blocked = ("matplotlib", "matbench", "chgnet", "experiments")
-    code = (f"import sys, pkgutil, importlib\nsys.modules.update(dict.fromkeys({blocked!r}))\n"
-            "import dim_sklearn\n"
-            "for m in pkgutil.walk_packages(dim_sklearn.__path__, 'dim_sklearn.'):\n"
-            "    importlib.import_module(m.name)\n")
+    code = (
+        f"import sys, pkgutil, importlib\nsys.modules.update(dict.fromkeys({blocked!r}))\n"
+        "import dim_sklearn\n"
+        "for m in pkgutil.walk_packages(dim_sklearn.__path__, 'dim_sklearn.'):\n"
+        "    importlib.import_module(m.name)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

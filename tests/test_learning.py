@@ -30,13 +30,21 @@ def test_shipped_vectors_beat_the_demos_untrained_encoder_with_a_forest():
     y = frame["formation_energy_per_atom"].to_numpy(dtype=float)
     train, test = holdout_split(np.arange(len(y)))
     assert (len(train), len(test)) == (1600, 400)
-    X = {"shipped": DeepInfoMaxFeaturizer.from_pretrained().transform(structures),
-         "untrained": untrained_encoder(structures[:1]).transform(structures)}
+    X = {
+        "shipped": DeepInfoMaxFeaturizer.from_pretrained().transform(structures),
+        "untrained": untrained_encoder(structures[:1]).transform(structures),
+    }
     mae = {name: {} for name in X}
     for n, subsets in streamed_subsets(train, (50, 250, 1000), repeats=10).items():
         for name, features in X.items():
-            mae[name][n] = np.mean([np.abs(RandomForestRegressor(random_state=k, n_jobs=-1)
-                                           .fit(features[s], y[s]).predict(features[test]) - y[test]).mean()
-                                    for k, s in enumerate(subsets)])
+            mae[name][n] = np.mean(
+                [
+                    np.abs(
+                        RandomForestRegressor(random_state=k, n_jobs=-1).fit(features[s], y[s]).predict(features[test])
+                        - y[test]
+                    ).mean()
+                    for k, s in enumerate(subsets)
+                ]
+            )
     change = {n: mae["shipped"][n] / mae["untrained"][n] - 1 for n in mae["shipped"]}
     assert all(c < 0 for c in change.values()) and change[1000] < -0.10, mae

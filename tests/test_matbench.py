@@ -49,7 +49,9 @@ def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys
     # a second run resumes: the finished fold is kept, not recomputed
     runner.run(["matbench_phonons"], tmp_path, quick=True)
     assert "fold 0: already recorded, kept" in capsys.readouterr().out
-    assert json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"] == result
+    assert (
+        json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"] == result
+    )
 
 
 def test_committed_phonons_submission_is_valid(runner):
@@ -67,14 +69,17 @@ def test_committed_phonons_submission_is_valid(runner):
     assert task.all_folds_recorded
     assert not (folder.parent / f"{folder.name}.progress.json").exists()
     for fold in task.folds:
-        assert task.results[f"fold_{fold}"]["parameters"]["pretraining"]["structures"].startswith("this fold's training")
+        assert task.results[f"fold_{fold}"]["parameters"]["pretraining"]["structures"].startswith(
+            "this fold's training"
+        )
 
 
 def test_the_submission_script_is_the_runner(runner):
     """The runner copies itself into the submission folder; the committed copy is that copy, not a hand-kept one."""
     folder = REPO / "matbench_submission" / "benchmarks" / f"matbench_v0.1_{runner.ALGORITHM}"
     assert (folder / "run_matbench.py").read_bytes() == Path(runner.__file__).read_bytes(), (
-        "refresh it: cp matbench_submission/run_matbench.py " + str(folder.relative_to(REPO)))
+        "refresh it: cp matbench_submission/run_matbench.py " + str(folder.relative_to(REPO))
+    )
 
 
 def _fold(device: str, cpus: int, finetune_patience: int, seconds: float) -> dict:

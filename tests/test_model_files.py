@@ -144,8 +144,13 @@ def test_brackets_and_escapes_inside_strings_do_not_count_as_nesting(model, save
 
 @pytest.mark.parametrize("version", [2, 1])
 def test_settings_of_the_machine_are_not_taken_from_the_file(model, model_v1, tmp_path, version):
-    hostile = {"cache_dir": "../escaped_cache", "checkpoint_dir": "/tmp/elsewhere", "device": "cuda:7",
-               "ignore_errors": True, "verbose": 2}
+    hostile = {
+        "cache_dir": "../escaped_cache",
+        "checkpoint_dir": "/tmp/elsewhere",
+        "device": "cuda:7",
+        "ignore_errors": True,
+        "verbose": 2,
+    }
     folder = model if version == 2 else model_v1
     _edit_config(folder, lambda c: (c["provenance"]["settings"] if version == 2 else c["params"]).update(hostile))
     loaded = DeepInfoMaxFeaturizer.load(folder)
@@ -217,8 +222,10 @@ def _nan_weights(state):
         (lambda raw: raw[:100], "cannot be read"),
         (lambda raw: b"", "cannot be read"),
         (lambda raw: b"\x80\x02garbage" * 50, "cannot be read"),
-        (lambda raw: raw[: len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 0x10]) + raw[len(raw) // 2 + 1 :],
-         "cannot be read|checksum does not match"),
+        (
+            lambda raw: raw[: len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 0x10]) + raw[len(raw) // 2 + 1 :],
+            "cannot be read|checksum does not match",
+        ),
         ("flip", "checksum does not match"),
         ("nan", "NaN or infinite weights"),
         ("keys", "does not hold a checkpoint's contents"),
@@ -230,8 +237,12 @@ def test_damaged_checkpoints_are_refused_naming_the_file(structures, checkpoint,
     path.write_bytes(checkpoint[0])
     if isinstance(damage, str):
         state = torch.load(path, weights_only=True)
-        state = {"flip": _flip_bit, "nan": _nan_weights, "keys": lambda s: {"model": s["model"]},
-                 "legacy": lambda s: {k: v for k, v in s.items() if k != "checksum"}}[damage](state)
+        state = {
+            "flip": _flip_bit,
+            "nan": _nan_weights,
+            "keys": lambda s: {"model": s["model"]},
+            "legacy": lambda s: {k: v for k, v in s.items() if k != "checksum"},
+        }[damage](state)
         torch.save(state, path)
     else:
         path.write_bytes(damage(checkpoint[0]))

@@ -18,11 +18,17 @@ def _crystals() -> list[Structure]:
     others = [
         Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
         Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
-                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+        Structure(
+            Lattice.cubic(3.905),
+            ["Sr", "Ti", "O", "O", "O"],
+            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        ),
         Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        Structure(Lattice.tetragonal(4.6, 2.96), ["Ti", "Ti", "O", "O", "O", "O"],
-                  [[0, 0, 0], [.5, .5, .5], [.3, .3, 0], [.7, .7, 0], [.8, .2, .5], [.2, .8, .5]]),
+        Structure(
+            Lattice.tetragonal(4.6, 2.96),
+            ["Ti", "Ti", "O", "O", "O", "O"],
+            [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5], [0.2, 0.8, 0.5]],
+        ),
     ]
     return rocksalts + others
 
@@ -47,7 +53,11 @@ def test_radial_basis_peaks_at_its_centres_and_raw_distance_passes_through():
 def test_encoder_with_radial_basis_gives_finite_vectors(point_sets):
     torch.manual_seed(0)
     encoder = SiteNetEncoder(EncoderConfig(n_rbf=16))
-    assert sum(p.numel() for p in encoder.parameters()) - sum(p.numel() for p in SiteNetEncoder(EncoderConfig(n_rbf=0)).parameters()) == 15 * 64
+    assert (
+        sum(p.numel() for p in encoder.parameters())
+        - sum(p.numel() for p in SiteNetEncoder(EncoderConfig(n_rbf=0)).parameters())
+        == 15 * 64
+    )
     out = encoder(collate_point_sets(point_sets))
     assert out.shape == (len(point_sets), 64) and torch.isfinite(out).all()
 
@@ -95,19 +105,28 @@ def test_objective_options_train_both_encoders(point_sets, options):
 def test_history_reports_the_terms_their_parts_and_the_vector_spread(point_sets):
     torch.manual_seed(0)
     model = DeepInfoMax(SiteNetEncoder())
-    history, _ = pretrain(model, point_sets * 3, PretrainSettings(max_epochs=2, batch_sites=40,
-                                                                  validation_fraction=0.25), random_state=0)
+    history, _ = pretrain(
+        model, point_sets * 3, PretrainSettings(max_epochs=2, batch_sites=40, validation_fraction=0.25), random_state=0
+    )
     for row in history:
-        for name in ("local_dim", "global_dim", "local_kl", "global_kl", "global_positive",
-                     "global_negative_scrambled", "local_negative"):
+        for name in (
+            "local_dim",
+            "global_dim",
+            "local_kl",
+            "global_kl",
+            "global_positive",
+            "global_negative_scrambled",
+            "local_negative",
+        ):
             assert np.isfinite(row[name]) and np.isfinite(row[f"valid_{name}"]), name
         assert row["valid_vector_std"] > 0
 
 
 def test_featurizer_objective_options_round_trip(tmp_path):
     structures = _crystals()
-    feat = DeepInfoMaxFeaturizer(n_rbf=8, local_scrambled=True, batch_negatives=True, max_epochs=1,
-                                 batch_sites=40, random_state=0).fit(structures * 2)
+    feat = DeepInfoMaxFeaturizer(
+        n_rbf=8, local_scrambled=True, batch_negatives=True, max_epochs=1, batch_sites=40, random_state=0
+    ).fit(structures * 2)
     feat.save(tmp_path / "enc")
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
     assert loaded.get_params() == feat.get_params()
@@ -122,12 +141,20 @@ def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
     new_options = ("n_rbf", "rbf_cutoff", "local_scrambled", "batch_negatives", "max_sites", "min_distance", "n_jobs")
-    config_path.write_text(json.dumps({  # format 1 stored the featurizer's parameters
-        "format": config["format"], "format_version": 1, "versions": config["versions"],
-        "encoder": {k: v for k, v in config["encoder"].items() if k not in new_options},
-        "params": {k: v for k, v in feat.get_params().items() if k not in new_options},
-        "history": [], "best_epoch": 0, "metadata": {},
-    }))
+    config_path.write_text(
+        json.dumps(
+            {  # format 1 stored the featurizer's parameters
+                "format": config["format"],
+                "format_version": 1,
+                "versions": config["versions"],
+                "encoder": {k: v for k, v in config["encoder"].items() if k not in new_options},
+                "params": {k: v for k, v in feat.get_params().items() if k not in new_options},
+                "history": [],
+                "best_epoch": 0,
+                "metadata": {},
+            }
+        )
+    )
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "old")
     assert loaded.n_rbf == 0 and loaded.encoder_.config.n_rbf == 0
     assert not loaded.local_scrambled and not loaded.batch_negatives  # trained without them
@@ -137,6 +164,10 @@ def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
 def test_a_crystal_larger_than_half_the_budget_never_forms_a_batch_alone(point_sets):
     """Batches of one crystal have no negatives; the 6-site crystal with a 6-site budget joins a neighbour."""
     torch.manual_seed(0)
-    history, _ = pretrain(DeepInfoMax(SiteNetEncoder()), point_sets * 2,
-                          PretrainSettings(max_epochs=2, batch_sites=6, validation_fraction=0.25), random_state=0)
+    history, _ = pretrain(
+        DeepInfoMax(SiteNetEncoder()),
+        point_sets * 2,
+        PretrainSettings(max_epochs=2, batch_sites=6, validation_fraction=0.25),
+        random_state=0,
+    )
     assert len(history) == 2 and np.isfinite(history[-1]["valid_loss"])

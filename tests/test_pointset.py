@@ -18,7 +18,9 @@ def _brute_force_distances(lattice, vectors):
     """Exact minimum image: every image within the radius that any vector's image must beat."""
     lattice = np.asarray(lattice)
     volume = abs(np.linalg.det(lattice))
-    spacing = np.array([volume / np.linalg.norm(np.cross(lattice[(k + 1) % 3], lattice[(k + 2) % 3])) for k in range(3)])
+    spacing = np.array(
+        [volume / np.linalg.norm(np.cross(lattice[(k + 1) % 3], lattice[(k + 2) % 3])) for k in range(3)]
+    )
     radius = np.linalg.norm(vectors, axis=-1).max() + np.linalg.norm(lattice, axis=1).sum()
     reach = np.ceil(radius / spacing).astype(int)
     grid = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, 3)
@@ -130,8 +132,11 @@ def test_key_to_site_mapping_matches_pymatgen_supercell(rocksalt, mp_cs419):
         dmat = supercell.distance_matrix
         for i in range(p.n_sites):
             # the supercell site sitting on query i
-            at_i = np.argmin(supercell.lattice.get_all_distances(
-                supercell.lattice.get_fractional_coords(primitive[i].coords)[None], supercell.frac_coords)[0])
+            at_i = np.argmin(
+                supercell.lattice.get_all_distances(
+                    supercell.lattice.get_fractional_coords(primitive[i].coords)[None], supercell.frac_coords
+                )[0]
+            )
             ours = sorted(zip(np.round(p.distances[i].astype(float), 3), p.atomic_numbers[p.key_site]))
             theirs = sorted(zip(np.round(dmat[at_i], 3), sup_z))
             assert ours == theirs
@@ -172,13 +177,15 @@ def _bad_inputs():
         "NaN": Structure(cubic, ["Fe", "Fe"], [[0, 0, 0], [np.nan, 0.5, 0.5]]),
         "overlapping atoms": Structure(cubic, ["Fe", "O"], [[0, 0, 0], [0.01, 0, 0]]),
         "no feature data": Structure(cubic, ["Am"], [[0, 0, 0]]),
-        "not periodic in all three directions": Structure(Lattice(cubic.matrix, pbc=(True, True, False)), ["Fe"],
-                                                          [[0, 0, 0]]),
+        "not periodic in all three directions": Structure(
+            Lattice(cubic.matrix, pbc=(True, True, False)), ["Fe"], [[0, 0, 0]]
+        ),
         "near-singular lattice": Structure(Lattice([a, b, a + b + 1e-7]), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
         "longer than 1000 A": Structure(Lattice.cubic(1e20), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
         "fractional coordinate of 1e\\+20": Structure(cubic, ["Fe", "O"], [[0, 0, 0], [0.5, 1e20, 0.5]]),
         "4000 sites in the input cell, more than max_sites=256": Structure(
-            Lattice.cubic(36.1), ["Cu"] * 4000, np.random.default_rng(0).random((4000, 3))),
+            Lattice.cubic(36.1), ["Cu"] * 4000, np.random.default_rng(0).random((4000, 3))
+        ),
     }
 
 
@@ -194,11 +201,16 @@ def test_bad_input_raises_clear_error_naming_index(reason, perovskite):
 def test_not_a_structure_at_all(perovskite):
     with pytest.raises(StructureError, match="structure 1: expected a pymatgen Structure, got dict"):
         build_point_sets([perovskite, perovskite.as_dict()])
-    _, errors = build_point_sets([perovskite, np.float64(5.0), np.array(5.0), np.array(None, dtype=object),
-                                  perovskite], return_errors=True)
-    assert errors == [None, "structure 1: expected a pymatgen Structure, got float64",
-                      "structure 2: expected a pymatgen Structure, got ndarray",
-                      "structure 3: expected a pymatgen Structure, got ndarray", None]
+    _, errors = build_point_sets(
+        [perovskite, np.float64(5.0), np.array(5.0), np.array(None, dtype=object), perovskite], return_errors=True
+    )
+    assert errors == [
+        None,
+        "structure 1: expected a pymatgen Structure, got float64",
+        "structure 2: expected a pymatgen Structure, got ndarray",
+        "structure 3: expected a pymatgen Structure, got ndarray",
+        None,
+    ]
 
 
 def test_checks_come_before_the_expensive_pymatgen_calls(monkeypatch, perovskite):
@@ -210,8 +222,9 @@ def test_checks_come_before_the_expensive_pymatgen_calls(monkeypatch, perovskite
 
     monkeypatch.setattr(Structure, "get_primitive_structure", never)
     start = time.perf_counter()
-    _, errors = build_point_sets([bad["near-singular lattice"], bad["4000 sites in the input cell, more than "
-                                                                   "max_sites=256"]], return_errors=True)
+    _, errors = build_point_sets(
+        [bad["near-singular lattice"], bad["4000 sites in the input cell, more than max_sites=256"]], return_errors=True
+    )
     assert time.perf_counter() - start < 1.0
     assert "near-singular" in errors[0] and "4000 sites" in errors[1]
 

@@ -27,7 +27,9 @@ def _weights(featurizer):
 def test_dim_loss_goes_down_on_real_structures(point_sets):
     torch.manual_seed(0)
     model = DeepInfoMax(SiteNetEncoder())
-    history, best = pretrain(model, point_sets, PretrainSettings(max_epochs=6, batch_sites=300, lr=1e-3), random_state=0)
+    history, best = pretrain(
+        model, point_sets, PretrainSettings(max_epochs=6, batch_sites=300, lr=1e-3), random_state=0
+    )
     assert len(history) == 6
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
     assert history[-1]["local_dim"] < history[0]["local_dim"]

@@ -17,13 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _crystals() -> list[Structure]:
-    return [
-        Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)
-    ] + [
+    return [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)] + [
         Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
         Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
-                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+        Structure(
+            Lattice.cubic(3.905),
+            ["Sr", "Ti", "O", "O", "O"],
+            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        ),
     ]
 
 

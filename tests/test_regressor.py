@@ -86,7 +86,11 @@ def test_every_fit_restarts_from_the_pretrained_weights(featurizer, structures, 
 
 def test_standard_skorch_callbacks_work(structures, targets, tmp_path):
     reg = SiteNetRegressor(
-        callbacks=[ProgressBar(), Checkpoint(dirname=str(tmp_path / "ckpt")), ("lr", LRScheduler("StepLR", step_size=1))],
+        callbacks=[
+            ProgressBar(),
+            Checkpoint(dirname=str(tmp_path / "ckpt")),
+            ("lr", LRScheduler("StepLR", step_size=1)),
+        ],
         callbacks__early_stopping__patience=5,
         **QUICK,
     ).fit(structures, targets)
@@ -94,7 +98,9 @@ def test_standard_skorch_callbacks_work(structures, targets, tmp_path):
     assert reg.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.1**2)
     assert dict(reg.callbacks_)["early_stopping"].patience == 5
     no_stopping = SiteNetRegressor(callbacks__early_stopping=None, **QUICK).fit(structures, targets)
-    assert "early_stopping" not in dict(no_stopping.callbacks_) or dict(no_stopping.callbacks_)["early_stopping"] is None
+    assert (
+        "early_stopping" not in dict(no_stopping.callbacks_) or dict(no_stopping.callbacks_)["early_stopping"] is None
+    )
 
 
 def test_cross_val_predict(structures, targets):
@@ -128,7 +134,7 @@ def test_pickle_and_save_load_params_round_trips(featurizer, structures, targets
 def test_bad_structures_and_targets_give_clear_errors(structures, targets, featurizer):
     disordered = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
     bad = [*structures[:5], disordered, *structures[5:10]]
-    with pytest.raises(StructureError, match="structure 5.*disordered"):
+    with pytest.raises(StructureError, match=r"structure 5.*disordered"):
         SiteNetRegressor(**QUICK).fit(bad, np.zeros(len(bad)))
     reg = SiteNetRegressor(**QUICK).fit(structures, targets)
     with pytest.raises(StructureError, match="structure 1: expected a pymatgen Structure"):
@@ -145,7 +151,7 @@ def test_bad_structures_and_targets_give_clear_errors(structures, targets, featu
         SiteNetRegressor(encoder=featurizer, oxidation=True).initialize()
     with pytest.raises(ValueError, match="from scratch"):
         SiteNetRegressor(encoder=featurizer, preset="sitenet").initialize()
-    with pytest.raises(TypeError, match="'encoder' parameter .*PretrainedEncoder"):
+    with pytest.raises(TypeError, match=r"'encoder' parameter .*PretrainedEncoder"):
         SiteNetRegressor(encoder=42).initialize()
 
 
@@ -196,8 +202,10 @@ def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, st
     assert auto.init_ == min(auto.init_valid_losses_, key=auto.init_valid_losses_.get)
     assert min(row["valid_loss"] for row in auto.history) == min(auto.init_valid_losses_.values())
     # the kept model is the plain fit from that start, bit for bit (same seeds, same validation split)
-    plain = {"encoder": SiteNetRegressor(encoder=featurizer, max_epochs=3, random_state=0),
-             "scratch": SiteNetRegressor(max_epochs=3, random_state=0)}
+    plain = {
+        "encoder": SiteNetRegressor(encoder=featurizer, max_epochs=3, random_state=0),
+        "scratch": SiteNetRegressor(max_epochs=3, random_state=0),
+    }
     for start, reg in plain.items():
         reg.fit(structures, targets)
         assert min(row["valid_loss"] for row in reg.history) == pytest.approx(auto.init_valid_losses_[start])
@@ -217,10 +225,13 @@ def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets)
         SiteNetRegressor(**QUICK).fit(structures, targets[:39])
     with pytest.raises(ValueError, match="beyond float32"):
         SiteNetRegressor(**QUICK).fit(structures, targets * 1e300)
-    for params, message in [({"max_epochs": 0}, r"'max_epochs' parameter of SiteNetRegressor .*\[1, inf\)"),
-                            ({"lr": 0.0}, "'lr' parameter"), ({"batch_sites": 0}, "'batch_sites' parameter"),
-                            ({"max_atoms": 5000}, "'max_atoms' parameter"),
-                            ({"gradient_clip": -1.0}, "'gradient_clip' parameter")]:
+    for params, message in [
+        ({"max_epochs": 0}, r"'max_epochs' parameter of SiteNetRegressor .*\[1, inf\)"),
+        ({"lr": 0.0}, "'lr' parameter"),
+        ({"batch_sites": 0}, "'batch_sites' parameter"),
+        ({"max_atoms": 5000}, "'max_atoms' parameter"),
+        ({"gradient_clip": -1.0}, "'gradient_clip' parameter"),
+    ]:
         with pytest.raises(ValueError, match=message):
             SiteNetRegressor(**params).fit(structures, targets)
 

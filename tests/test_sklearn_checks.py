@@ -15,32 +15,57 @@ from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
 
 _NUMERIC_X = "fits on 2-D numeric arrays; X here is a sequence of pymatgen Structures (a ValueError names it)"
 _NUMERIC_CHECKS = (
-    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
-    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
-    "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_complex_data", "check_dtype_object",
-    "check_estimators_empty_data_messages", "check_pipeline_consistency", "check_estimators_nan_inf",
-    "check_estimator_sparse_tag", "check_estimator_sparse_array", "check_estimator_sparse_matrix",
-    "check_estimators_pickle", "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
-    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
-    "check_transformer_data_not_an_array", "check_transformer_general", "check_transformer_preserve_dtypes",
-    "check_regressors_train", "check_regressor_data_not_an_array", "check_estimators_partial_fit_n_features",
-    "check_regressors_no_decision_function", "check_supervised_y_2d", "check_regressors_int",
+    "check_fit_score_takes_y",
+    "check_estimators_overwrite_params",
+    "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input",
+    "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit",
+    "check_estimators_dtypes",
+    "check_complex_data",
+    "check_dtype_object",
+    "check_estimators_empty_data_messages",
+    "check_pipeline_consistency",
+    "check_estimators_nan_inf",
+    "check_estimator_sparse_tag",
+    "check_estimator_sparse_array",
+    "check_estimator_sparse_matrix",
+    "check_estimators_pickle",
+    "check_f_contiguous_array_estimator",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+    "check_fit2d_1sample",
+    "check_fit2d_1feature",
+    "check_dict_unchanged",
+    "check_fit_idempotent",
+    "check_fit_check_is_fitted",
+    "check_n_features_in",
+    "check_fit2d_predict1d",
+    "check_transformer_data_not_an_array",
+    "check_transformer_general",
+    "check_transformer_preserve_dtypes",
+    "check_regressors_train",
+    "check_regressor_data_not_an_array",
+    "check_estimators_partial_fit_n_features",
+    "check_regressors_no_decision_function",
+    "check_supervised_y_2d",
+    "check_regressors_int",
     "check_requires_y_none",
 )
 _SKORCH = "skorch's NeuralNet"
 _EXCEPTIONS = {
     "DeepInfoMaxFeaturizer": {
         "check_mixin_order": "matminer's BaseFeaturizer lists BaseEstimator before TransformerMixin; the order is "
-                             "matminer's and cannot be changed in a subclass",
+        "matminer's and cannot be changed in a subclass",
     },
     "SiteNetRegressor": {
         "check_no_attributes_set_in_init": f"{_SKORCH} sets history_, initialized_ and virtual_params_ in "
-                                           "__init__ and keeps prefixed defaults (optimizer__eps, ...) as "
-                                           "attributes; the device setting is stored as device_setting_ so that "
-                                           "net.device reads resolved",
+        "__init__ and keeps prefixed defaults (optimizer__eps, ...) as "
+        "attributes; the device setting is stored as device_setting_ so that "
+        "net.device reads resolved",
         "check_set_params": f"{_SKORCH}.get_params lists its internal _params_to_validate set, which the check "
-                            "overwrites with a float before set_params adds to it",
+        "overwrites with a float before set_params adds to it",
     },
 }
 

@@ -8,8 +8,10 @@ from dim_sklearn.store import CachedPointSets, stream_point_sets
 
 
 def _same(a, b):
-    return all(np.array_equal(getattr(a, f), getattr(b, f))
-               for f in ("atomic_numbers", "site_features", "distances", "key_site", "supercell_matrix"))
+    return all(
+        np.array_equal(getattr(a, f), getattr(b, f))
+        for f in ("atomic_numbers", "site_features", "distances", "key_site", "supercell_matrix")
+    )
 
 
 def test_streamed_point_sets_are_read_back_from_the_cache_as_built(perovskite, rocksalt, tmp_path):

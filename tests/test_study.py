@@ -43,9 +43,13 @@ def test_ledger_appends_and_knows_what_is_done(tmp_path):
 
 def test_two_processes_sharing_a_results_folder_keep_each_others_records(tmp_path):
     path = tmp_path / "label_masking.json"
-    first, second = ({"runs": [run], "pretraining": {}, "featurisation": {}} for run in (
-        {"command": "--parts representation", "started": "09:00", "wall_s": 0},
-        {"command": "--parts transfer", "started": "09:01", "wall_s": 0}))
+    first, second = (
+        {"runs": [run], "pretraining": {}, "featurisation": {}}
+        for run in (
+            {"command": "--parts representation", "started": "09:00", "wall_s": 0},
+            {"command": "--parts transfer", "started": "09:01", "wall_s": 0},
+        )
+    )
     _merge_metadata(first, first["runs"][0], path)
     second["pretraining"]["flla"] = {"epochs": 40}
     _merge_metadata(second, second["runs"][0], path)
@@ -53,7 +57,9 @@ def test_two_processes_sharing_a_results_folder_keep_each_others_records(tmp_pat
     _merge_metadata(first, first["runs"][0], path)
     saved = json.loads(path.read_text())
     assert [(run["command"], run["wall_s"]) for run in saved["runs"]] == [
-        ("--parts representation", 60), ("--parts transfer", 0)]
+        ("--parts representation", 60),
+        ("--parts transfer", 0),
+    ]
     assert saved["pretraining"] == {"flla": {"epochs": 40}} and saved["featurisation"] == {"flla": {"XRD": 222}}
     assert [p.name for p in tmp_path.iterdir()] == ["label_masking.json"]
 
@@ -61,8 +67,16 @@ def test_two_processes_sharing_a_results_folder_keep_each_others_records(tmp_pat
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, data_home):
     results = tmp_path_factory.mktemp("study")
-    argv = ["--quick", "--results-dir", str(results), "--work-dir", str(results / "work"), "--quiet",
-            "--data-home", str(data_home)]
+    argv = [
+        "--quick",
+        "--results-dir",
+        str(results),
+        "--work-dir",
+        str(results / "work"),
+        "--quiet",
+        "--data-home",
+        str(data_home),
+    ]
     assert main(argv) == 0
     return results, argv
 
@@ -120,7 +134,7 @@ def test_interrupted_study_resumes_with_the_same_results(quick_run):
     frame = pd.read_csv(path)
     assert len(frame) == len(rows)
     key = ["n_labels", "seed", "features", "model"]
-    redone = frame.iloc[len(keep):].set_index(key).mae.sort_index()
+    redone = frame.iloc[len(keep) :].set_index(key).mae.sort_index()
     before = pd.DataFrame(lost).astype({"n_labels": int, "seed": int, "mae": float}).set_index(key).mae.sort_index()
     np.testing.assert_allclose(redone.to_numpy(), before.to_numpy(), rtol=1e-5)
     assert main(argv) == 0  # nothing left to run: no new rows

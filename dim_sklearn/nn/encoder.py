@@ -39,7 +39,17 @@ from .activations import Mish, mish
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
 
-__all__ = ["DistanceExpansion", "EncoderConfig", "LocalEncoder", "GlobalEncoder", "SiteNetEncoder", "gather_keys", "RowChunks", "segment_mean", "take_rows"]
+__all__ = [
+    "DistanceExpansion",
+    "EncoderConfig",
+    "GlobalEncoder",
+    "LocalEncoder",
+    "RowChunks",
+    "SiteNetEncoder",
+    "gather_keys",
+    "segment_mean",
+    "take_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -59,10 +69,12 @@ class EncoderConfig:
     rbf_cutoff: float = 8.0
 
     def __post_init__(self) -> None:
-        check_fields(self, **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"),
-                                           integer(1)),
-                     n_rbf=("0 (raw distances) or an integer >= 2", lambda v: is_int(v) and (v == 0 or v >= 2)),
-                     rbf_cutoff=real(0, low_open=True))
+        check_fields(
+            self,
+            **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"), integer(1)),
+            n_rbf=("0 (raw distances) or an integer >= 2", lambda v: is_int(v) and (v == 0 or v >= 2)),
+            rbf_cutoff=real(0, low_open=True),
+        )
 
     @property
     def n_distance_features(self) -> int:
@@ -88,7 +100,9 @@ class DistanceExpansion(nn.Module):
         super().__init__()
         self.n_rbf = n_rbf
         self.centres: torch.Tensor
-        self.register_buffer("centres", torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0), persistent=False)
+        self.register_buffer(
+            "centres", torch.linspace(0.0, cutoff, n_rbf) if n_rbf else torch.zeros(0), persistent=False
+        )
         self.gamma = (n_rbf - 1) ** 2 / cutoff**2 if n_rbf else 0.0
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, segment_mean,
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
 
-__all__ = ["CHANCE", "DeepInfoMax", "partner_sites", "cyclic_key_index", "gaussian_kl"]
+__all__ = ["CHANCE", "DeepInfoMax", "cyclic_key_index", "gaussian_kl", "partner_sites"]
 
 
 CHANCE = 2 * math.log(2)
@@ -97,7 +97,11 @@ class EnvironmentCritic(nn.Module):
     """Scores a site vector against each of its keys' (raw site features, distance)."""
 
     def __init__(
-        self, local_dim: int, n_site_features: int, width: int = 64, dim: int = 128,
+        self,
+        local_dim: int,
+        n_site_features: int,
+        width: int = 64,
+        dim: int = 128,
         expand_distances: DistanceExpansion | None = None,
     ):
         super().__init__()
@@ -180,7 +184,10 @@ class DeepInfoMax(nn.Module):
         config = encoder.config
         self.encoder = encoder
         self.local_critic = EnvironmentCritic(
-            config.local_dim, config.n_site_features, critic_width, critic_dim,
+            config.local_dim,
+            config.n_site_features,
+            critic_width,
+            critic_dim,
             DistanceExpansion(config.n_rbf, config.rbf_cutoff),
         )
         self.global_critic_crystal = _projection(config.global_dim, critic_width, critic_dim)
@@ -227,7 +234,9 @@ class DeepInfoMax(nn.Module):
             negatives.append(term(scrambled[rows], own, 1.0))
         return positive, torch.stack(negatives).mean(0)
 
-    def forward(self, batch: PointSetBatch, sample: bool = True, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: PointSetBatch, sample: bool = True, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """All loss terms of one batch; ``loss`` is the sum to minimise.
 
         Parameters
@@ -263,8 +272,16 @@ class DeepInfoMax(nn.Module):
         species = self.local_critic.neighbour_species(sf)  # (S, width), gathered onto pairs per chunk
         chunks = RowChunks(self.chunk_rows, mask, mask[partner])
         local_terms = [
-            self._local_terms(z[rows], species, cyclic[:, :n], partner[rows], rows, dist[:, :n], mask[:, :n],
-                              None if scrambled is None else scrambled[:, :n])
+            self._local_terms(
+                z[rows],
+                species,
+                cyclic[:, :n],
+                partner[rows],
+                rows,
+                dist[:, :n],
+                mask[:, :n],
+                None if scrambled is None else scrambled[:, :n],
+            )
             for rows, n in chunks
         ]
         local_positive = chunks.gather([positive for positive, _ in local_terms])

@@ -19,6 +19,7 @@ concatenated pair, without materialising it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from .encoder import hidden_layer, segment_mean
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
 
-__all__ = ["SiteNetConfig", "SiteNet"]
+__all__ = ["SiteNet", "SiteNetConfig"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class SiteNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.pre_pool = hidden_layer(n_site, config.pre_pool)
         widths = [config.pre_pool] + [config.post_pool] * config.post_pool_layers
-        self.post_pool = nn.Sequential(*(hidden_layer(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        self.post_pool = nn.Sequential(*(hidden_layer(a, b) for a, b in itertools.pairwise(widths)))
 
     def forward(self, batch: PointSetBatch) -> torch.Tensor:
         sites = torch.cat([self.element_embedding(batch.atomic_numbers), batch.site_features], dim=-1)

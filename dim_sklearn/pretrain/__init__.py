@@ -71,15 +71,32 @@ class PretrainSettings:
     validation_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        check_fields(self, max_epochs=integer(0), patience=integer(1), batch_sites=integer(1),
-                     lr=real(0, low_open=True), weight_decay=real(0), validation_fraction=real(0, 1, high_open=True))
+        check_fields(
+            self,
+            max_epochs=integer(0),
+            patience=integer(1),
+            batch_sites=integer(1),
+            lr=real(0, low_open=True),
+            weight_decay=real(0),
+            validation_fraction=real(0, 1, high_open=True),
+        )
 
 
 def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: PretrainSettings) -> str:
     digest = hashlib.blake2b(digest_size=16)
     fixed = {k: v for k, v in asdict(settings).items() if k not in ("max_epochs", "patience")}
-    digest.update(json.dumps([fixed, model.encoder.config.to_dict(), model.kl_weight, model.domain_negatives,
-                              model.local_scrambled, model.batch_negatives]).encode())
+    digest.update(
+        json.dumps(
+            [
+                fixed,
+                model.encoder.config.to_dict(),
+                model.kl_weight,
+                model.domain_negatives,
+                model.local_scrambled,
+                model.batch_negatives,
+            ]
+        ).encode()
+    )
     for p in point_sets:
         digest.update(p.site_features.tobytes())
         digest.update(p.distances.tobytes())
@@ -218,8 +235,8 @@ def pretrain(
     if n - n_valid < 2 * world:
         raise ValueError(
             f"validation_fraction={settings.validation_fraction} holds out {n_valid} of {n} structures, leaving "
-            f"{n - n_valid} for training; Deep InfoMax needs at least 2" + (f" per rank ({world} ranks)" if world > 1
-                                                                              else "")
+            f"{n - n_valid} for training; Deep InfoMax needs at least 2"
+            + (f" per rank ({world} ranks)" if world > 1 else "")
         )
     valid_idx, train_idx = order[:n_valid], order[n_valid:]
     sizes = _site_counts(point_sets)
@@ -236,11 +253,10 @@ def pretrain(
     ]
     trainer = model  # what the training pass calls: under a process group, the model in DistributedDataParallel
     if world > 1:
-        trainer = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
-                                                            else None)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    )
+        trainer = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     history: list[dict[str, float]] = []
     stopping = EarlyStopping(settings.patience)
     initial_state = copy.deepcopy(model.state_dict())
@@ -251,8 +267,12 @@ def pretrain(
         history = state["history"]
         stopping.load_state_dict(state)
 
-    epochs = tqdm(range(len(history) + 1, settings.max_epochs + 1), disable=not verbose or rank != 0,
-                  desc="DIM pretraining", unit="epoch")
+    epochs = tqdm(
+        range(len(history) + 1, settings.max_epochs + 1),
+        disable=not verbose or rank != 0,
+        desc="DIM pretraining",
+        unit="epoch",
+    )
     for epoch in epochs:
         if stopping.should_stop:
             break
@@ -270,7 +290,9 @@ def pretrain(
                 kept = f"the weights of epoch {stopping.best_epoch}"
             warnings.warn(
                 f"Deep InfoMax pretraining diverged in epoch {epoch} (training loss {train['loss']}); stopped, "
-                f"keeping {kept}: lower lr", RuntimeWarning, stacklevel=2,
+                f"keeping {kept}: lower lr",
+                RuntimeWarning,
+                stacklevel=2,
             )
             break
         row = {"epoch": epoch, **train, "crystals_per_second": len(train_idx) / seconds, "seconds": seconds}
@@ -293,8 +315,14 @@ def pretrain(
         if checkpoint_path is not None:
             if rank == 0:
                 save_checkpoint(
-                    {"fingerprint": fingerprint, "seed": seed, "model": model.state_dict(),
-                     "optimisers": [o.state_dict() for o in optimisers], "history": history, **stopping.state_dict()},
+                    {
+                        "fingerprint": fingerprint,
+                        "seed": seed,
+                        "model": model.state_dict(),
+                        "optimisers": [o.state_dict() for o in optimisers],
+                        "history": history,
+                        **stopping.state_dict(),
+                    },
                     checkpoint_path,
                 )
             barrier()  # every rank knows the epoch is saved

@@ -26,8 +26,18 @@ CHECKPOINT = "checkpoint.pt"
 """Name of the checkpoint file inside a run's ``checkpoint_dir``."""
 
 CHECKPOINT_KEYS = frozenset(
-    {"fingerprint", "seed", "model", "optimisers", "history", "best_loss", "best_epoch", "bad_epochs", "best_state",
-     "checksum"}
+    {
+        "fingerprint",
+        "seed",
+        "model",
+        "optimisers",
+        "history",
+        "best_loss",
+        "best_epoch",
+        "bad_epochs",
+        "best_state",
+        "checksum",
+    }
 )
 """The keys of a checkpoint: the run's identity, the model and optimiser states, the history and the best state."""
 
@@ -108,8 +118,10 @@ def load_checkpoint(path: str | Path, device: torch.device, fingerprint: str) ->
             f"{damaged}: it cannot be read ({type(exc).__name__}); delete it to start afresh"
         ) from None
     if isinstance(state, dict) and set(state) == CHECKPOINT_KEYS - {"checksum"}:
-        raise IncompatibleModelError(f"{damaged}: it was written without a checksum (by an older dim-sklearn) and "
-                                     "cannot be verified; delete it to start afresh")
+        raise IncompatibleModelError(
+            f"{damaged}: it was written without a checksum (by an older dim-sklearn) and "
+            "cannot be verified; delete it to start afresh"
+        )
     if not isinstance(state, dict) or set(state) != CHECKPOINT_KEYS:
         raise IncompatibleModelError(f"{damaged}: it does not hold a checkpoint's contents; delete it to start afresh")
     if state["checksum"] != checksum(state):

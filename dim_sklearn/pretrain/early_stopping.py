@@ -63,11 +63,18 @@ class EarlyStopping:
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of the tracker."""
-        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "best_state": self.best_state}
+        return {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "best_state": self.best_state,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take up the tracking where :meth:`state_dict` left it."""
         self.best_loss, self.best_epoch, self.bad_epochs, self.best_state = (
-            state["best_loss"], state["best_epoch"], state["bad_epochs"], state["best_state"]
+            state["best_loss"],
+            state["best_epoch"],
+            state["bad_epochs"],
+            state["best_state"],
         )

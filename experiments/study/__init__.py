@@ -13,4 +13,4 @@ from .cli import main
 from .report import write_report
 from .runner import run_study
 
-__all__ = ["Budget", "FULL", "QUICK", "TARGETS", "Target", "main", "run_study", "write_report"]
+__all__ = ["FULL", "QUICK", "TARGETS", "Budget", "Target", "main", "run_study", "write_report"]

@@ -22,28 +22,49 @@ PARTS = ("representation", "transfer", "investigation")
 def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path = DEFAULT_RESULTS) -> None:
     """The study's options on ``parser``; ``--results-dir`` defaults to ``default_results``."""
     names = ", ".join(t.name for t in TARGETS)
-    parser.add_argument("--quick", action="store_true",
-                        help="one target, two sizes, two seeds, tiny budgets (checks the machinery)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one target, two sizes, two seeds, tiny budgets (checks the machinery)"
+    )
     parser.add_argument("--targets", default=None, help=f"comma-separated subset of: {names}")
     parser.add_argument("--labels", default=None, help="comma-separated label counts (default 50,100,250,1000)")
-    parser.add_argument("--pretrain-epochs", type=int, default=None,
-                        help=f"DIM pretraining epochs (default {FULL.pretrain_epochs}; the encoder's name records it)")
-    parser.add_argument("--finetune-samples", type=int, default=None,
-                        help=f"fine-tuning budget in structures seen, epochs = samples / labels "
-                             f"(default {FULL.finetune_samples:,}, at most {FULL.finetune_max_epochs} epochs)")
-    parser.add_argument("--features", default=None,
-                        help="comma-separated feature sets (and fine-tuning starts) to run, e.g. "
-                             "'DIM shipped,Magpie + DIM shipped,CHGNet'; default: all. Only what they need is "
-                             "computed: the target's own DIM encoder is not pretrained unless DIM is asked for")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help="representation (scikit-learn models), transfer (fine-tuning), investigation "
-                             "(pretraining variants); comma-separated")
-    parser.add_argument("--results-dir", default=None,
-                        help=f"CSV, JSON, markdown and plots (default {default_results}; with --quick "
-                             "<work-dir>/results, so a quick run never mixes into the study's results)")
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=None,
+        help=f"DIM pretraining epochs (default {FULL.pretrain_epochs}; the encoder's name records it)",
+    )
+    parser.add_argument(
+        "--finetune-samples",
+        type=int,
+        default=None,
+        help=f"fine-tuning budget in structures seen, epochs = samples / labels "
+        f"(default {FULL.finetune_samples:,}, at most {FULL.finetune_max_epochs} epochs)",
+    )
+    parser.add_argument(
+        "--features",
+        default=None,
+        help="comma-separated feature sets (and fine-tuning starts) to run, e.g. "
+        "'DIM shipped,Magpie + DIM shipped,CHGNet'; default: all. Only what they need is "
+        "computed: the target's own DIM encoder is not pretrained unless DIM is asked for",
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="representation (scikit-learn models), transfer (fine-tuning), investigation "
+        "(pretraining variants); comma-separated",
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help=f"CSV, JSON, markdown and plots (default {default_results}; with --quick "
+        "<work-dir>/results, so a quick run never mixes into the study's results)",
+    )
     parser.set_defaults(default_results=default_results)
-    parser.add_argument("--work-dir", default=None, help="encoders and feature caches "
-                        "(default ~/.cache/dim-sklearn/label-masking[-quick])")
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="encoders and feature caches (default ~/.cache/dim-sklearn/label-masking[-quick])",
+    )
     parser.add_argument("--cache-dir", default=None, help="point-set cache (default: <work-dir>/point-sets)")
     parser.add_argument("--data-home", default=None)
     parser.add_argument("--report-only", action="store_true", help="regenerate the markdown and plots from the CSV")
@@ -52,8 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path =
 
 def run(args: argparse.Namespace, command: str) -> int:
     """Run what ``args`` (parsed by :func:`add_arguments`) ask; ``command`` is recorded with the results."""
-    work = Path(args.work_dir) if args.work_dir else DEFAULT_WORK / ("label-masking-quick" if args.quick
-                                                                     else "label-masking")
+    work = (
+        Path(args.work_dir)
+        if args.work_dir
+        else DEFAULT_WORK / ("label-masking-quick" if args.quick else "label-masking")
+    )
     results = Path(args.results_dir or (work / "results" if args.quick else args.default_results))
     if args.report_only:
         meta_path = results / "label_masking.json"
@@ -78,14 +102,26 @@ def run(args: argparse.Namespace, command: str) -> int:
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")
     features = tuple(args.features.split(",")) if args.features else None
-    path = run_study(budget, results, work, args.cache_dir or str(work / "point-sets"), args.data_home, parts,
-                     verbose=not args.quiet, command=command, features=features)
+    path = run_study(
+        budget,
+        results,
+        work,
+        args.cache_dir or str(work / "point-sets"),
+        args.data_home,
+        parts,
+        verbose=not args.quiet,
+        command=command,
+        features=features,
+    )
     print(f"results in {path} and {results / 'label_masking.md'}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None, default_results: str | Path = DEFAULT_RESULTS,
-         prog: str = "python -m experiments study") -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    default_results: str | Path = DEFAULT_RESULTS,
+    prog: str = "python -m experiments study",
+) -> int:
     """Parse ``argv`` (default: the process's arguments) and run the study."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     add_arguments(parser, default_results)

@@ -23,8 +23,20 @@ from dim_sklearn.pretrained import pretrained_path
 
 from ..protocol import Budget, Split, slugify
 
-__all__ = ["FOUNDATION", "HAND_CRAFTED", "RAW_UNTRAINED", "SHIPPED", "UNIONS", "MAIN", "VARIANTS", "Pretraining", "corpus_structures", "pretrained_encoder",
-           "shipped_encoder", "feature_table"]
+__all__ = [
+    "FOUNDATION",
+    "HAND_CRAFTED",
+    "MAIN",
+    "RAW_UNTRAINED",
+    "SHIPPED",
+    "UNIONS",
+    "VARIANTS",
+    "Pretraining",
+    "corpus_structures",
+    "feature_table",
+    "pretrained_encoder",
+    "shipped_encoder",
+]
 
 
 def _magpie(structures: list) -> np.ndarray:
@@ -68,6 +80,7 @@ HAND_CRAFTED: dict[str, Callable[[list], np.ndarray]] = {
     "OrbitalFieldMatrix": _orbital_field,
 }
 """matminer baselines: name -> function of a list of structures giving (n, d) features (NaN rows on failure)."""
+
 
 def _chgnet(structures: list, chunk: int = 500) -> np.ndarray:
     """CHGNet's 64-d ``crystal_fea`` (energy head only: no forces or stresses); NaN rows where its graph fails."""
@@ -136,16 +149,34 @@ class Pretraining:
 MAIN = Pretraining()
 VARIANTS = (
     Pretraining("DIM, 2.5x epochs", epochs_factor=2.5, description="2.5 times the epochs (patience unchanged)"),
-    Pretraining("DIM, no domain negatives", domain_negatives=False,
-                description="negatives from other crystals of the batch only"),
-    Pretraining("DIM, all data sets", epochs_factor=0.25, corpus="all",
-                description="the training structures plus every other data set (test matches removed), "
-                            "a quarter of the epochs"),
+    Pretraining(
+        "DIM, no domain negatives",
+        domain_negatives=False,
+        description="negatives from other crystals of the batch only",
+    ),
+    Pretraining(
+        "DIM, all data sets",
+        epochs_factor=0.25,
+        corpus="all",
+        description="the training structures plus every other data set (test matches removed), a quarter of the epochs",
+    ),
 )
 """What the investigation tries where DIM loses: longer pretraining, the plain DIM negatives, more data."""
 
-_PRETRAINING_SETTINGS = ("n_rbf", "local_scrambled", "batch_negatives", "kl_weight", "batch_sites", "lr",
-                         "weight_decay", "validation_fraction", "width", "local_dim", "global_width", "global_dim")
+_PRETRAINING_SETTINGS = (
+    "n_rbf",
+    "local_scrambled",
+    "batch_negatives",
+    "kl_weight",
+    "batch_sites",
+    "lr",
+    "weight_decay",
+    "validation_fraction",
+    "width",
+    "local_dim",
+    "global_width",
+    "global_dim",
+)
 """Featurizer parameters that change the pretrained encoder beyond epochs and negatives: they name its folder."""
 
 
@@ -173,8 +204,13 @@ def corpus_structures(split: Split, budget: Budget, data_home: str | None = None
 
 
 def pretrained_encoder(
-    split: Split, budget: Budget, work_dir: Path, cache_dir: str | None = None, verbose: bool = False,
-    pretraining: Pretraining = MAIN, data_home: str | None = None,
+    split: Split,
+    budget: Budget,
+    work_dir: Path,
+    cache_dir: str | None = None,
+    verbose: bool = False,
+    pretraining: Pretraining = MAIN,
+    data_home: str | None = None,
 ) -> tuple[DeepInfoMaxFeaturizer, dict]:
     """DIM pretrained without labels on the split's training structures (or a wider corpus), kept in ``work_dir``.
 
@@ -185,8 +221,13 @@ def pretrained_encoder(
     """
     epochs = pretraining.epochs(budget)
     featurizer = DeepInfoMaxFeaturizer(
-        max_epochs=epochs, patience=budget.pretrain_patience, domain_negatives=pretraining.domain_negatives,
-        random_state=0, cache_dir=cache_dir, verbose=verbose, ignore_errors=pretraining.corpus == "all",
+        max_epochs=epochs,
+        patience=budget.pretrain_patience,
+        domain_negatives=pretraining.domain_negatives,
+        random_state=0,
+        cache_dir=cache_dir,
+        verbose=verbose,
+        ignore_errors=pretraining.corpus == "all",
     )
     settings = {k: v for k, v in featurizer.get_params().items() if k in _PRETRAINING_SETTINGS}
     tag = hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=4).hexdigest()
@@ -205,9 +246,15 @@ def pretrained_encoder(
     featurizer.set_params(checkpoint_dir=str(work_dir / "checkpoints" / name)).fit(corpus)
     featurizer.save(folder)
     info = {
-        "dataset": split.target.dataset, "features": pretraining.name, "description": pretraining.description,
-        "n_train": len(corpus), "corpus": counts, "max_epochs": epochs, "patience": budget.pretrain_patience,
-        "domain_negatives": pretraining.domain_negatives, "settings": settings,
+        "dataset": split.target.dataset,
+        "features": pretraining.name,
+        "description": pretraining.description,
+        "n_train": len(corpus),
+        "corpus": counts,
+        "max_epochs": epochs,
+        "patience": budget.pretrain_patience,
+        "domain_negatives": pretraining.domain_negatives,
+        "settings": settings,
     }
     info_path.write_text(json.dumps(info, indent=1))
     return featurizer, {**info, **_history_summary(featurizer)}
@@ -216,10 +263,15 @@ def pretrained_encoder(
 def _history_summary(featurizer: DeepInfoMaxFeaturizer) -> dict:
     history = featurizer.history_
     first, best = history[0], history[max(featurizer.best_epoch_, 1) - 1]
-    terms = {f"{when}_{term}": row[f"valid_{term}"] for when, row in (("first", first), ("best", best))
-             for term in ("local_dim", "global_dim", "vector_std") if f"valid_{term}" in row}
+    terms = {
+        f"{when}_{term}": row[f"valid_{term}"]
+        for when, row in (("first", first), ("best", best))
+        for term in ("local_dim", "global_dim", "vector_std")
+        if f"valid_{term}" in row
+    }
     return {
-        "epochs": len(history), "best_epoch": featurizer.best_epoch_,
+        "epochs": len(history),
+        "best_epoch": featurizer.best_epoch_,
         "seconds": round(sum(row["seconds"] for row in history), 1),
         "first_loss": first.get("valid_loss", first["loss"]),
         "best_loss": min(row.get("valid_loss", row["loss"]) for row in history),
@@ -236,11 +288,19 @@ def shipped_encoder(cache_dir: str | None = None) -> tuple[DeepInfoMaxFeaturizer
     featurizer = DeepInfoMaxFeaturizer.from_pretrained(cache_dir=cache_dir, ignore_errors=True)
     meta, held_out = featurizer.metadata_, featurizer.metadata_["held_out"]
     info = {
-        "weights": hashlib.blake2b(weights, digest_size=4).hexdigest(), "n_train": meta["corpus"]["n_structures"],
-        "corpus": meta["corpus"]["sets"], "max_epochs": meta["settings"]["max_epochs"], "epochs": meta["epochs"],
-        "best_epoch": meta["best_epoch"], "seconds": meta["training_seconds"], "settings": meta["settings"],
-        **{f"{when}_{term}": held_out[f"{when}_{term}"] for when in ("first", "best")
-           for term in ("loss", "local_dim", "global_dim", "vector_std")},
+        "weights": hashlib.blake2b(weights, digest_size=4).hexdigest(),
+        "n_train": meta["corpus"]["n_structures"],
+        "corpus": meta["corpus"]["sets"],
+        "max_epochs": meta["settings"]["max_epochs"],
+        "epochs": meta["epochs"],
+        "best_epoch": meta["best_epoch"],
+        "seconds": meta["training_seconds"],
+        "settings": meta["settings"],
+        **{
+            f"{when}_{term}": held_out[f"{when}_{term}"]
+            for when in ("first", "best")
+            for term in ("loss", "local_dim", "global_dim", "vector_std")
+        },
     }
     return featurizer, info
 

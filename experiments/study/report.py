@@ -12,21 +12,31 @@ from dim_sklearn.nn import CHANCE
 from ..protocol import TARGETS, slugify
 from .features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
 
-__all__ = ["write_report", "summarise"]
+__all__ = ["summarise", "write_report"]
 
 MODELS = ("RF", "MLP", "Linear", "fine-tuned")
 BASE_FEATURES = ("DIM", SHIPPED, "untrained", RAW_UNTRAINED, *HAND_CRAFTED, *FOUNDATION)
 UNION_FEATURES = ("Magpie", *UNIONS)
 VARIANT_FEATURES = tuple(v.name for v in VARIANTS)
 FEATURE_ORDER = (*BASE_FEATURES, *UNIONS, *VARIANT_FEATURES)
-STYLE = {"DIM": ("tab:red", "o"), SHIPPED: ("tab:cyan", "*"), "Magpie + DIM shipped": ("tab:cyan", "*"),
-         "CHGNet": ("gold", "h"),
-         "untrained": ("tab:gray", "s"), RAW_UNTRAINED: ("black", "x"), "Magpie": ("tab:blue", "^"),
-         "SineCoulombMatrix": ("tab:green", "v"), "XRDPowderPattern": ("tab:purple", "D"),
-         "OrbitalFieldMatrix": ("tab:brown", "P"), "Magpie + DIM": ("tab:red", "o"),
-         "Magpie + untrained": ("tab:gray", "s"), "Magpie + SineCoulombMatrix": ("tab:green", "v"),
-         "DIM, 2.5x epochs": ("tab:orange", "o"), "DIM, no domain negatives": ("tab:pink", "o"),
-         "DIM, all data sets": ("tab:olive", "o")}
+STYLE = {
+    "DIM": ("tab:red", "o"),
+    SHIPPED: ("tab:cyan", "*"),
+    "Magpie + DIM shipped": ("tab:cyan", "*"),
+    "CHGNet": ("gold", "h"),
+    "untrained": ("tab:gray", "s"),
+    RAW_UNTRAINED: ("black", "x"),
+    "Magpie": ("tab:blue", "^"),
+    "SineCoulombMatrix": ("tab:green", "v"),
+    "XRDPowderPattern": ("tab:purple", "D"),
+    "OrbitalFieldMatrix": ("tab:brown", "P"),
+    "Magpie + DIM": ("tab:red", "o"),
+    "Magpie + untrained": ("tab:gray", "s"),
+    "Magpie + SineCoulombMatrix": ("tab:green", "v"),
+    "DIM, 2.5x epochs": ("tab:orange", "o"),
+    "DIM, no domain negatives": ("tab:pink", "o"),
+    "DIM, all data sets": ("tab:olive", "o"),
+}
 EXAMPLE = "../examples/magpie_plus_dim.py"
 """The FeatureUnion example, relative to the results folder (docs/results -> docs/examples)."""
 DISCUSSION = "label_masking_discussion.md"
@@ -34,8 +44,11 @@ DISCUSSION = "label_masking_discussion.md"
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and count of the test MAE per target, model, features and label count."""
-    return (frame.groupby(["dataset", "target", "model", "features", "n_labels"])["mae"]
-            .agg(["mean", "std", "count"]).reset_index())
+    return (
+        frame.groupby(["dataset", "target", "model", "features", "n_labels"])["mae"]
+        .agg(["mean", "std", "count"])
+        .reset_index()
+    )
 
 
 def _paired(frame: pd.DataFrame, model: str, a: str, b: str) -> pd.DataFrame:
@@ -71,8 +84,11 @@ def _headline(frame: pd.DataFrame) -> list[str]:
     best = _best_hand_crafted(frame)
     if vs_untrained.empty:
         return []
-    lines = ["| labels | DIM | untrained encoder | best hand-crafted | DIM vs untrained | DIM wins | "
-             "DIM vs best hand-crafted |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| labels | DIM | untrained encoder | best hand-crafted | DIM vs untrained | DIM wins | "
+        "DIM vs best hand-crafted |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for n, row in vs_untrained.iterrows():
         hand = best.get(n)
         cell, change = "", ""
@@ -80,14 +96,21 @@ def _headline(frame: pd.DataFrame) -> list[str]:
             other = _paired(frame, "RF", "DIM", hand).loc[n]
             cell = f"{_fmt(other[f'{hand} mean'], other[f'{hand} std'])} ({hand})"
             change = f"{other['change %']:+.1f}%"
-        lines.append(f"| {n} | {_fmt(row['DIM mean'], row['DIM std'])} | "
-                     f"{_fmt(row['untrained mean'], row['untrained std'])} | {cell} | {row['change %']:+.1f}% | "
-                     f"{row['wins']:.0f}/{row['runs']:.0f} | {change} |")
+        lines.append(
+            f"| {n} | {_fmt(row['DIM mean'], row['DIM std'])} | "
+            f"{_fmt(row['untrained mean'], row['untrained std'])} | {cell} | {row['change %']:+.1f}% | "
+            f"{row['wins']:.0f}/{row['runs']:.0f} | {change} |"
+        )
     return lines
 
 
-PAPER_FINETUNE_CHANGE = {50: 0.470 / 0.513, 100: 0.379 / 0.431, 250: 0.312 / 0.316, 1000: 0.208 / 0.192,
-                         10000: 0.087 / 0.080}
+PAPER_FINETUNE_CHANGE = {
+    50: 0.470 / 0.513,
+    100: 0.379 / 0.431,
+    250: 0.312 / 0.316,
+    1000: 0.208 / 0.192,
+    10000: 0.087 / 0.080,
+}
 """Formation energy, fine-tuned from DIM / from scratch, in the paper's reference runs (METHOD.md section 7)."""
 
 
@@ -99,31 +122,42 @@ def _finetune(frame: pd.DataFrame, with_paper: bool = False) -> list[str]:
     epochs = pd.to_numeric(tuned.epochs, errors="coerce")
     mean_epochs = epochs.groupby([tuned.n_labels, tuned.features]).mean().unstack()
     paper = " paper's change (MP e_form) |" if with_paper else ""
-    lines = ["| labels | from scratch | from DIM | change | DIM wins | mean epochs (scratch / DIM) |" + paper,
-             "|---|---|---|---|---|---|" + ("---|" if with_paper else "")]
+    lines = [
+        "| labels | from scratch | from DIM | change | DIM wins | mean epochs (scratch / DIM) |" + paper,
+        "|---|---|---|---|---|---|" + ("---|" if with_paper else ""),
+    ]
     for n, row in paired.iterrows():
         ratio = PAPER_FINETUNE_CHANGE.get(int(n))
-        lines.append(f"| {n} | {_fmt(row['untrained mean'], row['untrained std'])} | "
-                     f"{_fmt(row['DIM mean'], row['DIM std'])} | {row['change %']:+.1f}% | "
-                     f"{row['wins']:.0f}/{row['runs']:.0f} | {mean_epochs.loc[n, 'untrained']:.0f} / "
-                     f"{mean_epochs.loc[n, 'DIM']:.0f} |"
-                     + ((f" {100 * (ratio - 1):+.1f}% |" if ratio else " |") if with_paper else ""))
+        lines.append(
+            f"| {n} | {_fmt(row['untrained mean'], row['untrained std'])} | "
+            f"{_fmt(row['DIM mean'], row['DIM std'])} | {row['change %']:+.1f}% | "
+            f"{row['wins']:.0f}/{row['runs']:.0f} | {mean_epochs.loc[n, 'untrained']:.0f} / "
+            f"{mean_epochs.loc[n, 'DIM']:.0f} |"
+            + ((f" {100 * (ratio - 1):+.1f}% |" if ratio else " |") if with_paper else "")
+        )
     return lines
 
 
 def _full_table(summary: pd.DataFrame, mean_predictor: pd.Series) -> list[str]:
     counts = sorted(summary.n_labels.unique())
-    lines = ["| model | features | " + " | ".join(f"{n} labels" for n in counts) + " |",
-             "|---|---|" + "---|" * len(counts)]
-    lines.append("| mean of the labels | | " + " | ".join(_fmt(mean_predictor.get(n, np.nan), 0) for n in counts)
-                 + " |")
+    lines = [
+        "| model | features | " + " | ".join(f"{n} labels" for n in counts) + " |",
+        "|---|---|" + "---|" * len(counts),
+    ]
+    lines.append(
+        "| mean of the labels | | " + " | ".join(_fmt(mean_predictor.get(n, np.nan), 0) for n in counts) + " |"
+    )
     for model in MODELS:
         for features in FEATURE_ORDER:
             rows = summary[(summary.model == model) & (summary.features == features)].set_index("n_labels")
             if rows.empty:
                 continue
-            cells = [f"{_fmt(rows.loc[n, 'mean'], rows.loc[n, 'std'])} ({int(rows.loc[n, 'count'])})"
-                     if n in rows.index else "" for n in counts]
+            cells = [
+                f"{_fmt(rows.loc[n, 'mean'], rows.loc[n, 'std'])} ({int(rows.loc[n, 'count'])})"
+                if n in rows.index
+                else ""
+                for n in counts
+            ]
             lines.append(f"| {model} | {features} | " + " | ".join(cells) + " |")
     return lines
 
@@ -144,11 +178,21 @@ def _panel(ax, summary: pd.DataFrame, model: str, features: tuple[str, ...], mea
         if rows.empty:
             continue
         color, marker = STYLE[name]
-        label = {"untrained": "untrained encoder" if model != "fine-tuned" else "from scratch",
-                 "DIM": "DIM" if model != "fine-tuned" else "from DIM",
-                 SHIPPED: SHIPPED if model != "fine-tuned" else "from DIM shipped"}.get(name, name)
-        ax.errorbar(rows.n_labels, rows["mean"], yerr=rows["std"].fillna(0), color=color, marker=marker,
-                    capsize=3, label=label, lw=1.5 if name in ("DIM", "untrained", "Magpie + DIM") else 1)
+        label = {
+            "untrained": "untrained encoder" if model != "fine-tuned" else "from scratch",
+            "DIM": "DIM" if model != "fine-tuned" else "from DIM",
+            SHIPPED: SHIPPED if model != "fine-tuned" else "from DIM shipped",
+        }.get(name, name)
+        ax.errorbar(
+            rows.n_labels,
+            rows["mean"],
+            yerr=rows["std"].fillna(0),
+            color=color,
+            marker=marker,
+            capsize=3,
+            label=label,
+            lw=1.5 if name in ("DIM", "untrained", "Magpie + DIM") else 1,
+        )
     if len(mean_predictor):
         ax.plot(mean_predictor.index, mean_predictor.values, "k--", lw=1, label="mean of the labels")
         ax.set_ylim(0, 1.3 * mean_predictor.max())
@@ -184,8 +228,14 @@ def _subset_change(frame: pd.DataFrame, model: str, a: str, b: str) -> pd.DataFr
         return pd.DataFrame(columns=["mean", "std", "wins", "runs"])
     pairs = pivot[[a, b]].dropna()
     change = (100 * (pairs[a] / pairs[b] - 1)).groupby(level="n_labels")
-    return pd.DataFrame({"mean": change.mean(), "std": change.std(), "runs": change.size(),
-                         "wins": (pairs[a] < pairs[b]).groupby(level="n_labels").sum()})
+    return pd.DataFrame(
+        {
+            "mean": change.mean(),
+            "std": change.std(),
+            "runs": change.size(),
+            "wins": (pairs[a] < pairs[b]).groupby(level="n_labels").sum(),
+        }
+    )
 
 
 def _change_cell(changes: pd.DataFrame, n: int) -> str:
@@ -208,39 +258,57 @@ def _union_rows(group: pd.DataFrame, model: str) -> list[str]:
 
 def _summary_table(frame: pd.DataFrame) -> list[str]:
     """One row per target and label count: what DIM changes, against each comparison."""
-    lines = ["| target | labels | RF: DIM vs untrained (wins) | RF: DIM vs best hand-crafted | "
-             "fine-tuning: DIM vs scratch (wins) | RF: Magpie + DIM vs Magpie, per subset (wins) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| target | labels | RF: DIM vs untrained (wins) | RF: DIM vs best hand-crafted | "
+        "fine-tuning: DIM vs scratch (wins) | RF: Magpie + DIM vs Magpie, per subset (wins) |",
+        "|---|---|---|---|---|---|",
+    ]
     for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
         rf, tuned = _paired(group, "RF", "DIM", "untrained"), _paired(group, "fine-tuned", "DIM", "untrained")
         best, union = _best_hand_crafted(group), _subset_change(group, "RF", "Magpie + DIM", "Magpie")
         for n in sorted(group.n_labels.unique()):
             cells = []
             for paired in (rf, tuned):
-                cells.append(f"{paired.loc[n, 'change %']:+.1f}% ({paired.loc[n, 'wins']:.0f}/"
-                             f"{paired.loc[n, 'runs']:.0f})" if n in paired.index else "not run yet")
+                cells.append(
+                    f"{paired.loc[n, 'change %']:+.1f}% ({paired.loc[n, 'wins']:.0f}/{paired.loc[n, 'runs']:.0f})"
+                    if n in paired.index
+                    else "not run yet"
+                )
             hand = best.get(n)
-            vs_hand = (f"{_paired(group, 'RF', 'DIM', hand).loc[n, 'change %']:+.1f}% ({hand})"
-                       if hand is not None else "")
-            lines.append(f"| {dataset} {target} | {n} | {cells[0]} | {vs_hand} | {cells[1]} | "
-                         f"{_change_cell(union, n)} |")
+            vs_hand = (
+                f"{_paired(group, 'RF', 'DIM', hand).loc[n, 'change %']:+.1f}% ({hand})" if hand is not None else ""
+            )
+            lines.append(
+                f"| {dataset} {target} | {n} | {cells[0]} | {vs_hand} | {cells[1]} | {_change_cell(union, n)} |"
+            )
     return [*lines, ""]
 
 
 def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path) -> list[str]:
     """Magpie alone vs Magpie beside DIM, the untrained encoder and SineCoulombMatrix, for every target."""
-    groups = [(key, group) for key, group in frame.groupby(["dataset", "target"], sort=False)
-              if {"Magpie", "Magpie + DIM"} <= set(group.features)]
+    groups = [
+        (key, group)
+        for key, group in frame.groupby(["dataset", "target"], sort=False)
+        if {"Magpie", "Magpie + DIM"} <= set(group.features)
+    ]
     if not groups:
         return []
-    header = ["| model | labels | " + " | ".join(UNION_FEATURES) + " | adding DIM to Magpie, per subset (DIM helps) |",
-              "|---|---|" + "---|" * (len(UNION_FEATURES) + 1)]
-    lines = ["## Composition features beside DIM vectors", "",
-             "A matminer user keeps the composition features and adds a structure representation beside them "
-             "(`FeatureUnion`). Test MAE of Magpie alone and of Magpie beside DIM, the untrained encoder and "
-             "SineCoulombMatrix; the change from adding DIM is the mean ± std over label subsets of the "
-             "per-subset relative change (negative = DIM vectors help), with in brackets the subsets where "
-             "Magpie + DIM beats Magpie.", "", "![Magpie vs Magpie + DIM](label_masking_magpie_unions.png)", ""]
+    header = [
+        "| model | labels | " + " | ".join(UNION_FEATURES) + " | adding DIM to Magpie, per subset (DIM helps) |",
+        "|---|---|" + "---|" * (len(UNION_FEATURES) + 1),
+    ]
+    lines = [
+        "## Composition features beside DIM vectors",
+        "",
+        "A matminer user keeps the composition features and adds a structure representation beside them "
+        "(`FeatureUnion`). Test MAE of Magpie alone and of Magpie beside DIM, the untrained encoder and "
+        "SineCoulombMatrix; the change from adding DIM is the mean ± std over label subsets of the "
+        "per-subset relative change (negative = DIM vectors help), with in brackets the subsets where "
+        "Magpie + DIM beats Magpie.",
+        "",
+        "![Magpie vs Magpie + DIM](label_masking_magpie_unions.png)",
+        "",
+    ]
     plt = _pyplot()
     columns = min(3, len(groups))
     rows = -(-len(groups) // columns)
@@ -250,9 +318,14 @@ def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path
         _panel(ax, part, "RF", UNION_FEATURES, group[group.model == "mean"].groupby("n_labels").mae.mean())
         ax.set_title(f"{dataset}: {target}", fontsize=9)
         ax.set_ylabel(f"RF test MAE ({_unit(dataset, target)})", fontsize=8)
-        lines += [f"### {dataset}: {target}", "", *header,
-                  *(row for model in MODELS[:3] for row in _union_rows(group, model)), ""]
-    for ax in list(axes.flat)[len(groups):]:
+        lines += [
+            f"### {dataset}: {target}",
+            "",
+            *header,
+            *(row for model in MODELS[:3] for row in _union_rows(group, model)),
+            "",
+        ]
+    for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -260,11 +333,18 @@ def _union_section(frame: pd.DataFrame, summary: pd.DataFrame, results_dir: Path
     plt.close(fig)
     example = results_dir / EXAMPLE
     if example.is_file():
-        lines += ["### The pipeline to copy", "",
-                  "Pretrain on all the unlabelled structures once, freeze the featurizer, and put it beside "
-                  "matminer's composition features (`docs/examples/magpie_plus_dim.py`, run by the test suite; "
-                  "the study builds the same columns from its cached feature tables):", "",
-                  "```python", example.read_text().strip(), "```", ""]
+        lines += [
+            "### The pipeline to copy",
+            "",
+            "Pretrain on all the unlabelled structures once, freeze the featurizer, and put it beside "
+            "matminer's composition features (`docs/examples/magpie_plus_dim.py`, run by the test suite; "
+            "the study builds the same columns from its cached feature tables):",
+            "",
+            "```python",
+            example.read_text().strip(),
+            "```",
+            "",
+        ]
     return lines
 
 
@@ -274,22 +354,29 @@ SHIPPED_GOALS = {"RF": ((50, 100, 250), -10.0), "union": ((250, 1000), 0.0), "fi
 
 def _shipped_section(frame: pd.DataFrame, meta: dict) -> list[str]:
     """The shipped encoder on every target: RF vs untrained and vs the target's own DIM, union, fine-tuning."""
-    groups = [(key, group) for key, group in frame.groupby(["dataset", "target"], sort=False)
-              if SHIPPED in set(group.features)]
+    groups = [
+        (key, group)
+        for key, group in frame.groupby(["dataset", "target"], sort=False)
+        if SHIPPED in set(group.features)
+    ]
     if not groups:
         return []
     info = meta.get("pretraining", {}).get(SHIPPED, {})
-    lines = ["| target | labels | RF: shipped vs untrained (raw distances) | RF: shipped vs the target's DIM | "
-             "RF: shipped vs CHGNet | RF: Magpie + shipped vs Magpie | fine-tuning: from shipped vs scratch |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target | labels | RF: shipped vs untrained (raw distances) | RF: shipped vs the target's DIM | "
+        "RF: shipped vs CHGNet | RF: Magpie + shipped vs Magpie | fine-tuning: from shipped vs scratch |",
+        "|---|---|---|---|---|---|---|",
+    ]
     met, measured = dict.fromkeys(SHIPPED_GOALS, 0), dict.fromkeys(SHIPPED_GOALS, 0)
     for (dataset, target), group in groups:
         # The paper's raw-distance encoder at random weights: "untrained" on the targets measured before the
         # radial-basis default, RAW_UNTRAINED beside the radial-basis "untrained" since.
         untrained = RAW_UNTRAINED if RAW_UNTRAINED in set(group.features) else "untrained"
         comparisons = {
-            "RF": ("RF", SHIPPED, untrained), "RF vs DIM": ("RF", SHIPPED, "DIM"),
-            "RF vs CHGNet": ("RF", SHIPPED, "CHGNet"), "union": ("RF", "Magpie + DIM shipped", "Magpie"),
+            "RF": ("RF", SHIPPED, untrained),
+            "RF vs DIM": ("RF", SHIPPED, "DIM"),
+            "RF vs CHGNet": ("RF", SHIPPED, "CHGNet"),
+            "union": ("RF", "Magpie + DIM shipped", "Magpie"),
             "fine-tuned": ("fine-tuned", SHIPPED, "untrained"),
         }
         changes = {name: _subset_change(group, *spec) for name, spec in comparisons.items()}
@@ -304,21 +391,31 @@ def _shipped_section(frame: pd.DataFrame, meta: dict) -> list[str]:
     goals = "; ".join(
         f"{label} at {'/'.join(map(str, SHIPPED_GOALS[goal][0]))} labels: "
         + (f"{met[goal]} of the {measured[goal]} targets measured" if measured[goal] else "not run yet")
-        for goal, label in (("RF", "RF on the shipped vectors at least 10% below the untrained encoder"),
-                            ("union", "Magpie + shipped below Magpie alone"),
-                            ("fine-tuned", "fine-tuning from shipped at least 10% below scratch")))
+        for goal, label in (
+            ("RF", "RF on the shipped vectors at least 10% below the untrained encoder"),
+            ("union", "Magpie + shipped below Magpie alone"),
+            ("fine-tuned", "fine-tuning from shipped at least 10% below scratch"),
+        )
+    )
     corpus = f" on {info['n_train']:,} structures" if "n_train" in info else ""
-    return ["## The shipped encoder", "",
-            f"`DeepInfoMaxFeaturizer.from_pretrained()`: pretrained once{corpus} (the training structures of "
-            "every data set, deduplicated; every target's test split, Matbench phonons fold 0 and their matches "
-            "removed: `scripts/pretraining_corpus.py`), the same for every target, with no training by the user. "
-            "Changes in test MAE are the mean ± std over label subsets (seeds for fine-tuning) of the per-subset "
-            "relative change; in brackets, the subsets where the first is lower. Negative = the shipped encoder "
-            "helps. The untrained baseline is the paper's raw-distance encoder at random weights (the stronger "
-            "random encoder; on mp_crysxpp the radial-basis one is in the tables too). CHGNet's `crystal_fea` "
-            "(64-d, CHGNet 0.3.0 weights) was trained on Materials Project energies, forces, stresses and magnetic "
-            "moments: on MP-derived targets it has seen related labels.", "",
-            *lines, "", f"Targets: {goals}.", ""]
+    return [
+        "## The shipped encoder",
+        "",
+        f"`DeepInfoMaxFeaturizer.from_pretrained()`: pretrained once{corpus} (the training structures of "
+        "every data set, deduplicated; every target's test split, Matbench phonons fold 0 and their matches "
+        "removed: `scripts/pretraining_corpus.py`), the same for every target, with no training by the user. "
+        "Changes in test MAE are the mean ± std over label subsets (seeds for fine-tuning) of the per-subset "
+        "relative change; in brackets, the subsets where the first is lower. Negative = the shipped encoder "
+        "helps. The untrained baseline is the paper's raw-distance encoder at random weights (the stronger "
+        "random encoder; on mp_crysxpp the radial-basis one is in the tables too). CHGNet's `crystal_fea` "
+        "(64-d, CHGNet 0.3.0 weights) was trained on Materials Project energies, forces, stresses and magnetic "
+        "moments: on MP-derived targets it has seen related labels.",
+        "",
+        *lines,
+        "",
+        f"Targets: {goals}.",
+        "",
+    ]
 
 
 def _investigation(frame: pd.DataFrame) -> list[str]:
@@ -329,8 +426,12 @@ def _investigation(frame: pd.DataFrame) -> list[str]:
         if not set(VARIANT_FEATURES) & set(group.features):
             continue
         stats = group.groupby(["model", "n_labels", "features"]).mae.agg(["mean", "std"])
-        lines += [f"### {dataset}: {target}", "", "| model | labels | " + " | ".join(compared) + " |",
-                  "|---|---|" + "---|" * len(compared)]
+        lines += [
+            f"### {dataset}: {target}",
+            "",
+            "| model | labels | " + " | ".join(compared) + " |",
+            "|---|---|" + "---|" * len(compared),
+        ]
         for model in MODELS[:3]:
             for n in sorted(group.n_labels.unique()):
                 if (model, n, "untrained") not in stats.index:
@@ -348,20 +449,32 @@ def _investigation(frame: pd.DataFrame) -> list[str]:
         lines.append("")
     if not lines:
         return []
-    return ["## Investigation: other ways to pretrain", "",
-            "Where DIM features lose, three changes to the pretraining were tried on the same splits, label subsets "
-            "and models (change vs the untrained encoder in brackets; the encoders are in the settings below):", "",
-            *(f"- **{v.name}**: {v.description}." for v in VARIANTS), "", *lines]
+    return [
+        "## Investigation: other ways to pretrain",
+        "",
+        "Where DIM features lose, three changes to the pretraining were tried on the same splits, label subsets "
+        "and models (change vs the untrained encoder in brackets; the encoders are in the settings below):",
+        "",
+        *(f"- **{v.name}**: {v.description}." for v in VARIANTS),
+        "",
+        *lines,
+    ]
 
 
 def _settings_text(settings: dict | None) -> str:
     """The pretraining settings of one encoder, briefly."""
     if not settings:
         return "paper"
-    parts = [f"lr {settings['lr']:g}", f"{settings['batch_sites']} sites/batch",
-             f"RBF {settings['n_rbf']}" if settings.get("n_rbf") else "raw distances"]
-    parts += [label for key, label in (("local_scrambled", "scrambled local negative"),
-                                        ("batch_negatives", "batch negatives")) if settings.get(key)]
+    parts = [
+        f"lr {settings['lr']:g}",
+        f"{settings['batch_sites']} sites/batch",
+        f"RBF {settings['n_rbf']}" if settings.get("n_rbf") else "raw distances",
+    ]
+    parts += [
+        label
+        for key, label in (("local_scrambled", "scrambled local negative"), ("batch_negatives", "batch negatives"))
+        if settings.get(key)
+    ]
     if settings.get("kl_weight", 0.1) != 0.1:
         parts.append(f"KL weight {settings['kl_weight']:g}")
     return ", ".join(parts)
@@ -369,41 +482,69 @@ def _settings_text(settings: dict | None) -> str:
 
 def _settings(meta: dict, frame: pd.DataFrame) -> list[str]:
     budget, hardware = meta.get("budget", {}), meta.get("hardware", {})
-    lines = ["## How this was run", "",
-             f"Hardware: {hardware.get('cpus')} CPU cores ({hardware.get('processor')}), "
-             f"GPU: {hardware.get('gpu') or 'none'}; torch {hardware.get('torch')}, Python {hardware.get('python')}. "
-             "Commands below without a thread count used torch's default, one thread per core.", "",
-             "Commands (each resumes from the CSV; wall time of that invocation; two invocations whose times overlap "
-             "shared the cores):", ""]
-    lines += [f"- `{run['command']}` started {run['started']}, {run['wall_s'] / 60:.1f} min"
-              + (f", {run['torch_threads']} torch thread(s)" if "torch_threads" in run else "")
-              for run in meta.get("runs", [])]
+    lines = [
+        "## How this was run",
+        "",
+        f"Hardware: {hardware.get('cpus')} CPU cores ({hardware.get('processor')}), "
+        f"GPU: {hardware.get('gpu') or 'none'}; torch {hardware.get('torch')}, Python {hardware.get('python')}. "
+        "Commands below without a thread count used torch's default, one thread per core.",
+        "",
+        "Commands (each resumes from the CSV; wall time of that invocation; two invocations whose times overlap "
+        "shared the cores):",
+        "",
+    ]
+    lines += [
+        f"- `{run['command']}` started {run['started']}, {run['wall_s'] / 60:.1f} min"
+        + (f", {run['torch_threads']} torch thread(s)" if "torch_threads" in run else "")
+        for run in meta.get("runs", [])
+    ]
     part = np.where(frame.model == "fine-tuned", "fine-tuning", "scikit-learn models")
     seconds = pd.to_numeric(frame.seconds, errors="coerce").groupby(part).sum()
     budget = {k: v for k, v in budget.items() if k != "label_counts"}  # each command sets its own sizes
-    lines += ["", "Compute inside the recorded fits: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
-              + ".", "", f"Budget (the label counts are in the commands): `{budget}`.", "",
-              "Pretraining (Deep InfoMax on the training structures of the split, no labels; compact encoder, "
-              "AdamW, 5% held out for the DIM loss, early stopping on it, the best held-out epoch kept, "
-              "`random_state=0`; encoders without recorded settings used the paper's: lr 1e-4, batches of 1,200 "
-              "unique sites, raw distances, the paper's negatives):", "",
-              "| encoder | settings | structures | epochs run (max) | best epoch | held-out DIM loss first → best "
-              f"| held-out local / global DIM term first → best (chance {CHANCE:.3f}) "
-              "| minutes in training epochs |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Compute inside the recorded fits: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()) + ".",
+        "",
+        f"Budget (the label counts are in the commands): `{budget}`.",
+        "",
+        "Pretraining (Deep InfoMax on the training structures of the split, no labels; compact encoder, "
+        "AdamW, 5% held out for the DIM loss, early stopping on it, the best held-out epoch kept, "
+        "`random_state=0`; encoders without recorded settings used the paper's: lr 1e-4, batches of 1,200 "
+        "unique sites, raw distances, the paper's negatives):",
+        "",
+        "| encoder | settings | structures | epochs run (max) | best epoch | held-out DIM loss first → best "
+        f"| held-out local / global DIM term first → best (chance {CHANCE:.3f}) "
+        "| minutes in training epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     corpora = []
     for name, info in meta.get("pretraining", {}).items():
-        terms = (f"{info['first_local_dim']:.3f} / {info['first_global_dim']:.3f} → "
-                 f"{info['best_local_dim']:.3f} / {info['best_global_dim']:.3f}" if "best_global_dim" in info else "")
-        lines.append(f"| {name} | {_settings_text(info.get('settings'))} | {info['n_train']} | {info['epochs']} ({info['max_epochs']}) | {info['best_epoch']} "
-                     f"| {info['first_loss']:.4f} → {info['best_loss']:.4f} | {terms} | {info['seconds'] / 60:.1f} |")
+        terms = (
+            f"{info['first_local_dim']:.3f} / {info['first_global_dim']:.3f} → "
+            f"{info['best_local_dim']:.3f} / {info['best_global_dim']:.3f}"
+            if "best_global_dim" in info
+            else ""
+        )
+        lines.append(
+            f"| {name} | {_settings_text(info.get('settings'))} | {info['n_train']} "
+            f"| {info['epochs']} ({info['max_epochs']}) | {info['best_epoch']} "
+            f"| {info['first_loss']:.4f} → {info['best_loss']:.4f} | {terms} | {info['seconds'] / 60:.1f} |"
+        )
         if len(info.get("corpus", {})) > 1:
             corpora.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in info["corpus"].items()))
     if corpora:
         lines += ["", "Pretraining corpora beyond the training split (structures kept per data set):", "", *corpora]
-    lines += ["", "Features (every structure of the split, cached; failures become NaN rows, imputed by the "
-              "training mean):", "", "| data set / features | columns | failed | seconds |", "|---|---|---|---|"]
-    lines += [f"| {key} | {info['width']} | {info['failed']} | {info['seconds']:.0f} |"
-              for key, info in meta.get("featurisation", {}).items()]
+    lines += [
+        "",
+        "Features (every structure of the split, cached; failures become NaN rows, imputed by the training mean):",
+        "",
+        "| data set / features | columns | failed | seconds |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {key} | {info['width']} | {info['failed']} | {info['seconds']:.0f} |"
+        for key, info in meta.get("featurisation", {}).items()
+    ]
     return lines
 
 
@@ -414,29 +555,38 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
         return None
     frame = pd.read_csv(csv_path)
     summary = summarise(frame)
-    lines = ["# Label-masking study: does Deep InfoMax pretraining pay?", "",
-             "*Generated by `python matbench_submission/label_masking.py` from "
-             "[label_masking.csv](label_masking.csv) (one row per fit); do not edit by hand.*", "",
-             "Protocol: for each target, Deep InfoMax pretrains the compact Site-Net encoder on the training "
-             "structures of the split (labels unused). Then, for each number of labels, random labelled subsets "
-             "of the training split (the same subsets for every method) train RandomForest (100 trees), "
-             "MLPRegressor (one hidden layer of 64, standardised target, at most 200 iterations: the defaults) and "
-             "LinearRegression on features "
-             "standardised by their mean and std over all training structures (no labels needed; failed rows "
-             "take the mean): DIM, the "
-             "untrained encoder (same architecture, random weights), and matminer's Magpie ElementProperty of the "
-             "composition, SineCoulombMatrix, XRDPowderPattern and OrbitalFieldMatrix (phonons only: "
-             "0.2-0.9 s per structure). SiteNetRegressor is fine-tuned from random weights and from the DIM "
-             "encoder on the first subsets. Every model is scored on the whole test split. ± is the standard "
-             "deviation over label subsets; wins count subsets where DIM is lower (paired). Splits: 80/20 "
-             "`train_test_split(arange(n), random_state=0)`; Matbench fold 0 for phonons. \"Best hand-crafted\" "
-             "is picked per size on the test MAE, which flatters the baseline.", ""]
+    lines = [
+        "# Label-masking study: does Deep InfoMax pretraining pay?",
+        "",
+        "*Generated by `python matbench_submission/label_masking.py` from "
+        "[label_masking.csv](label_masking.csv) (one row per fit); do not edit by hand.*",
+        "",
+        "Protocol: for each target, Deep InfoMax pretrains the compact Site-Net encoder on the training "
+        "structures of the split (labels unused). Then, for each number of labels, random labelled subsets "
+        "of the training split (the same subsets for every method) train RandomForest (100 trees), "
+        "MLPRegressor (one hidden layer of 64, standardised target, at most 200 iterations: the defaults) and "
+        "LinearRegression on features "
+        "standardised by their mean and std over all training structures (no labels needed; failed rows "
+        "take the mean): DIM, the "
+        "untrained encoder (same architecture, random weights), and matminer's Magpie ElementProperty of the "
+        "composition, SineCoulombMatrix, XRDPowderPattern and OrbitalFieldMatrix (phonons only: "
+        "0.2-0.9 s per structure). SiteNetRegressor is fine-tuned from random weights and from the DIM "
+        "encoder on the first subsets. Every model is scored on the whole test split. ± is the standard "
+        "deviation over label subsets; wins count subsets where DIM is lower (paired). Splits: 80/20 "
+        '`train_test_split(arange(n), random_state=0)`; Matbench fold 0 for phonons. "Best hand-crafted" '
+        "is picked per size on the test MAE, which flatters the baseline.",
+        "",
+    ]
     discussion = results_dir / DISCUSSION
     if discussion.is_file():
         lines += ["## Discussion", "", discussion.read_text().strip(), ""]
-    lines += ["## Summary: change in test MAE from DIM pretraining", "",
-              "RF on DIM features vs the untrained encoder and vs the best hand-crafted features; fine-tuning "
-              "from DIM vs from scratch. Negative = DIM better.", ""]
+    lines += [
+        "## Summary: change in test MAE from DIM pretraining",
+        "",
+        "RF on DIM features vs the untrained encoder and vs the best hand-crafted features; fine-tuning "
+        "from DIM vs from scratch. Negative = DIM better.",
+        "",
+    ]
     lines += _summary_table(frame)
 
     for (dataset, target), group in frame.groupby(["dataset", "target"], sort=False):
@@ -445,9 +595,16 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
         part = summary[(summary.dataset == dataset) & (summary.target == target)]
         mean_predictor = group[group.model == "mean"].groupby("n_labels").mae.mean()
         _plot(part, mean_predictor, f"{dataset}: {target}", unit, results_dir / f"label_masking_{slug}.png")
-        lines += [f"## {dataset}: {target} ({unit})", "", f"![{dataset} {target}](label_masking_{slug}.png)", "",
-                  "RandomForest on DIM features vs the untrained encoder and the best hand-crafted features:", "",
-                  *_headline(group), ""]
+        lines += [
+            f"## {dataset}: {target} ({unit})",
+            "",
+            f"![{dataset} {target}](label_masking_{slug}.png)",
+            "",
+            "RandomForest on DIM features vs the untrained encoder and the best hand-crafted features:",
+            "",
+            *_headline(group),
+            "",
+        ]
         tuned = _finetune(group, with_paper=target == "formation_energy_per_atom")
         if tuned:
             lines += ["SiteNetRegressor fine-tuned from scratch vs from the DIM encoder:", "", *tuned, ""]

@@ -42,7 +42,7 @@ from .features import (
     shipped_encoder,
 )
 
-__all__ = ["Ledger", "standardise", "sklearn_models", "run_study"]
+__all__ = ["Ledger", "run_study", "sklearn_models", "standardise"]
 
 COLUMNS = ("dataset", "target", "n_labels", "seed", "features", "model", "mae", "seconds", "epochs")
 KEY = COLUMNS[:6]
@@ -110,16 +110,25 @@ def _mae(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _row(split: Split, n_labels: int, seed: int, features: str, model: str, **values) -> dict:
-    return {"dataset": split.target.dataset, "target": split.target.column, "n_labels": n_labels, "seed": seed,
-            "features": features, "model": model, "epochs": "", **values}
+    return {
+        "dataset": split.target.dataset,
+        "target": split.target.column,
+        "n_labels": n_labels,
+        "seed": seed,
+        "features": features,
+        "model": model,
+        "epochs": "",
+        **values,
+    }
 
 
 def _label_counts(split: Split, budget: Budget, sizes: list[int] | None = None) -> list[int]:
     return capped_label_counts(len(split.train), sizes or budget.label_counts)
 
 
-def run_representation(split: Split, features: dict[str, np.ndarray], budget: Budget, ledger: Ledger,
-                       log: Callable[..., None]) -> None:
+def run_representation(
+    split: Split, features: dict[str, np.ndarray], budget: Budget, ledger: Ledger, log: Callable[..., None]
+) -> None:
     """scikit-learn models on every feature set, for every label count and label subset."""
     y_test = split.y[split.test]
     for n_labels in _label_counts(split, budget):
@@ -128,8 +137,17 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
             subset = label_subset(split.train, n_labels, seed)
             rows = []
             if not ledger.has(**_row(split, n_labels, seed, "none", "mean")):
-                rows.append(_row(split, n_labels, seed, "none", "mean", seconds=0.0,
-                                 mae=_mae(np.full(len(y_test), split.y[subset].mean()), y_test)))
+                rows.append(
+                    _row(
+                        split,
+                        n_labels,
+                        seed,
+                        "none",
+                        "mean",
+                        seconds=0.0,
+                        mae=_mae(np.full(len(y_test), split.y[subset].mean()), y_test),
+                    )
+                )
             for name, X in features.items():
                 for model_name, model in sklearn_models(budget, seed).items():
                     if ledger.has(**_row(split, n_labels, seed, name, model_name)):
@@ -139,16 +157,35 @@ def run_representation(split: Split, features: dict[str, np.ndarray], budget: Bu
                         warnings.simplefilter("ignore", ConvergenceWarning)  # MLP at a few labels
                         model.fit(X[subset], split.y[subset])
                         mae = _mae(model.predict(X[split.test]), y_test)
-                    rows.append(_row(split, n_labels, seed, name, model_name, mae=mae,
-                                     seconds=round(time.perf_counter() - tic, 3)))
+                    rows.append(
+                        _row(
+                            split,
+                            n_labels,
+                            seed,
+                            name,
+                            model_name,
+                            mae=mae,
+                            seconds=round(time.perf_counter() - tic, 3),
+                        )
+                    )
             ledger.append(rows)
-        log(f"  {split.target.name}: {n_labels} labels x {budget.subsets_for(n_labels)} subsets, scikit-learn models done "
-            f"({time.perf_counter() - start:.0f} s)")
+        log(
+            f"  {split.target.name}: {n_labels} labels x {budget.subsets_for(n_labels)} subsets, "
+            "scikit-learn models done "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
 
 
-def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: str | None,
-                 log: Callable[..., None], sizes: list[int] | None = None,
-                 features: tuple[str, ...] | None = None) -> None:
+def run_transfer(
+    split: Split,
+    dim,
+    budget: Budget,
+    ledger: Ledger,
+    cache_dir: str | None,
+    log: Callable[..., None],
+    sizes: list[int] | None = None,
+    features: tuple[str, ...] | None = None,
+) -> None:
     """SiteNetRegressor fine-tuned from random weights ("untrained"), the split's DIM encoder ("DIM") and the
     shipped encoder (``SHIPPED``)."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
@@ -162,19 +199,44 @@ def run_transfer(split: Split, dim, budget: Budget, ledger: Ledger, cache_dir: s
                     continue
                 tic = time.perf_counter()
                 regressor = SiteNetRegressor(
-                    encoder=encoder, random_state=seed, max_epochs=budget.finetune_epochs(n_labels),
-                    patience=budget.finetune_patience, cache_dir=cache_dir,
+                    encoder=encoder,
+                    random_state=seed,
+                    max_epochs=budget.finetune_epochs(n_labels),
+                    patience=budget.finetune_patience,
+                    cache_dir=cache_dir,
                 ).fit([split.structures[i] for i in subset], split.y[subset])
                 mae = _mae(regressor.predict(test_structures), y_test)
-                ledger.append([_row(split, n_labels, seed, name, "fine-tuned", mae=mae,
-                                    seconds=round(time.perf_counter() - tic, 1), epochs=len(regressor.history))])
-                log(f"  {split.target.name}: {n_labels} labels seed {seed} fine-tuned from {name}: "
-                    f"MAE {mae:.4f} ({len(regressor.history)} epochs, {time.perf_counter() - tic:.0f} s)")
+                ledger.append(
+                    [
+                        _row(
+                            split,
+                            n_labels,
+                            seed,
+                            name,
+                            "fine-tuned",
+                            mae=mae,
+                            seconds=round(time.perf_counter() - tic, 1),
+                            epochs=len(regressor.history),
+                        )
+                    ]
+                )
+                log(
+                    f"  {split.target.name}: {n_labels} labels seed {seed} fine-tuned from {name}: "
+                    f"MAE {mae:.4f} ({len(regressor.history)} epochs, {time.perf_counter() - tic:.0f} s)"
+                )
 
 
-def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
-                     verbose: bool, meta: dict, log: Callable[..., None],
-                     only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def _representations(
+    split: Split,
+    budget: Budget,
+    work_dir: Path,
+    cache_dir: str | None,
+    data_home: str | None,
+    verbose: bool,
+    meta: dict,
+    log: Callable[..., None],
+    only: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
     """Every feature set of the split (or those in ``only``), cached in ``work_dir``; DIM pretrained if needed."""
     needed = None if only is None else set(only) | {part for name in only for part in UNIONS.get(name, ())}
 
@@ -195,8 +257,15 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
         computers["untrained"] = untrained.transform
     if untrained.n_rbf and wanted(RAW_UNTRAINED):  # the paper's raw-distance encoder: a random encoder to take instead
         computers[RAW_UNTRAINED] = untrained_encoder(first, cache_dir, n_rbf=0).transform
-    computers.update({name: f for name, f in HAND_CRAFTED.items() if name in split.target.baselines and wanted(name)
-                      and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)})
+    computers.update(
+        {
+            name: f
+            for name, f in HAND_CRAFTED.items()
+            if name in split.target.baselines
+            and wanted(name)
+            and (name != "OrbitalFieldMatrix" or split.target.dataset in budget.ofm_datasets)
+        }
+    )
     if importlib.util.find_spec("chgnet") is not None:
         computers.update({name: f for name, f in FOUNDATION.items() if wanted(name)})
     features = {}
@@ -204,17 +273,32 @@ def _representations(split: Split, budget: Budget, work_dir: Path, cache_dir: st
         table, about = feature_table(name, compute, split, work_dir, keys.get(name, ""))
         features[name] = standardise(table, split.train)
         meta["featurisation"][f"{split.target.dataset}/{name}"] = about
-        log(f"  {split.target.dataset}: {name} features, {about['width']} columns, {about['failed']} failed, "
-            f"{about['seconds']:.0f} s")
+        log(
+            f"  {split.target.dataset}: {name} features, {about['width']} columns, {about['failed']} failed, "
+            f"{about['seconds']:.0f} s"
+        )
     # Standardising each block is standardising the union: the scaling is per column.
-    features.update({name: np.hstack([features[a], features[b]]) for name, (a, b) in UNIONS.items()
-                     if a in features and b in features})
+    features.update(
+        {
+            name: np.hstack([features[a], features[b]])
+            for name, (a, b) in UNIONS.items()
+            if a in features and b in features
+        }
+    )
     return {name: X for name, X in features.items() if only is None or name in only}
 
 
-def _variants(split: Split, budget: Budget, work_dir: Path, cache_dir: str | None, data_home: str | None,
-              verbose: bool, meta: dict, log: Callable[..., None],
-              only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def _variants(
+    split: Split,
+    budget: Budget,
+    work_dir: Path,
+    cache_dir: str | None,
+    data_home: str | None,
+    verbose: bool,
+    meta: dict,
+    log: Callable[..., None],
+    only: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
     """Features of the encoders pretrained the other ways (longer, plain negatives, more data)."""
     features = {}
     for pretraining in VARIANTS:
@@ -239,10 +323,14 @@ def _processor() -> str:
 
 
 def _hardware() -> dict:
-    return {"machine": platform.machine(), "processor": _processor(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-            else None}
+    return {
+        "machine": platform.machine(),
+        "processor": _processor(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
@@ -255,9 +343,12 @@ def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
         disk = json.loads(path.read_text())
         for section in ("pretraining", "featurisation"):
             meta[section] = {**disk.get(section, {}), **meta[section]}
-        others = [other for other in disk.get("runs", []) if other["started"] != run["started"]
-                  or other["command"] != run["command"]]
-        meta["runs"] = sorted(others + [run], key=lambda each: each["started"])
+        others = [
+            other
+            for other in disk.get("runs", [])
+            if other["started"] != run["started"] or other["command"] != run["command"]
+        ]
+        meta["runs"] = sorted([*others, run], key=lambda each: each["started"])
     text = json.dumps(meta, indent=1, default=str)
     # the other process reads the old file or the whole new one, never a part
     fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -266,9 +357,17 @@ def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
     os.replace(scratch, path)
 
 
-def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str | None = None,
-              data_home: str | None = None, parts: tuple[str, ...] = ("representation", "transfer", "investigation"),
-              verbose: bool = False, command: str | None = None, features: tuple[str, ...] | None = None) -> Path:
+def run_study(
+    budget: Budget,
+    results_dir: Path,
+    work_dir: Path,
+    cache_dir: str | None = None,
+    data_home: str | None = None,
+    parts: tuple[str, ...] = ("representation", "transfer", "investigation"),
+    verbose: bool = False,
+    command: str | None = None,
+    features: tuple[str, ...] | None = None,
+) -> Path:
     """Run (or resume) the study and write its report; returns the CSV path.
 
     ``parts``: "representation" (scikit-learn models on every feature set),
@@ -288,8 +387,12 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
     meta.setdefault("featurisation", {})
     meta["budget"] = {k: v for k, v in vars(budget).items() if k != "targets"}
     meta["hardware"] = _hardware()
-    run = {"command": command or " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": 0,
-           "torch_threads": torch.get_num_threads()}
+    run = {
+        "command": command or " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "wall_s": 0,
+        "torch_threads": torch.get_num_threads(),
+    }
     meta["runs"].append(run)
     start = time.perf_counter()
 
@@ -317,7 +420,8 @@ def run_study(budget: Budget, results_dir: Path, work_dir: Path, cache_dir: str 
                 dim = None
                 if features is None or "DIM" in features:
                     dim, meta["pretraining"][split.target.dataset] = pretrained_encoder(
-                        split, budget, work_dir, cache_dir, verbose)
+                        split, budget, work_dir, cache_dir, verbose
+                    )
                 encoders.append(dim)
             for n_labels in budget.label_counts:  # every target at a size before the next, larger size
                 for split, dim in zip(splits, encoders):

@@ -38,8 +38,14 @@ from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
 ALGORITHM = "DIM-SiteNet"
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = {  # mean MAE over the 5 folds (METHOD.md, section 8; the issue's list for phonons, cm^-1)
-    "matbench_phonons": {"MEGNet": 28.76, "ALIGNN": 29.54, "coGN": 29.71, "MODNet": 34.28,
-                         "RF-SCM/Magpie": 67.6, "Dummy": 324.0},
+    "matbench_phonons": {
+        "MEGNet": 28.76,
+        "ALIGNN": 29.54,
+        "coGN": 29.71,
+        "MODNet": 34.28,
+        "RF-SCM/Magpie": 67.6,
+        "Dummy": 324.0,
+    },
     "matbench_mp_gap": {"coGN": 0.156},
     "matbench_mp_e_form": {"coGN": 0.0170},
 }
@@ -48,18 +54,35 @@ LEADERBOARD = {  # mean MAE over the 5 folds (METHOD.md, section 8; the issue's 
 def settings(quick: bool) -> dict:
     """Budgets of one fold; ``quick`` is for the CI check (one fold, tiny budgets)."""
     if quick:
-        return {"folds": [0], "train_limit": 120, "pretrain_epochs": 2, "pretrain_patience": 10, "finetune_epochs": 3,
-                "n_estimators": 50}
-    return {"folds": None, "train_limit": None, "pretrain_epochs": 40, "pretrain_patience": 10, "finetune_epochs": 150,
-            "n_estimators": 500}
+        return {
+            "folds": [0],
+            "train_limit": 120,
+            "pretrain_epochs": 2,
+            "pretrain_patience": 10,
+            "finetune_epochs": 3,
+            "n_estimators": 50,
+        }
+    return {
+        "folds": None,
+        "train_limit": None,
+        "pretrain_epochs": 40,
+        "pretrain_patience": 10,
+        "finetune_epochs": 150,
+        "n_estimators": 500,
+    }
 
 
 def compute(device: str) -> dict:
     """Where a fold ran: ``device`` (as torch reads it) by name, the GPU's or "CPU", the cores, torch and threads."""
     where = torch.device(device)
     name = torch.cuda.get_device_name(where) if where.type == "cuda" else where.type.upper()
-    return {"device": name, "cpus": os.cpu_count(), "machine": platform.machine(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "device": name,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool) -> tuple[np.ndarray, dict]:
@@ -71,8 +94,11 @@ def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool
     X_test = list(X_test)
 
     featurizer = DeepInfoMaxFeaturizer(
-        max_epochs=budget["pretrain_epochs"], patience=budget["pretrain_patience"], random_state=fold,
-        cache_dir=cache_dir, verbose=verbose,
+        max_epochs=budget["pretrain_epochs"],
+        patience=budget["pretrain_patience"],
+        random_state=fold,
+        cache_dir=cache_dir,
+        verbose=verbose,
     ).fit(X_train)  # training structures of this fold only; no labels
     pretrain_s = time.perf_counter() - start
 
@@ -95,15 +121,27 @@ def run_fold(task, fold: int, budget: dict, cache_dir: str | None, verbose: bool
     params = {
         "model": choice,
         "validation_mae": valid_mae,
-        "n_train": len(X_train), "n_inner_train": len(inner), "n_validation": len(valid),
-        "pretraining": {"epochs_run": len(featurizer.history_), "best_epoch": featurizer.best_epoch_,
-                        "max_epochs": budget["pretrain_epochs"], "patience": featurizer.patience,
-                        "batch_sites": featurizer.batch_sites,
-                        "lr": featurizer.lr, "structures": "this fold's training structures only, no labels",
-                        "seconds": round(pretrain_s, 1)},
+        "n_train": len(X_train),
+        "n_inner_train": len(inner),
+        "n_validation": len(valid),
+        "pretraining": {
+            "epochs_run": len(featurizer.history_),
+            "best_epoch": featurizer.best_epoch_,
+            "max_epochs": budget["pretrain_epochs"],
+            "patience": featurizer.patience,
+            "batch_sites": featurizer.batch_sites,
+            "lr": featurizer.lr,
+            "structures": "this fold's training structures only, no labels",
+            "seconds": round(pretrain_s, 1),
+        },
         "random_forest": {"n_estimators": budget["n_estimators"], "features": "DIM mu_g (64)"},
-        "finetuning": {"epochs_run": len(regressor.history), "max_epochs": budget["finetune_epochs"],
-                       "lr": regressor.lr, "batch_sites": regressor.batch_sites, "patience": regressor.patience},
+        "finetuning": {
+            "epochs_run": len(regressor.history),
+            "max_epochs": budget["finetune_epochs"],
+            "lr": regressor.lr,
+            "batch_sites": regressor.batch_sites,
+            "patience": regressor.patience,
+        },
         "compute": compute(regressor.device),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -118,8 +156,15 @@ def _distinct(values: list) -> str:
 def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     """The submission's notes, from the ``params`` recorded for every fold: compute, budgets, wall time."""
     machines = [fold.get("compute") for fold in folds]
-    hardware = _distinct([f"{c['device']}, {c['cpus']} CPU cores ({c['machine']}), torch {c['torch']} with "
-                          f"{c['torch_threads']} threads" if c else "not recorded" for c in machines])
+    hardware = _distinct(
+        [
+            f"{c['device']}, {c['cpus']} CPU cores ({c['machine']}), torch {c['torch']} with "
+            f"{c['torch_threads']} threads"
+            if c
+            else "not recorded"
+            for c in machines
+        ]
+    )
     pretraining, finetuning = [fold["pretraining"] for fold in folds], [fold["finetuning"] for fold in folds]
     seconds = [fold["seconds"] for fold in folds]
     return (
@@ -161,10 +206,14 @@ def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
         "notes": notes(tasks, quick, folds),
         "requirements": {
             "python": [
-                f"dim-sklearn=={dim_sklearn.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                f"scikit-learn=={sklearn.__version__}", f"skorch=={skorch.__version__}",
-                f"pymatgen=={pymatgen.core.__version__}", f"matminer=={matminer.__version__}",
-                f"matbench=={matbench.__version__}", f"numpy=={np.__version__}",
+                f"dim-sklearn=={dim_sklearn.__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"scikit-learn=={sklearn.__version__}",
+                f"skorch=={skorch.__version__}",
+                f"pymatgen=={pymatgen.core.__version__}",
+                f"matminer=={matminer.__version__}",
+                f"matbench=={matbench.__version__}",
+                f"numpy=={np.__version__}",
             ]
         },
     }
@@ -203,9 +252,11 @@ def run(tasks: list[str], output_dir: Path, quick: bool = False, cache_dir: str 
                 tmp.replace(progress_path)
             task.record(fold, predictions, params=params)
             truth = np.asarray(task.get_test_data(fold, include_target=True)[1], dtype=float)
-            print(f"{task.dataset_name} fold {fold}: MAE {np.abs(predictions - truth).mean():.4f} "
-                  f"({params['model']}; validation MAE {params['validation_mae']}; {params['seconds']:.0f} s)",
-                  flush=True)
+            print(
+                f"{task.dataset_name} fold {fold}: MAE {np.abs(predictions - truth).mean():.4f} "
+                f"({params['model']}; validation MAE {params['validation_mae']}; {params['seconds']:.0f} s)",
+                flush=True,
+            )
         report(task)
     benchmark.to_file(str(folder / "results.json.gz"))
     folds = [fold["params"] for name in tasks for fold in progress[name].values()]
