@@ -76,7 +76,7 @@ def real(low: float, high: float | None = None, *, low_open: bool = False, high_
             return False
         if not np.isfinite(v) or v < low or (low_open and v == low):
             return False
-        return high is None or v < high or (v == high and not high_open)
+        return bool(high is None or v < high or (v == high and not high_open))
 
     return words, ok
 

@@ -8,7 +8,7 @@ masked. Per-crystal pooling uses the segment index of each site.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from itertools import pairwise
 
@@ -143,7 +143,7 @@ class SiteBudgetBatchSampler:
 
     def __init__(
         self,
-        n_sites: Sequence[int],
+        n_sites: Sequence[int] | np.ndarray,
         max_sites: int,
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
@@ -195,7 +195,7 @@ class SiteBudgetBatchSampler:
         yield from batches
 
 
-def merge_small_batches(batches: Sequence[Sequence[int]], min_crystals: int = 2) -> list[list[int]]:
+def merge_small_batches(batches: Iterable[Sequence[int]], min_crystals: int = 2) -> list[list[int]]:
     """Merge every batch of fewer than ``min_crystals`` crystals into a neighbour.
 
     DIM needs two crystals per batch. A crystal larger than half the site budget
@@ -257,7 +257,7 @@ class DistributedSiteBudgetBatchSampler:
 
     def __init__(
         self,
-        n_sites: Sequence[int],
+        n_sites: Sequence[int] | np.ndarray,
         max_sites: int,
         num_replicas: int = 1,
         rank: int = 0,

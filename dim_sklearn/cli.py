@@ -21,8 +21,8 @@ from .structure_files import expand_paths, write_features
 
 
 def _stats(values: Sequence[float]) -> str:
-    values = np.asarray(values)
-    return f"min {values.min():g}, median {np.median(values):g}, max {values.max():g}"
+    array = np.asarray(values)
+    return f"min {array.min():g}, median {np.median(array):g}, max {array.max():g}"
 
 
 def pointsets_report(
@@ -66,8 +66,7 @@ def pointsets_report(
         ]
         for k, prop in enumerate(SITE_PROPERTIES):
             lines.append(f"  {prop:<22} {features[:, k].mean():8.3f} +- {features[:, k].std():.3f}")
-        first = next(i for i, p in enumerate(point_sets) if p is not None)
-        example = point_sets[first]
+        first, example = next((i, p) for i, p in enumerate(point_sets) if p is not None)
         lines += [
             f"example          structure {first} ({structures[first].composition.reduced_formula}): "
             f"{example.n_sites} unique sites, {example.n_keys} supercell sites, "

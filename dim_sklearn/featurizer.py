@@ -345,6 +345,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         y : ignored
         """
         self._validate_params()
+        usable: Sequence[PointSet]
         if self.cache_dir:  # read back batch by batch: the memory of pretraining does not grow with the data
             usable, errors = stream_point_sets(
                 X,
@@ -373,7 +374,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 local_scrambled=self.local_scrambled,
                 batch_negatives=self.batch_negatives,
             )
-        history, best_epoch = [], 0
+        history: list[dict[str, float]] = []
+        best_epoch = 0
         if self.max_epochs > 0:
             settings = PretrainSettings(
                 max_epochs=self.max_epochs,

@@ -205,7 +205,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _encoder_config(section: Any, where: Path) -> EncoderConfig:
+def _encoder_config(section: Any, where: Path | str) -> EncoderConfig:
     """The encoder section checked field by field (type, range) before anything is built."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no encoder section")

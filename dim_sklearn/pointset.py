@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import scipy.linalg
@@ -398,6 +398,32 @@ def _unwrap(entry: Any) -> Any:
     if isinstance(entry, np.ndarray) and entry.shape == (1,):
         return entry[0]
     return entry
+
+
+@overload
+def build_point_sets(
+    structures: Any,
+    config: PointSetConfig | None = None,
+    *,
+    cache: Any = None,
+    ignore_errors: bool = False,
+    return_errors: Literal[False] = False,
+    verbose: bool = False,
+    n_jobs: int | None = None,
+) -> list[PointSet | None]: ...
+
+
+@overload
+def build_point_sets(
+    structures: Any,
+    config: PointSetConfig | None = None,
+    *,
+    cache: Any = None,
+    ignore_errors: bool = False,
+    return_errors: Literal[True],
+    verbose: bool = False,
+    n_jobs: int | None = None,
+) -> tuple[list[PointSet | None], list[str | None]]: ...
 
 
 def build_point_sets(

@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -378,7 +378,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             raise ValueError(
                 f"oxidation={self.oxidation} does not match the pretrained encoder (oxidation={base.oxidation})"
             )
-        explicit = {
+        explicit: dict[str, Any] = {
             "max_atoms": self.max_atoms,
             "max_sites": self.max_sites,
             "oxidation": self.oxidation,
@@ -415,8 +415,9 @@ class SiteNetRegressor(NeuralNetRegressor):
             if self.preset == "sitenet":
                 if pretrained is not None:
                     raise ValueError("preset='sitenet' trains the original Site-Net from scratch: use encoder=None")
-                encoder: nn.Module = SiteNet(SiteNetConfig(n_site_features=n_site_features))
-                head: nn.Module = nn.Linear(encoder.config.output_dim, 1)
+                sitenet = SiteNet(SiteNetConfig(n_site_features=n_site_features))
+                encoder: nn.Module = sitenet
+                head: nn.Module = nn.Linear(sitenet.config.output_dim, 1)
             else:
                 if pretrained is not None and getattr(self, "_start", "encoder") == "scratch":
                     encoder = SiteNetEncoder(pretrained.config)
@@ -455,8 +456,8 @@ class SiteNetRegressor(NeuralNetRegressor):
             return X
         self.check_is_fitted(["point_set_config_"])  # set when the module is built
         cache = PointSetCache(self.cache_dir) if self.cache_dir else None
-        point_sets = build_point_sets(X, self.point_set_config_, cache=cache)
-        return CrystalDataset(point_sets, _as_targets(y))
+        point_sets = build_point_sets(X, self.point_set_config_, cache=cache)  # raises rather than give None
+        return CrystalDataset(cast("list[PointSet]", point_sets), _as_targets(y))
 
     def get_iterator(self, dataset: Dataset, training: bool = False) -> DataLoader:
         """Batches by a budget of unique sites: shuffled per epoch in training, in order otherwise."""
@@ -507,7 +508,7 @@ class SiteNetRegressor(NeuralNetRegressor):
                 "init='auto' compares the encoder with random weights on the validation loss: "
                 "it needs an encoder and a train_split"
             )
-        runs = {}
+        runs: dict[str, tuple[float, dict[str, torch.Tensor], Any]] = {}
         for start in ("encoder", "scratch"):
             self._start = start
             try:
@@ -515,7 +516,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             finally:
                 del self._start
             best = min(row["valid_loss"] for row in self.history)
-            runs[start] = (best, copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.history_))
+            runs[start] = (best, copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.history))
         self.init_ = min(runs, key=lambda start: runs[start][0])
         self.init_valid_losses_ = {start: run[0] for start, run in runs.items()}
         self.module_.load_state_dict(runs[self.init_][1])

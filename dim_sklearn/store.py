@@ -33,7 +33,7 @@ class CachedPointSets(Sequence):
         Unique sites of each point set (what batching needs without reading them).
     """
 
-    def __init__(self, cache: PointSetCache, keys: Sequence[str], n_sites: Sequence[int]):
+    def __init__(self, cache: PointSetCache, keys: Sequence[str], n_sites: Sequence[int] | np.ndarray):
         if len(keys) != len(n_sites):
             raise ValueError(f"{len(keys)} keys but {len(n_sites)} site counts")
         self.cache = cache

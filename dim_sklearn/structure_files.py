@@ -50,7 +50,7 @@ def read_cif(path: str | os.PathLike) -> tuple[Any, str | None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns about every oddity it repairs
-            structures = CifParser(path).parse_structures(primitive=False, on_error="raise")
+            structures = CifParser(str(path)).parse_structures(primitive=False, on_error="raise")
     except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError ... on bad CIFs
         return None, f"unreadable CIF ({type(exc).__name__}: {exc})"
     if len(structures) != 1:
@@ -103,8 +103,8 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Entry]:
 
 
 def _featurize_chunk(entries: Sequence[Entry], featurizer: Any, n_features: int) -> tuple[np.ndarray, list[str]]:
-    structures, reasons = zip(*(entry.read() for entry in entries))
-    reasons = list(reasons)
+    structures, read_reasons = zip(*(entry.read() for entry in entries))
+    reasons: list[str | None] = list(read_reasons)
     features = np.full((len(entries), n_features), np.nan)
     readable = [k for k, reason in enumerate(reasons) if reason is None]
     if readable:

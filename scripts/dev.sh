@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv (idempotent), then run a task in it.
 #   bash scripts/dev.sh demo     # the main job, on the data set embedded in the package (no data folder needed)
-#   bash scripts/dev.sh test     # the test suite (fast set; pass pytest options after it, e.g. -m slow)
+#   bash scripts/dev.sh test     # ruff (lint, format), mypy, then the test suite (fast set; pytest options after it,
+#                                # e.g. -m slow; -m 'not data' runs the layer that needs no data folder)
+#   bash scripts/dev.sh lint     # ruff and mypy only
 #   bash scripts/dev.sh bench    # the benchmarks in benchmarks/
 # Data for the other sets (tests, benchmarks, `--dataset` runs): set DIM_SKLEARN_DATA or MATMINER_DATA to a
 # folder of data files; when neither is set and ../shared/data exists beside the checkout, that folder is used.
@@ -30,9 +32,11 @@ fi
 if [ -z "${DIM_SKLEARN_DATA:-}${MATMINER_DATA:-}" ] && [ -d ../shared/data ]; then
   export MATMINER_DATA="$(cd ../shared/data && pwd)"
 fi
+lint() { .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy; }
 case "$task" in
   demo)  PYTHONWARNINGS=ignore exec .venv/bin/python -m experiments demo "$@" ;;
-  test)  exec .venv/bin/python -m pytest "$@" ;;
+  lint)  lint ;;
+  test)  lint && exec .venv/bin/python -m pytest "$@" ;;
   bench) for b in benchmarks/*.py; do .venv/bin/python "$b" "$@"; done ;;
-  *)     echo "unknown task '$task' (demo | test | bench)" >&2; exit 2 ;;
+  *)     echo "unknown task '$task' (demo | test | lint | bench)" >&2; exit 2 ;;
 esac

@@ -110,7 +110,7 @@ def _finite_model(model: torch.nn.Module) -> bool:
 def _run_epoch(model, batches, optimisers, device, autocast, generator) -> dict[str, float]:
     """Mean losses per crystal over ``batches`` (over the batches of every rank in a process group)."""
     totals: dict[str, float] = {}
-    crystals = 0
+    crystals: float = 0
     for batch in batches:
         batch = batch.to(device)
         with autocast:
@@ -251,7 +251,8 @@ def pretrain(
         torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True)
         for params in (model.local_parameters(), model.global_parameters())
     ]
-    trainer = model  # what the training pass calls: under a process group, the model in DistributedDataParallel
+    # what the training pass calls: under a process group, the model in DistributedDataParallel
+    trainer: torch.nn.Module = model
     if world > 1:
         trainer = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None

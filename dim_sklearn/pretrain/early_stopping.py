@@ -41,10 +41,10 @@ class EarlyStopping:
     def __init__(self, patience: int):
         if isinstance(patience, bool) or not isinstance(patience, Integral) or patience < 1:
             raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
-        self.patience = int(patience)
-        self.best_loss = math.inf
-        self.best_epoch = 0
-        self.bad_epochs = 0
+        self.patience: int = int(patience)
+        self.best_loss: float = math.inf
+        self.best_epoch: int = 0
+        self.bad_epochs: int = 0
         self.best_state: dict[str, torch.Tensor] | None = None
 
     @property

@@ -24,7 +24,11 @@ dim = DeepInfoMaxFeaturizer(max_epochs=2, random_state=0).fit([structures[i] for
 
 # 2. Each block scaled, side by side. FrozenEstimator: fitting the pipeline on the labelled few fits the
 #    scalers and the forest only; the encoder is not pretrained again (also under clone and GridSearchCV).
-magpie = make_pipeline(FunctionTransformer(compositions), ElementProperty.from_preset("magpie"), StandardScaler())
+#    matminer runs a featurizer in a forked process pool by default; a fork taken once torch has started its
+#    threads can hang, so Magpie runs in-process (it takes seconds).
+element_property = ElementProperty.from_preset("magpie")
+element_property.set_n_jobs(1)
+magpie = make_pipeline(FunctionTransformer(compositions), element_property, StandardScaler())
 features = make_union(magpie, make_pipeline(FrozenEstimator(dim), StandardScaler()))
 model = make_pipeline(features, RandomForestRegressor(random_state=0))
 

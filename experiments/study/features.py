@@ -68,7 +68,10 @@ def _orbital_field(structures: list) -> np.ndarray:
 
 
 def _featurize(featurizer, inputs: list) -> np.ndarray:
-    rows = featurizer.featurize_many(inputs, ignore_errors=True, pbar=False)
+    featurizer.set_n_jobs(1)  # matminer's default forked pool can hang once torch has started its threads
+    with warnings.catch_warnings():  # the matrix featurizers use numpy matrices: dozens of warnings per structure
+        warnings.filterwarnings("ignore", "the matrix subclass", PendingDeprecationWarning)
+        rows = featurizer.featurize_many(inputs, ignore_errors=True, pbar=False)
     width = len(featurizer.feature_labels())
     return np.array([r if len(r) == width else [np.nan] * width for r in rows], dtype=float)
 
