@@ -89,6 +89,8 @@ _SAFETENSORS_DTYPES = {
     torch.int64: "I64",
 }
 
+# Format 1 stored the featurizer's get_params(); these are the names it held then, frozen with the format (the
+# estimator's own parameter lists may change without changing what a format-1 file means).
 _V1_WIDTHS = ("width", "local_dim", "global_width", "global_dim", "n_rbf")
 _V1_SETTINGS = (
     "kl_weight",

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
+from crystals import six_crystals
 
 from dim_sklearn import (
     DeepInfoMaxFeaturizer,
@@ -21,19 +21,7 @@ DATA = Path(__file__).parent / "data"
 FORMAT_1 = DATA / "encoder_v1"
 """Written by dim-sklearn 0.1.0 in format 1: DeepInfoMaxFeaturizer(max_atoms=20, oxidation=True, width=4,
 local_dim=2, global_width=4, global_dim=3, n_rbf=2, max_epochs=1, validation_fraction=0.34, random_state=0) fitted
-on ``_crystals()``; its features on them are in encoder_v1_features.json."""
-
-
-def _crystals() -> list[Structure]:
-    return [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)] + [
-        Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
-        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(
-            Lattice.cubic(3.905),
-            ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-        ),
-    ]
+on ``six_crystals()``; its features on them are in encoder_v1_features.json."""
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -44,7 +32,7 @@ def _same_weights(a: dict, b: dict) -> bool:
 def fitted():
     return DeepInfoMaxFeaturizer(
         max_sites=40, min_distance=0.3, max_epochs=1, validation_fraction=0.34, random_state=0
-    ).fit(_crystals())
+    ).fit(six_crystals())
 
 
 def test_a_format_1_file_loads_with_its_parameters_and_features():
@@ -80,7 +68,7 @@ def test_a_format_1_file_loads_with_its_parameters_and_features():
     assert loaded.best_epoch_ == 1 and len(loaded.history_) == 1
     assert loaded.metadata_ == {"corpus": {"n_structures": 6, "note": "hand-built crystals"}}
     expected = json.loads((DATA / "encoder_v1_features.json").read_text())
-    np.testing.assert_allclose(loaded.transform(_crystals()), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(loaded.transform(six_crystals()), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_a_format_1_file_resaved_in_format_2_keeps_weights_provenance_and_features(tmp_path):
@@ -95,8 +83,8 @@ def test_a_format_1_file_resaved_in_format_2_keeps_weights_provenance_and_featur
     assert new.config == old.config and new.point_set_config == old.point_set_config
     assert new.provenance == old.provenance and _same_weights(new.state_dict(), old.state_dict())
     np.testing.assert_array_equal(
-        DeepInfoMaxFeaturizer.load(tmp_path / "v2").transform(_crystals()),
-        DeepInfoMaxFeaturizer.load(FORMAT_1).transform(_crystals()),
+        DeepInfoMaxFeaturizer.load(tmp_path / "v2").transform(six_crystals()),
+        DeepInfoMaxFeaturizer.load(FORMAT_1).transform(six_crystals()),
     )
 
 
@@ -109,7 +97,7 @@ def test_the_featurizer_saves_its_point_set_limits_and_settings_in_the_artifact(
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
     assert loaded.get_params() == fitted.get_params()
     assert loaded.encoder_.point_set_config == encoder.point_set_config
-    np.testing.assert_array_equal(loaded.transform(_crystals()), fitted.transform(_crystals()))
+    np.testing.assert_array_equal(loaded.transform(six_crystals()), fitted.transform(six_crystals()))
 
 
 def test_settings_the_featurizer_does_not_know_are_kept_as_information(fitted, tmp_path):
@@ -163,7 +151,7 @@ def test_the_regressor_starts_from_an_artifact_or_its_folder_with_its_point_set(
 
 
 def test_max_sites_and_min_distance_refuse_structures_in_both_estimators(fitted):
-    crystals = _crystals()  # input cells of 2, 2, 2, 1, 2 and 5 sites
+    crystals = six_crystals()  # input cells of 2, 2, 2, 1, 2 and 5 sites
     strict = DeepInfoMaxFeaturizer.from_pretrained(max_sites=1, ignore_errors=True)
     X = strict.transform(crystals)
     assert np.isfinite(X[3]).all() and np.isnan(np.delete(X, 3, axis=0)).all()

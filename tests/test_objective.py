@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
 from dim_sklearn import DeepInfoMaxFeaturizer, build_point_sets
@@ -14,15 +15,8 @@ from dim_sklearn.pretrain import PretrainSettings, pretrain
 
 
 def _crystals() -> list[Structure]:
-    rocksalts = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)]
-    others = [
-        Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
-        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(
-            Lattice.cubic(3.905),
-            ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-        ),
+    return [
+        *six_crystals(),
         Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
         Structure(
             Lattice.tetragonal(4.6, 2.96),
@@ -30,7 +24,6 @@ def _crystals() -> list[Structure]:
             [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5], [0.2, 0.8, 0.5]],
         ),
     ]
-    return rocksalts + others
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
@@ -14,18 +15,6 @@ from dim_sklearn.nn import CHANCE
 from dim_sklearn.pretrained import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _crystals() -> list[Structure]:
-    return [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.9, 4.4, 5.0)] + [
-        Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
-        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(
-            Lattice.cubic(3.905),
-            ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-        ),
-    ]
 
 
 @pytest.fixture
@@ -37,7 +26,7 @@ def no_data(monkeypatch):
 def test_default_encoder_ships_and_gives_finite_distinct_vectors_without_data(no_data):
     assert DEFAULT_PRETRAINED in list_pretrained()
     feat = DeepInfoMaxFeaturizer.from_pretrained()
-    X = feat.transform(_crystals())
+    X = feat.transform(six_crystals())
     assert X.shape == (6, feat.global_dim) and np.isfinite(X).all()
     assert np.abs(X[0] - X[2]).max() > 1e-3  # the lattice constant changes the vector
     assert feat.get_params()["cache_dir"] is None and feat.get_params()["checkpoint_dir"] is None
@@ -66,7 +55,7 @@ def test_from_pretrained_takes_runtime_settings_only():
     assert feat.ignore_errors and feat.device == "cpu"
     bad = Structure(Lattice.cubic(3.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     bad.replace_species({"Na": {"Na": 0.5, "K": 0.5}})  # disordered: a NaN row, not an error
-    X = feat.transform([_crystals()[0], bad])
+    X = feat.transform([six_crystals()[0], bad])
     assert np.isfinite(X[0]).all() and np.isnan(X[1]).all()
     with pytest.raises(ValueError, match="run-time settings only"):
         DeepInfoMaxFeaturizer.from_pretrained(width=32)
@@ -75,7 +64,7 @@ def test_from_pretrained_takes_runtime_settings_only():
 
 
 def test_regressor_starts_from_the_shipped_encoder(no_data):
-    crystals = _crystals()
+    crystals = six_crystals()
     reg = SiteNetRegressor(encoder="pretrained", max_epochs=1, random_state=0).fit(crystals, np.arange(6.0))
     assert np.isfinite(reg.predict(crystals)).all()
     shipped = DeepInfoMaxFeaturizer.from_pretrained().encoder_.state_dict()
@@ -84,7 +73,7 @@ def test_regressor_starts_from_the_shipped_encoder(no_data):
 
 
 def test_saved_metadata_round_trips(tmp_path):
-    feat = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(_crystals()[:2])
+    feat = DeepInfoMaxFeaturizer(max_epochs=0, random_state=0).fit(six_crystals()[:2])
     assert feat.metadata_ == {}
     feat.save(tmp_path / "enc", metadata={"corpus": {"n_structures": 2}})
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
