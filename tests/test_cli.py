@@ -69,24 +69,15 @@ def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_
     table = pd.DataFrame({"material_id": ids[4:6], "structure": structures[4:6]}, index=[7, 9])
     store_dataframe_as_json(table, str(tmp_path / "more.json.gz"), compression="gz", pbar=False)
 
-    out = tmp_path / "features.csv"
-    assert (
-        main(
-            [
-                "featurize",
-                str(folder),
-                str(single),
-                str(tmp_path / "more.json.gz"),
-                "-o",
-                str(out),
-                "--encoder",
-                str(encoder_dir),
-                "--chunk-size",
-                "2",
-            ]
+    inputs = [str(folder), str(single), str(tmp_path / "more.json.gz")]
+
+    def featurize(out, *options):
+        return main(
+            ["featurize", *inputs, "-o", str(out), "--encoder", str(encoder_dir), "--chunk-size", "2", *options]
         )
-        == 0
-    )
+
+    out = tmp_path / "features.csv"
+    assert featurize(out) == 0
     assert "wrote 9 rows" in capsys.readouterr().err
 
     frame = pd.read_csv(out, dtype={"id": str})
@@ -105,25 +96,7 @@ def test_featurize_writes_one_row_per_input_in_order(crystals, encoder_dir, tmp_
         assert why in reasons[bad]
         assert features.loc[bad].isna().all()
     parallel = tmp_path / "parallel.csv"  # point sets built in 2 processes: the same file
-    assert (
-        main(
-            [
-                "featurize",
-                str(folder),
-                str(single),
-                str(tmp_path / "more.json.gz"),
-                "-o",
-                str(parallel),
-                "--encoder",
-                str(encoder_dir),
-                "--chunk-size",
-                "2",
-                "--n-jobs",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert featurize(parallel, "--n-jobs", "2") == 0
     pd.testing.assert_frame_equal(pd.read_csv(parallel, dtype={"id": str}), frame)
 
 
