@@ -16,7 +16,7 @@ from experiments.cli import main as experiments_main
 from experiments.protocol import FULL, QUICK, get_target, load_split
 from experiments.study import main
 from experiments.study.cli import DEFAULT_RESULTS
-from experiments.study.features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
+from experiments.study.features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
 from experiments.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,15 +89,20 @@ def test_quick_study_records_every_fit(quick_run):
     # sets, CHGNet where it is installed, the unions
     foundation = len(FOUNDATION) if importlib.util.find_spec("chgnet") else 0
     n_features = 4 + len(HAND_CRAFTED) + foundation + len(UNIONS)
-    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 3  # + the variants
+    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 4  # + the variants
     expected = len(QUICK.label_counts) * per_size
     assert len(frame) == expected
     assert not frame.duplicated(["dataset", "target", "n_labels", "seed", "features", "model"]).any()
     assert np.isfinite(frame.mae).all() and (frame.mae > 0).all()
     assert set(frame.model) == {"mean", "RF", "MLP", "Linear", "fine-tuned"}
     tuned = frame[frame.model == "fine-tuned"]
-    assert set(tuned.features) == {"DIM", "untrained", SHIPPED} and (tuned.epochs <= QUICK.finetune_max_epochs).all()
+    assert set(tuned.features) == {"DIM", "untrained", SHIPPED, AUTO}
+    assert (tuned.epochs <= QUICK.finetune_max_epochs).all()
     meta = json.loads((results / "label_masking.json").read_text())
+    auto = tuned[tuned.features == AUTO]
+    kept = [meta[AUTO]["|".join(map(str, row))] for row in auto[list(COLUMNS[:6])].itertuples(index=False)]
+    assert {record["kept"] for record in kept} <= {"encoder", "scratch"} and len(kept) == len(auto)
+    assert all(set(record["valid_loss"]) == {"encoder", "scratch"} for record in kept)
     assert meta["pretraining"]["matbench_phonons"]["n_train"] == QUICK.train_limit  # training structures only
     assert meta["pretraining"][SHIPPED]["n_train"] > 30_000 and len(meta["pretraining"][SHIPPED]["weights"]) == 8
     wide = meta["pretraining"]["matbench_phonons (DIM, all data sets)"]["corpus"]
@@ -114,6 +119,7 @@ def test_quick_study_writes_the_page_and_plots(quick_run):
     assert "## How this was run" in page and "--quick" in page
     assert "## Composition features beside DIM vectors" in page and "## Investigation" in page
     assert "## The shipped encoder" in page and "| matbench_phonons last phdos peak | 10 |" in page
+    assert '## Never worse than from scratch: `init="auto"`' in page and "cells." in page
     assert (results / "label_masking_magpie_unions.png").is_file()
     png = results / "label_masking_matbench_phonons_last_phdos_peak.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

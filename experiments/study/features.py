@@ -24,6 +24,7 @@ from dim_sklearn.pretrained import pretrained_path
 from ..protocol import Budget, Split, slugify
 
 __all__ = [
+    "AUTO",
     "FOUNDATION",
     "HAND_CRAFTED",
     "MAIN",
@@ -117,6 +118,10 @@ RAW_UNTRAINED = "untrained, raw distances"
 SHIPPED = "DIM shipped"
 """The encoder that ships with the package (:meth:`DeepInfoMaxFeaturizer.from_pretrained`), pretrained once on
 every data set's training structures; every split's test structures are outside its corpus."""
+
+AUTO = "auto (DIM shipped or scratch)"
+"""Fine-tuning with ``SiteNetRegressor(encoder="pretrained", init="auto")``: from the shipped encoder and from
+random weights on the same validation split, keeping the start with the lower validation loss."""
 
 UNIONS: dict[str, tuple[str, str]] = {
     "Magpie + DIM": ("Magpie", "DIM"),

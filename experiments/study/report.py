@@ -10,7 +10,7 @@ import pandas as pd
 from dim_sklearn.nn import CHANCE
 
 from ..protocol import TARGETS, slugify
-from .features import FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
+from .features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
 
 __all__ = ["summarise", "write_report"]
 
@@ -243,6 +243,52 @@ def _change_cell(changes: pd.DataFrame, n: int) -> str:
         return ""
     row = changes.loc[n]
     return f"{row['mean']:+.1f}% ± {row['std']:.1f} ({row['wins']:.0f}/{row['runs']:.0f})"
+
+
+def _auto_section(frame: pd.DataFrame, meta: dict) -> list[str]:
+    """``init="auto"`` beside its two starts: is it ever worse than the better of them beyond the seed spread?"""
+    tuned = frame[(frame.model == "fine-tuned") & frame.features.isin(["untrained", SHIPPED, AUTO])]
+    kept = {tuple(key.split("|")): record["kept"] for key, record in meta.get(AUTO, {}).items()}
+    lines, verdicts = [], []
+    for (dataset, target), group in tuned.groupby(["dataset", "target"], sort=False):
+        if AUTO not in set(group.features):
+            continue
+        stats = group.groupby(["n_labels", "features"]).mae.agg(["mean", "std"])
+        for n in sorted(group[group.features == AUTO].n_labels.unique()):
+            if not all((n, name) in stats.index for name in ("untrained", SHIPPED)):
+                continue
+            better = min(("untrained", SHIPPED), key=lambda name: stats.loc[(n, name), "mean"])
+            auto, best = stats.loc[(n, AUTO)], stats.loc[(n, better)]
+            excess = auto["mean"] - best["mean"]
+            within = excess <= best["std"]
+            verdicts.append(within)
+            seeds = group[(group.features == AUTO) & (group.n_labels == n)].seed
+            choices = [kept.get((dataset, target, str(n), str(seed), AUTO, "fine-tuned")) for seed in seeds]
+            lines.append(
+                f"| {dataset} {target} | {n} | {_fmt(*stats.loc[(n, 'untrained')])} | {_fmt(*stats.loc[(n, SHIPPED)])} "
+                f"| {_fmt(auto['mean'], auto['std'])} | {100 * excess / best['mean']:+.1f}% "
+                f"| {sum(c == 'encoder' for c in choices)}/{sum(c is not None for c in choices)} "
+                f"| {'yes' if within else 'no'} |"
+            )
+    if not lines:
+        return []
+    return [
+        '## Never worse than from scratch: `init="auto"`',
+        "",
+        '`SiteNetRegressor(encoder="pretrained", init="auto")` fine-tunes from the shipped encoder and from random '
+        "weights on the same validation split and keeps the start with the lower validation loss. Test MAE, mean ± "
+        'std over seeds; "vs better": auto against the start with the lower mean test MAE; "kept shipped": '
+        "seeds where auto kept the shipped encoder; \"within spread\": auto's mean exceeds the better start's by at "
+        "most that start's seed std.",
+        "",
+        "| target | labels | from scratch | from shipped | auto | auto vs better | kept shipped | within spread |",
+        "|---|---|---|---|---|---|---|---|",
+        *lines,
+        "",
+        f"Target (auto never worse than the better start beyond the seed spread): met in {sum(verdicts)} of "
+        f"{len(verdicts)} cells.",
+        "",
+    ]
 
 
 def _union_rows(group: pd.DataFrame, model: str) -> list[str]:
@@ -610,6 +656,7 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
             lines += ["SiteNetRegressor fine-tuned from scratch vs from the DIM encoder:", "", *tuned, ""]
         lines += ["All methods, test MAE mean ± std (runs):", "", *_full_table(part, mean_predictor), ""]
     lines += _shipped_section(frame, meta)
+    lines += _auto_section(frame, meta)
     lines += _union_section(frame, summary, results_dir)
     lines += _investigation(frame)
     lines += _settings(meta, frame)

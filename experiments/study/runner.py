@@ -31,6 +31,7 @@ from dim_sklearn import SiteNetRegressor
 
 from ..protocol import Budget, Split, Target, capped_label_counts, label_subset, load_split, untrained_encoder
 from .features import (
+    AUTO,
     FOUNDATION,
     HAND_CRAFTED,
     RAW_UNTRAINED,
@@ -176,6 +177,17 @@ def run_representation(
         )
 
 
+def starts(dim) -> tuple[tuple[str, object, str], ...]:
+    """The fine-tuning starts as (name, ``encoder``, ``init``): random weights, the split's DIM encoder, the shipped
+    encoder, and ``init="auto"`` between the shipped encoder and random weights."""
+    return (
+        ("untrained", None, "encoder"),
+        ("DIM", dim, "encoder"),
+        (SHIPPED, "pretrained", "encoder"),
+        (AUTO, "pretrained", "auto"),
+    )
+
+
 def run_transfer(
     split: Split,
     dim,
@@ -185,14 +197,15 @@ def run_transfer(
     log: Callable[..., None],
     sizes: list[int] | None = None,
     features: tuple[str, ...] | None = None,
+    kept: dict[str, dict] | None = None,
 ) -> None:
-    """SiteNetRegressor fine-tuned from random weights ("untrained"), the split's DIM encoder ("DIM") and the
-    shipped encoder (``SHIPPED``)."""
+    """SiteNetRegressor fine-tuned from each of :func:`starts`; ``kept`` receives, per ``init="auto"`` row (its
+    ledger key joined by "|"), the start it kept and the best validation loss of each."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
     for n_labels in _label_counts(split, budget, sizes):
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
-            for name, encoder in (("untrained", None), ("DIM", dim), (SHIPPED, "pretrained")):
+            for name, encoder, init in starts(dim):
                 if features is not None and name not in features:
                     continue
                 if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
@@ -200,29 +213,25 @@ def run_transfer(
                 tic = time.perf_counter()
                 regressor = SiteNetRegressor(
                     encoder=encoder,
+                    init=init,
                     random_state=seed,
                     max_epochs=budget.finetune_epochs(n_labels),
                     patience=budget.finetune_patience,
                     cache_dir=cache_dir,
                 ).fit([split.structures[i] for i in subset], split.y[subset])
                 mae = _mae(regressor.predict(test_structures), y_test)
-                ledger.append(
-                    [
-                        _row(
-                            split,
-                            n_labels,
-                            seed,
-                            name,
-                            "fine-tuned",
-                            mae=mae,
-                            seconds=round(time.perf_counter() - tic, 1),
-                            epochs=len(regressor.history),
-                        )
-                    ]
-                )
+                row = _row(split, n_labels, seed, name, "fine-tuned", mae=mae, epochs=len(regressor.history))
+                row["seconds"] = round(time.perf_counter() - tic, 1)
+                ledger.append([row])
+                note = ""
+                if init == "auto":
+                    losses = {start: round(loss, 5) for start, loss in regressor.init_valid_losses_.items()}
+                    if kept is not None:
+                        kept["|".join(ledger.key(**row))] = {"kept": regressor.init_, "valid_loss": losses}
+                    note = f", kept {regressor.init_}, validation losses {losses}"
                 log(
                     f"  {split.target.name}: {n_labels} labels seed {seed} fine-tuned from {name}: "
-                    f"MAE {mae:.4f} ({len(regressor.history)} epochs, {time.perf_counter() - tic:.0f} s)"
+                    f"MAE {mae:.4f} ({len(regressor.history)} epochs, {row['seconds']:.0f} s{note})"
                 )
 
 
@@ -341,8 +350,8 @@ def _merge_metadata(meta: dict, run: dict, path: Path) -> None:
     """
     if path.is_file():
         disk = json.loads(path.read_text())
-        for section in ("pretraining", "featurisation"):
-            meta[section] = {**disk.get(section, {}), **meta[section]}
+        for section in ("pretraining", "featurisation", AUTO):
+            meta[section] = {**disk.get(section, {}), **meta.get(section, {})}
         others = [
             other
             for other in disk.get("runs", [])
@@ -425,7 +434,9 @@ def run_study(
                 encoders.append(dim)
             for n_labels in budget.label_counts:  # every target at a size before the next, larger size
                 for split, dim in zip(splits, encoders):
-                    run_transfer(split, dim, budget, ledger, cache_dir, log, sizes=[n_labels], features=features)
+                    run_transfer(
+                        split, dim, budget, ledger, cache_dir, log, [n_labels], features, meta.setdefault(AUTO, {})
+                    )
                     save()
         if "investigation" in parts:
             scikit_learn([t for t in budget.targets if t.name in budget.investigate], _variants)
