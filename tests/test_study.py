@@ -187,6 +187,12 @@ def test_unknown_target_is_refused(tmp_path):
         main(["--targets", "flla/nonsense", "--results-dir", str(tmp_path)])
 
 
+def test_unknown_feature_set_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit, match=r"unknown features \['DIM shiped'\]; known: DIM, untrained"):
+        main(["--features", "DIM,DIM shiped", "--results-dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_large_set_is_a_target_with_magpie_only_and_fewer_subsets_at_ten_thousand_labels():
     target = get_target("mp_crysxpp/formation_energy_per_atom")
     assert target.baselines == ("Magpie",) and target.unit == "eV/atom"

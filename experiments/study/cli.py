@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..protocol import FULL, QUICK, TARGETS, get_target
+from .features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
 from .report import write_report
 from .runner import run_study
 
@@ -17,6 +18,8 @@ DEFAULT_WORK = Path.home() / ".cache" / "dim-sklearn"
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 """The study's published results: docs/results of the checkout, wherever the command runs from."""
 PARTS = ("representation", "transfer", "investigation")
+FEATURES = ("DIM", "untrained", RAW_UNTRAINED, SHIPPED, AUTO, *HAND_CRAFTED, *FOUNDATION, *UNIONS)
+"""The names ``--features`` accepts (with the investigation's variants): feature sets and fine-tuning starts."""
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path = DEFAULT_RESULTS) -> None:
@@ -102,6 +105,9 @@ def run(args: argparse.Namespace, command: str) -> int:
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")
     features = tuple(args.features.split(",")) if args.features else None
+    unknown = sorted(set(features or ()) - {*FEATURES, *(variant.name for variant in VARIANTS)})
+    if unknown:
+        raise SystemExit(f"unknown features {unknown}; known: {', '.join(FEATURES)}")
     path = run_study(
         budget,
         results,
