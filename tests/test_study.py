@@ -16,7 +16,16 @@ from experiments.cli import main as experiments_main
 from experiments.protocol import FULL, QUICK, get_target, load_split
 from experiments.study import main
 from experiments.study.cli import DEFAULT_RESULTS
-from experiments.study.features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, SHIPPED, UNIONS, VARIANTS
+from experiments.study.features import (
+    AUTO,
+    FOUNDATION,
+    HAND_CRAFTED,
+    RAW_UNTRAINED,
+    RBF_SCRATCH,
+    SHIPPED,
+    UNIONS,
+    VARIANTS,
+)
 from experiments.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +194,13 @@ def test_the_study_leaves_the_process_warning_filters_alone(tmp_path, monkeypatc
 def test_unknown_target_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown target"):
         main(["--targets", "flla/nonsense", "--results-dir", str(tmp_path)])
+
+
+def test_the_radial_basis_scratch_start_runs_only_when_asked_for(tmp_path, data_home):
+    argv = ["--quick", "--parts", "transfer", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")]
+    assert main([*argv, "--quiet", "--data-home", str(data_home), "--features", RBF_SCRATCH]) == 0
+    frame = pd.read_csv(tmp_path / "label_masking.csv")
+    assert set(frame.features) == {RBF_SCRATCH} and len(frame) == len(QUICK.label_counts) * QUICK.seeds
 
 
 def test_unknown_feature_set_is_refused_before_anything_runs(tmp_path):

@@ -29,6 +29,7 @@ __all__ = [
     "HAND_CRAFTED",
     "MAIN",
     "RAW_UNTRAINED",
+    "RBF_SCRATCH",
     "SHIPPED",
     "UNIONS",
     "VARIANTS",
@@ -118,6 +119,11 @@ RAW_UNTRAINED = "untrained, raw distances"
 SHIPPED = "DIM shipped"
 """The encoder that ships with the package (:meth:`DeepInfoMaxFeaturizer.from_pretrained`), pretrained once on
 every data set's training structures; every split's test structures are outside its corpus."""
+
+RBF_SCRATCH = "untrained (radial-basis)"
+"""Fine-tuning from random weights with the present (radial-basis) encoder, the shipped encoder's architecture,
+on the targets whose "untrained" fine-tuning rows predate that default (they used the paper's raw distances);
+run only when ``--features`` names it."""
 
 AUTO = "auto (DIM shipped or scratch)"
 """Fine-tuning with ``SiteNetRegressor(encoder="pretrained", init="auto")``: from the shipped encoder and from

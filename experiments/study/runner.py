@@ -35,6 +35,7 @@ from .features import (
     FOUNDATION,
     HAND_CRAFTED,
     RAW_UNTRAINED,
+    RBF_SCRATCH,
     SHIPPED,
     UNIONS,
     VARIANTS,
@@ -179,9 +180,11 @@ def run_representation(
 
 def starts(dim) -> tuple[tuple[str, object, str], ...]:
     """The fine-tuning starts as (name, ``encoder``, ``init``): random weights, the split's DIM encoder, the shipped
-    encoder, and ``init="auto"`` between the shipped encoder and random weights."""
+    encoder, ``init="auto"`` between the shipped encoder and random weights, and (:data:`RBF_SCRATCH`, when asked
+    for) random weights again."""
     return (
         ("untrained", None, "encoder"),
+        (RBF_SCRATCH, None, "encoder"),
         ("DIM", dim, "encoder"),
         (SHIPPED, "pretrained", "encoder"),
         (AUTO, "pretrained", "auto"),
@@ -206,7 +209,7 @@ def run_transfer(
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
             for name, encoder, init in starts(dim):
-                if features is not None and name not in features:
+                if (features is None and name == RBF_SCRATCH) or (features is not None and name not in features):
                     continue
                 if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
                     continue
