@@ -518,7 +518,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             best = min(row["valid_loss"] for row in self.history)
             runs[start] = (best, copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.history))
         self.init_ = min(runs, key=lambda start: runs[start][0])
-        self.init_valid_losses_ = {start: run[0] for start, run in runs.items()}
+        self.init_valid_losses_ = {start: float(run[0]) for start, run in runs.items()}
         self.module_.load_state_dict(runs[self.init_][1])
         self.history_ = runs[self.init_][2]
         return self

@@ -199,6 +199,7 @@ def test_fine_tuned_from_dim_with_100_labels_beats_the_mean_by_a_wide_margin(mp_
 def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, structures, targets):
     auto = SiteNetRegressor(encoder=featurizer, init="auto", max_epochs=3, random_state=0).fit(structures, targets)
     assert set(auto.init_valid_losses_) == {"encoder", "scratch"}
+    assert all(type(loss) is float for loss in auto.init_valid_losses_.values())  # plain numbers, as in JSON
     assert auto.init_ == min(auto.init_valid_losses_, key=auto.init_valid_losses_.get)
     assert min(row["valid_loss"] for row in auto.history) == min(auto.init_valid_losses_.values())
     # the kept model is the plain fit from that start, bit for bit (same seeds, same validation split)

@@ -228,7 +228,7 @@ def run_transfer(
                 ledger.append([row])
                 note = ""
                 if init == "auto":
-                    losses = {start: round(loss, 5) for start, loss in regressor.init_valid_losses_.items()}
+                    losses = {start: round(float(loss), 5) for start, loss in regressor.init_valid_losses_.items()}
                     if kept is not None:
                         kept["|".join(ledger.key(**row))] = {"kept": regressor.init_, "valid_loss": losses}
                     note = f", kept {regressor.init_}, validation losses {losses}"
