@@ -43,11 +43,12 @@ def test_standardise_uses_training_rows_and_survives_missing_and_constant_column
 
 def test_ledger_appends_and_knows_what_is_done(tmp_path):
     ledger = Ledger(tmp_path / "runs.csv")
-    row = dict(zip(COLUMNS, ("flla", "t", 50, 0, "DIM", "RF", 0.1, 1.0, "")))
+    row = dict(zip(COLUMNS, ("flla", "t", 50, 0, "DIM", "RF", 0.123456789, 1.0, "")))
     assert not ledger.has(**row)
     ledger.append([row])
     again = Ledger(tmp_path / "runs.csv")
     assert again.has(**row) and not again.has(**{**row, "seed": 1})
+    assert pd.read_csv(tmp_path / "runs.csv").mae[0] == 0.123457  # six significant digits keep the file small
 
 
 def test_two_processes_sharing_a_results_folder_keep_each_others_records(tmp_path):

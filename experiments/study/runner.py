@@ -48,6 +48,8 @@ __all__ = ["Ledger", "run_study", "sklearn_models", "standardise"]
 
 COLUMNS = ("dataset", "target", "n_labels", "seed", "features", "model", "mae", "seconds", "epochs")
 KEY = COLUMNS[:6]
+MAE_DIGITS = 6
+"""Significant digits of the test MAE in the ledger (far below the spread over subsets; keeps the file small)."""
 
 
 class Ledger:
@@ -76,7 +78,7 @@ class Ledger:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             if new_file:
                 writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({**row, "mae": f"{float(row['mae']):.{MAE_DIGITS}g}"} for row in rows)
         self.done.update(self.key(**row) for row in rows)
 
 
