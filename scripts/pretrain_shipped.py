@@ -25,6 +25,19 @@ from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 from dim_sklearn.nn import CHANCE
 
 TERMS = ("loss", "local_dim", "global_dim", "vector_std")
+SETTINGS = (
+    "n_rbf",
+    "domain_negatives",
+    "local_scrambled",
+    "batch_negatives",
+    "kl_weight",
+    "batch_sites",
+    "lr",
+    "weight_decay",
+    "validation_fraction",
+    "max_epochs",
+    "random_state",
+)
 
 
 def corpus_structures(corpus_csv: Path, data_home: str | None) -> tuple[list, dict]:
@@ -43,8 +56,8 @@ def corpus_structures(corpus_csv: Path, data_home: str | None) -> tuple[list, di
         "n_structures": len(raw),
         "sha256": digest,
         "sets": {name: counts["in_corpus"] for name, counts in record["sets"].items()},
-        "held_out": "the 20% test split of every set, Matbench phonons fold 0, and every structure "
-        "matching one of them (scripts/pretraining_corpus.py)",
+        "held_out": record["held_out"],
+        "excluded_sets": record["excluded_sets"],
     }
     return structures, described
 
@@ -59,6 +72,28 @@ def held_out_terms(featurizer: DeepInfoMaxFeaturizer) -> dict:
             for when, row in (("first", first), ("best", best))
             for term in TERMS
         },
+    }
+
+
+def describe(featurizer: DeepInfoMaxFeaturizer, corpus: dict, n_structures: int) -> dict:
+    """The metadata saved with a pretrained encoder: its corpus, settings, epochs, held-out terms, time, machine."""
+    seconds = sum(row["seconds"] for row in featurizer.history_)
+    trained = round(n_structures * (1 - featurizer.validation_fraction))
+    params = featurizer.get_params()
+    return {
+        "corpus": corpus,
+        "settings": {k: params[k] for k in SETTINGS},
+        "epochs": len(featurizer.history_),
+        "best_epoch": featurizer.best_epoch_,
+        "held_out": held_out_terms(featurizer),
+        "training_seconds": round(seconds, 1),
+        "crystals_per_second": round(trained * len(featurizer.history_) / seconds, 1),
+        "machine": {
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "command": " ".join(["python", *sys.argv]),
     }
 
 
@@ -82,39 +117,7 @@ def main() -> None:
         verbose=True,
     )
     featurizer.fit(structures)
-    seconds = sum(row["seconds"] for row in featurizer.history_)
-    trained = round(len(structures) * (1 - featurizer.validation_fraction))
-    params = featurizer.get_params()
-    metadata = {
-        "corpus": corpus,
-        "settings": {
-            k: params[k]
-            for k in (
-                "n_rbf",
-                "domain_negatives",
-                "local_scrambled",
-                "batch_negatives",
-                "kl_weight",
-                "batch_sites",
-                "lr",
-                "weight_decay",
-                "validation_fraction",
-                "max_epochs",
-                "random_state",
-            )
-        },
-        "epochs": len(featurizer.history_),
-        "best_epoch": featurizer.best_epoch_,
-        "held_out": held_out_terms(featurizer),
-        "training_seconds": round(seconds, 1),
-        "crystals_per_second": round(trained * len(featurizer.history_) / seconds, 1),
-        "machine": {
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-            "torch_threads": torch.get_num_threads(),
-            "processor": platform.processor() or platform.machine(),
-        },
-        "command": " ".join(["python", *sys.argv]),
-    }
+    metadata = describe(featurizer, corpus, len(structures))
     # The shipped file must not carry this machine's folders or a training run's verbosity.
     featurizer.set_params(cache_dir=None, checkpoint_dir=None, verbose=False, ignore_errors=False)
     featurizer.save(args.out, metadata=metadata)

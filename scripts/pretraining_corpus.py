@@ -3,7 +3,9 @@
     python scripts/pretraining_corpus.py --data-home ../shared/data --out docs/results/pretraining_corpus
 
 writes ``<out>.csv.gz`` (one row per corpus structure: data set, row position, id) and ``<out>.json``
-(sizes, what was removed and why, the list's sha256).
+(sizes, what was removed and why, the list's sha256). ``--exclude-set matbench_phonons`` also holds out every
+row of that set (and every structure matching one): the corpus of an encoder that a Matbench phonons
+submission may fine-tune on every fold, since it has seen none of the task's structures.
 
 Rules, in order:
 
@@ -14,7 +16,8 @@ Rules, in order:
 2. Held out, so every set keeps an untouched test split: the 20% test split of every set
    (``train_test_split(arange(n), test_size=0.2, random_state=0)`` over its rows as stored), Matbench
    phonons' fold-0 test set, and hence the embedded ``mp_crysxpp_2k`` set (drawn from mp_crysxpp's
-   test split). A node is removed when any of its rows is held out.
+   test split); with ``--exclude-set``, every row of the sets it names. A node is removed when any of its
+   rows is held out.
 3. Each remaining node enters the corpus once, as its row in the first set of ``SETS``.
 """
 
@@ -71,8 +74,10 @@ def _order(key: tuple[str, int]) -> tuple[int, int]:
     return SETS.index(key[0]), key[1]
 
 
-def held_out_rows(name: str, frame: pd.DataFrame) -> set[int]:
-    """Positions of ``frame`` that no pretraining may see."""
+def held_out_rows(name: str, frame: pd.DataFrame, excluded: frozenset[str] = frozenset()) -> set[int]:
+    """Positions of ``frame`` that no pretraining may see: all of them when ``name`` is in ``excluded``."""
+    if name in excluded:
+        return set(range(len(frame)))
     test = set(train_test_split(np.arange(len(frame)), test_size=0.2, random_state=0)[1].tolist())
     if name == "matbench_phonons":
         from matbench.metadata import mbv01_validation
@@ -117,8 +122,11 @@ def structure_matches(structures: dict[str, list], log) -> list[tuple[tuple[str,
     return pairs
 
 
-def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
-    """The corpus list (set, row, id) and a record of its making."""
+def build(data_home: str | None, excluded: frozenset[str] = frozenset(), log=print) -> tuple[pd.DataFrame, dict]:
+    """The corpus list (set, row, id) and a record of its making; ``excluded`` sets are held out entirely."""
+    unknown = excluded - set(SETS)
+    if unknown:
+        raise ValueError(f"unknown data sets {sorted(unknown)}; the corpus is made of {list(SETS)}")
     start = time.perf_counter()
     structures, ids, held = {}, {}, {}
     for name in SETS:
@@ -127,7 +135,7 @@ def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
         ids[name] = (
             frame["material_id"].astype(str).tolist() if "material_id" in frame else [str(i) for i in frame.index]
         )
-        held[name] = held_out_rows(name, frame)
+        held[name] = held_out_rows(name, frame, excluded)
         log(f"{name}: {len(items)} rows, {len(held[name])} held out")
     nodes = _Nodes([(name, row) for name in SETS for row in range(len(structures[name]))])
     first_with_id: dict[str, tuple[str, int]] = {}
@@ -163,8 +171,13 @@ def build(data_home: str | None, log=print) -> tuple[pd.DataFrame, dict]:
             "in_corpus": kept,
         }
     text = corpus.to_csv(index=False)
+    held_out = "the 20% test split of every set, Matbench phonons fold 0"
+    if excluded:
+        held_out += ", every row of " + " and ".join(sorted(excluded))
     record = {
         "n_structures": len(corpus),
+        "held_out": held_out + ", and every structure matching one of them (scripts/pretraining_corpus.py)",
+        "excluded_sets": sorted(excluded),
         "sha256": hashlib.sha256(text.encode()).hexdigest(),
         "sets": per_set,
         "structure_matcher_pairs": len(pairs),
@@ -180,8 +193,11 @@ def main() -> None:
         "--data-home", default=None, help="folder of the data files (default: $DIM_SKLEARN_DATA, then $MATMINER_DATA)"
     )
     parser.add_argument("--out", default="docs/results/pretraining_corpus", help="path prefix of the two outputs")
+    parser.add_argument(
+        "--exclude-set", action="append", default=[], choices=SETS, help="hold out every row of this set (repeatable)"
+    )
     args = parser.parse_args()
-    corpus, record = build(args.data_home)
+    corpus, record = build(args.data_home, frozenset(args.exclude_set))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
         handle.write(corpus.to_csv(index=False).encode())

@@ -11,12 +11,67 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRED_INFO = ("authors", "algorithm", "algorithm_long", "bibtex_refs", "notes", "requirements")
 
 
-@pytest.fixture(scope="module")
-def runner():
-    spec = importlib.util.spec_from_file_location("run_matbench", REPO / "matbench_submission" / "run_matbench.py")
+def _script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return _script(REPO / "matbench_submission" / "run_matbench.py")
+
+
+def _corpus_encoder(folder: Path, structures: list, excluded: list[str]) -> Path:
+    """A small encoder saved with the metadata ``scripts/pretrain_shipped.py`` writes, its corpus excluding
+    ``excluded``."""
+    from dim_sklearn import DeepInfoMaxFeaturizer
+
+    describe = _script(REPO / "scripts" / "pretrain_shipped.py").describe
+    featurizer = DeepInfoMaxFeaturizer(max_epochs=2, random_state=0).fit(structures)
+    corpus = {
+        "file": "hand_built.csv.gz",
+        "n_structures": len(structures),
+        "sha256": "0" * 64,
+        "sets": {"hand_built": len(structures)},
+        "held_out": "nothing: hand-built crystals",
+        "excluded_sets": excluded,
+    }
+    featurizer.save(folder, metadata=describe(featurizer, corpus, len(structures)))
+    return folder
+
+
+def test_an_encoder_that_may_have_seen_the_task_is_refused(runner, tmp_path, hand_built):
+    """Only an encoder whose corpus record excludes the task may serve its folds: not the shipped one (its corpus
+    holds phonons structures), not one that excluded another set."""
+    from dim_sklearn.pretrained import pretrained_path
+
+    for path in (pretrained_path(), _corpus_encoder(tmp_path / "other", hand_built, ["perov5"])):
+        with pytest.raises(ValueError, match="excluded sets"):
+            runner.corpus_encoder(path, "matbench_phonons", None)
+    kept = runner.corpus_encoder(
+        _corpus_encoder(tmp_path / "ok", hand_built, ["matbench_phonons"]), "matbench_phonons", None
+    )
+    assert kept.metadata_["corpus"]["excluded_sets"] == ["matbench_phonons"]
+
+
+def test_quick_run_with_a_corpus_encoder_adds_magpie_candidates(runner, tmp_path, capsys, data_home, hand_built):
+    encoder = _corpus_encoder(tmp_path / "encoder", hand_built, ["matbench_phonons"])
+    runner.run(["matbench_phonons"], tmp_path, quick=True, cache_dir=str(tmp_path / "cache"), encoder=encoder)
+    folder = tmp_path / f"matbench_v0.1_{runner.CORPUS_ALGORITHM}"
+    assert {p.name for p in folder.iterdir()} == {"info.json", "results.json.gz", "run_matbench.py"}
+    info = json.loads((folder / "info.json").read_text())
+    assert info["algorithm"] == runner.CORPUS_ALGORITHM and "Magpie" in info["algorithm_long"]
+    assert f"Deep InfoMax on a corpus of {len(hand_built)} structures" in info["notes"] and "QUICK" in info["notes"]
+    result = json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"]
+    params = result["parameters"]
+    candidates = {"rf_dim", "rf_magpie", "rf_magpie_dim", "finetuned", "average"}
+    assert set(params["validation_mae"]) == candidates and params["model"] in candidates
+    assert params["average_of"][0] == "finetuned" and params["average_of"][1].startswith("rf_")
+    assert params["pretraining"]["encoder"] == "encoder" and params["pretraining"]["epochs_run"] == 2
+    assert np.isfinite(list(result["data"].values())).all()
+    assert f"{runner.CORPUS_ALGORITHM} mean MAE" in capsys.readouterr().out
 
 
 def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys, data_home):
@@ -42,6 +97,7 @@ def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys
     assert np.isfinite(result["scores"]["mae"])
     assert result["parameters"]["model"] in ("rf_dim", "finetuned", "average")
     assert set(result["parameters"]["validation_mae"]) == {"rf_dim", "finetuned", "average"}
+    assert result["parameters"]["average_of"] == ["finetuned", "rf_dim"]
     assert all(not written["tasks"]["matbench_phonons"]["results"][f"fold_{k}"]["data"] for k in range(1, 5))
     out = capsys.readouterr().out
     assert "matbench_phonons fold 0: MAE" in out and "MEGNet" in out
