@@ -138,7 +138,8 @@ def _pretraining(featurizer: DeepInfoMaxFeaturizer, encoder: Path | None, second
     corpus = meta["corpus"]
     return {
         "encoder": encoder.name,
-        "structures": f"a corpus of {corpus['n_structures']} structures, no labels: {corpus['held_out']}",
+        "structures": f"a corpus of {corpus['n_structures']} structures without labels "
+        f"(held out: {corpus['held_out']})",
         "corpus_sha256": corpus["sha256"],
         "epochs_run": meta["epochs"],
         "best_epoch": meta["best_epoch"],
@@ -238,16 +239,21 @@ def _distinct(values: list) -> str:
     return " / ".join(str(value) for value in dict.fromkeys(values))
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def _pretraining_notes(pretraining: list[dict]) -> str:
     """How the folds' encoders were pretrained, and with which budget."""
     if "encoder" in pretraining[0]:
         first = pretraining[0]
         machine = first["machine"]
+        device = "CPU" if machine["device"] == "cpu" else machine["device"]
         return (
             f"One encoder ({_distinct([p['encoder'] for p in pretraining])}) serves every fold: Deep InfoMax on "
             f"{first['structures']} (corpus sha256 {_distinct([p['corpus_sha256'] for p in pretraining])}), "
-            f"{first['epochs_run']} epochs in {first['seconds'] / 60:.0f} min on {machine['device']} with "
-            f"{machine['torch_threads']} torch threads, held-out global DIM term {first['held_out_global_dim']} "
+            f"{first['epochs_run']} epochs in {first['seconds'] / 60:.0f} min on {device} with "
+            f"{_threads(machine['torch_threads'])}, held-out global DIM term {first['held_out_global_dim']} "
             "(chance 1.386)"
         )
     return (
@@ -264,7 +270,7 @@ def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     hardware = _distinct(
         [
             f"{c['device']}, {c['cpus']} CPU cores ({c['machine']}), torch {c['torch']} with "
-            f"{c['torch_threads']} threads"
+            f"{_threads(c['torch_threads'])}"
             if c
             else "not recorded"
             for c in machines
