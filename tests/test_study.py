@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import signal
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from skorch.callbacks import Callback
 
+from dim_sklearn import SiteNetRegressor
 from experiments.cli import main as experiments_main
 from experiments.protocol import FULL, QUICK, get_target, load_split
 from experiments.study import main
@@ -26,7 +30,7 @@ from experiments.study.features import (
     UNIONS,
     VARIANTS,
 )
-from experiments.study.runner import COLUMNS, Ledger, _merge_metadata, standardise
+from experiments.study.runner import COLUMNS, Ledger, _merge_metadata, fit_uninterrupted, standardise
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +76,24 @@ def test_two_processes_sharing_a_results_folder_keep_each_others_records(tmp_pat
     ]
     assert saved["pretraining"] == {"flla": {"epochs": 40}} and saved["featurisation"] == {"flla": {"XRD": 222}}
     assert [p.name for p in tmp_path.iterdir()] == ["label_masking.json"]
+
+
+class _CtrlC(Callback):
+    """Presses Ctrl-C at the end of the first epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_fine_tuning_stops_the_study_instead_of_recording_a_short_run(structures, targets):
+    handler = signal.getsignal(signal.SIGINT)
+    regressor = SiteNetRegressor(max_epochs=3, random_state=0, callbacks=[_CtrlC()])
+    with pytest.raises(KeyboardInterrupt, match="not recorded"):
+        fit_uninterrupted(regressor, structures, targets)
+    assert len(regressor.history) == 1  # skorch ended training after one epoch and returned normally
+    assert signal.getsignal(signal.SIGINT) is handler
+    finished = fit_uninterrupted(SiteNetRegressor(max_epochs=2, random_state=0), structures, targets)
+    assert len(finished.history) == 2 and signal.getsignal(signal.SIGINT) is handler
 
 
 @pytest.fixture(scope="module")

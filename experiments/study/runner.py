@@ -11,8 +11,10 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -193,6 +195,31 @@ def starts(dim) -> tuple[tuple[str, object, str], ...]:
     )
 
 
+def fit_uninterrupted(regressor: SiteNetRegressor, structures: list, y: np.ndarray) -> SiteNetRegressor:
+    """``regressor.fit(structures, y)``, with Ctrl-C raised again after it.
+
+    skorch ends training on a ``KeyboardInterrupt`` and returns the model as it stands, which the study would
+    record as a finished run; here a SIGINT during the fit raises ``KeyboardInterrupt`` once ``fit`` returns, so
+    the shortened run is never written to the ledger (and is run again when the study resumes).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return regressor.fit(structures, y)
+    interrupted = []
+
+    def note(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        regressor.fit(structures, y)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt("fine-tuning interrupted: the shortened run is not recorded")
+    return regressor
+
+
 def run_transfer(
     split: Split,
     dim,
@@ -216,14 +243,18 @@ def run_transfer(
                 if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
                     continue
                 tic = time.perf_counter()
-                regressor = SiteNetRegressor(
-                    encoder=encoder,
-                    init=init,
-                    random_state=seed,
-                    max_epochs=budget.finetune_epochs(n_labels),
-                    patience=budget.finetune_patience,
-                    cache_dir=cache_dir,
-                ).fit([split.structures[i] for i in subset], split.y[subset])
+                regressor = fit_uninterrupted(
+                    SiteNetRegressor(
+                        encoder=encoder,
+                        init=init,
+                        random_state=seed,
+                        max_epochs=budget.finetune_epochs(n_labels),
+                        patience=budget.finetune_patience,
+                        cache_dir=cache_dir,
+                    ),
+                    [split.structures[i] for i in subset],
+                    split.y[subset],
+                )
                 mae = _mae(regressor.predict(test_structures), y_test)
                 row = _row(split, n_labels, seed, name, "fine-tuned", mae=mae, epochs=len(regressor.history))
                 row["seconds"] = round(time.perf_counter() - tic, 1)
