@@ -196,6 +196,20 @@ def test_quick_results_never_land_in_the_study_folder(tmp_path, monkeypatch):
     assert calls[0][1] == tmp_path / "results" and calls[1][1] == tmp_path / "docs"
 
 
+def test_budget_options_reach_the_study(tmp_path, monkeypatch):
+    budgets = []
+    monkeypatch.setattr(
+        "experiments.study.cli.run_study", lambda budget, *args, **kwargs: budgets.append(budget) or "x"
+    )
+    options = ["--labels", "10000", "--seeds", "1", "--finetune-samples", "600000", "--pretrain-epochs", "6"]
+    main(["--work-dir", str(tmp_path), *options], default_results=str(tmp_path / "docs"))
+    (budget,) = budgets
+    assert (budget.label_counts, budget.seeds, budget.pretrain_epochs) == ((10_000,), 1, 6)
+    assert budget.finetune_epochs(10_000) == 60 and budget.finetune_epochs(1_000) == FULL.finetune_max_epochs
+    with pytest.raises(SystemExit, match="at least 1"):
+        main(["--work-dir", str(tmp_path), "--seeds", "0"], default_results=str(tmp_path / "docs"))
+
+
 def test_results_default_to_the_checkouts_docs_wherever_the_command_runs(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("experiments.study.cli.run_study", lambda *args, **kwargs: calls.append(args) or "x")

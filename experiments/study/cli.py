@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path =
         f"(default {FULL.finetune_samples:,}, at most {FULL.finetune_max_epochs} epochs)",
     )
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help=f"fine-tuning seeds per label count, seeds 0 to N-1 (default {FULL.seeds})",
+    )
+    parser.add_argument(
         "--features",
         default=None,
         help="comma-separated feature sets (and fine-tuning starts) to run, e.g. "
@@ -102,6 +108,10 @@ def run(args: argparse.Namespace, command: str) -> int:
         budget = dataclasses.replace(budget, pretrain_epochs=args.pretrain_epochs)
     if args.finetune_samples:
         budget = dataclasses.replace(budget, finetune_samples=args.finetune_samples)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
+        budget = dataclasses.replace(budget, seeds=args.seeds)
     parts = tuple(args.parts.split(","))
     if not set(parts) <= set(PARTS):
         raise SystemExit(f"unknown parts {parts}")
