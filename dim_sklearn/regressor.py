@@ -79,9 +79,12 @@ def _site_counts(dataset: Dataset) -> np.ndarray:
 
 
 def _as_targets(y: Any) -> np.ndarray | None:
-    """Targets as float64 (n, 1); 1-D input is reshaped, non-finite values and values beyond float32 are refused."""
+    """Targets as float64 (n, 1); 1-D input is reshaped; complex and non-finite values and values beyond float32
+    are refused."""
     if y is None:
         return None
+    if np.iscomplexobj(y):
+        raise ValueError("y holds complex values; SiteNetRegressor fits real targets")
     y = np.asarray(y, dtype=np.float64)
     if y.ndim == 1:
         y = y.reshape(-1, 1)

@@ -226,6 +226,8 @@ def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets)
         SiteNetRegressor(**QUICK).fit(structures, targets[:39])
     with pytest.raises(ValueError, match="beyond float32"):
         SiteNetRegressor(**QUICK).fit(structures, targets * 1e300)
+    with pytest.raises(ValueError, match="complex values"):
+        SiteNetRegressor(**QUICK).fit(structures, targets + 1j)
     for params, message in [
         ({"max_epochs": 0}, r"'max_epochs' parameter of SiteNetRegressor .*\[1, inf\)"),
         ({"lr": 0.0}, "'lr' parameter"),
