@@ -39,6 +39,12 @@ class PointSetBatch:
         (0 at padding).
     distances : Tensor of shape (n_sites, max_keys), float32
         Query-key distances in Angstrom (0 at padding).
+    distance_values : Tensor of shape (n_distances,), float32
+        The distinct values of ``distances``, sorted. A crystal holds far fewer
+        distinct distances than pairs (symmetry-equivalent pairs share one), so
+        networks embed each distance once per batch and gather the embeddings.
+    distance_index : Tensor of shape (n_sites, max_keys), int64
+        Position of each entry of ``distances`` in ``distance_values``.
     key_mask : Tensor of shape (n_sites, max_keys), bool
         True for real keys, False for padding.
     site_crystal : Tensor of shape (n_sites,), int64
@@ -52,6 +58,8 @@ class PointSetBatch:
     site_features: torch.Tensor
     key_index: torch.Tensor
     distances: torch.Tensor
+    distance_values: torch.Tensor
+    distance_index: torch.Tensor
     key_mask: torch.Tensor
     site_crystal: torch.Tensor
     crystal_offsets: torch.Tensor
@@ -103,11 +111,14 @@ def collate_point_sets(point_sets: Sequence[PointSet]) -> PointSetBatch:
         distances[rows, : p.n_keys] = p.distances
     site_keys = np.repeat(keys, sites)
     key_mask = np.arange(max_keys)[None, :] < site_keys[:, None]
+    distance_values, distance_index = np.unique(distances, return_inverse=True)
 
     return PointSetBatch(
         site_features=torch.from_numpy(np.concatenate([p.site_features for p in point_sets]).astype(np.float32)),
         key_index=torch.from_numpy(key_index),
         distances=torch.from_numpy(distances),
+        distance_values=torch.from_numpy(distance_values),
+        distance_index=torch.from_numpy(distance_index.reshape(distances.shape).astype(np.int64)),
         key_mask=torch.from_numpy(key_mask),
         site_crystal=torch.from_numpy(np.repeat(np.arange(len(point_sets)), sites)),
         crystal_offsets=torch.from_numpy(offsets.astype(np.int64)),

@@ -36,6 +36,11 @@ class _MishFunction(torch.autograd.Function):
         return torch.sigmoid(x).mul_(x).mul_(1 - t * t).add_(t).mul_(grad)
 
 
+def mish_plain(x: torch.Tensor) -> torch.Tensor:
+    """Mish in plain tensor operations (the formula of :func:`mish`), for ``torch.compile`` to fuse."""
+    return x * (1 - 2 / ((1 + torch.exp(x)).square() + 1))
+
+
 def mish(x: torch.Tensor) -> torch.Tensor:
     """Mish activation; torch's own kernel off the CPU."""
     if x.device.type != "cpu":

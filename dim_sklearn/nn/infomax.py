@@ -43,15 +43,15 @@ dimensions, sites (or crystals) and the batch.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .activations import Mish, mish
-from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, segment_mean, take_rows
+from .activations import Mish, mish, mish_plain
+from .compiled import PairBlock
+from .encoder import DistanceExpansion, SiteNetEncoder, gather_rows, segment_mean
 
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
@@ -93,6 +93,17 @@ def _projection(n_in: int, width: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, width), Mish(), nn.Linear(width, n_out))
 
 
+def _environments(activation):
+    def environments(species, key_index, distance, distance_index):
+        return activation(gather_rows(species, key_index).add_(gather_rows(distance, distance_index)))
+
+    return environments
+
+
+ENVIRONMENTS = PairBlock(_environments(mish), _environments(mish_plain))
+"""The pair-level part of :meth:`EnvironmentCritic.environments`."""
+
+
 class EnvironmentCritic(nn.Module):
     """Scores a site vector against each of its keys' (raw site features, distance)."""
 
@@ -110,31 +121,46 @@ class EnvironmentCritic(nn.Module):
         self.expand_distances = expand_distances or DistanceExpansion()
         self.neighbour_distance = nn.Linear(self.expand_distances.n_rbf or 1, width, bias=False)
         self.neighbour_out = nn.Linear(width, dim)
+        self.compiled_pairs = False  # see dim_sklearn.nn.compiled.set_compiled
 
-    def embed_distances(self, distances: torch.Tensor) -> torch.Tensor:
-        """Distance part of the neighbour embedding: (rows, max_keys, width)."""
-        return self.neighbour_distance(self.expand_distances(distances))
+    def embed_distances(self, distance_values: torch.Tensor) -> torch.Tensor:
+        """Distance part of the neighbour embedding, per distinct distance: (n_distances, width)."""
+        return self.neighbour_distance(self.expand_distances(distance_values))
 
-    def score(
-        self, query: torch.Tensor, species: torch.Tensor, key_index: torch.Tensor, distance_part: torch.Tensor
+    def environments(
+        self, species: torch.Tensor, key_index: torch.Tensor, distance: torch.Tensor, distance_index: torch.Tensor
     ) -> torch.Tensor:
-        """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against their keys.
+        """Hidden neighbour embeddings (rows, max_keys, width), the input of ``neighbour_out``.
 
-        ``species`` is ``neighbour_species(site_features)`` for every site of the
-        batch, ``key_index`` gives each row's keys and ``distance_part`` is
-        :meth:`embed_distances` of their distances; both parts are computed once
-        and shared by the positive and negative environments that reuse them.
+        ``species`` is ``neighbour_species(site_features)`` per site, gathered by
+        ``key_index``; ``distance`` is :meth:`embed_distances` of the distinct
+        distances, gathered by ``distance_index``. Both are computed once and
+        shared by the positive and negative environments that reuse them.
         """
-        hidden = mish(F.embedding(key_index, species) + distance_part)
+        return ENVIRONMENTS(species, key_index, distance, distance_index, compiled=self.compiled_pairs)
+
+    def score(self, query: torch.Tensor, environments: torch.Tensor) -> torch.Tensor:
+        """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against :meth:`environments`."""
         # <query, W h + b> computed as <W^T query, h> + <query, b>: no (R, K, dim) tensor.
         folded = query @ self.neighbour_out.weight  # (R, width)
-        return torch.einsum("rw,rkw->rk", folded, hidden) + (query @ self.neighbour_out.bias).unsqueeze(-1)
+        return torch.einsum("rw,rkw->rk", folded, environments) + (query @ self.neighbour_out.bias).unsqueeze(-1)
 
     def forward(
-        self, local: torch.Tensor, species: torch.Tensor, key_index: torch.Tensor, distances: torch.Tensor
+        self,
+        local: torch.Tensor,
+        site_features: torch.Tensor,
+        key_index: torch.Tensor,
+        distance_values: torch.Tensor,
+        distance_index: torch.Tensor,
     ) -> torch.Tensor:
-        """Scores (rows, max_keys) of site vectors ``local`` (rows, local_dim) against their keys."""
-        return self.score(self.site(local), species, key_index, self.embed_distances(distances))
+        """Scores (rows, max_keys) of site vectors ``local`` (rows, local_dim) against their keys.
+
+        ``key_index`` points into ``site_features`` and ``distance_index`` into ``distance_values``.
+        """
+        environments = self.environments(
+            self.neighbour_species(site_features), key_index, self.embed_distances(distance_values), distance_index
+        )
+        return self.score(self.site(local), environments)
 
 
 def _pair_weights(distances: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -143,8 +169,19 @@ def _pair_weights(distances: torch.Tensor, key_mask: torch.Tensor) -> torch.Tens
     return weights / weights.sum(-1, keepdim=True)
 
 
+def _rows(pair: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The given rows (first axis) of both parts of per-site projections."""
+    return pair[0].index_select(0, rows), pair[1].index_select(0, rows)
+
+
 class DeepInfoMax(nn.Module):
     """A Site-Net encoder with its Deep InfoMax critics and losses.
+
+    Pair-level work is shared wherever two terms need the same thing: each
+    distinct distance of a batch is embedded once for the encoder and once for
+    the critic, the local critic's "all fake" environment of a site is the
+    positive environment already computed for its partner, and the global
+    objective's fake environments reuse the local encoder's projections.
 
     Parameters
     ----------
@@ -164,9 +201,6 @@ class DeepInfoMax(nn.Module):
         Score every site against every other crystal of the batch (the mean of
         those terms replaces the single crystal half a batch away): many
         negatives per step, as in Hjelm et al.'s global DIM (not in the paper).
-    chunk_rows : int, default=256
-        Pair-level work is done this many query sites at a time (cache-sized
-        temporaries); the losses do not depend on it.
     """
 
     def __init__(
@@ -178,7 +212,6 @@ class DeepInfoMax(nn.Module):
         domain_negatives: bool = True,
         local_scrambled: bool = True,
         batch_negatives: bool = True,
-        chunk_rows: int = 256,
     ):
         super().__init__()
         config = encoder.config
@@ -196,7 +229,6 @@ class DeepInfoMax(nn.Module):
         self.domain_negatives = domain_negatives
         self.local_scrambled = local_scrambled
         self.batch_negatives = batch_negatives
-        self.chunk_rows = chunk_rows
 
     def local_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by the local objective."""
@@ -211,28 +243,32 @@ class DeepInfoMax(nn.Module):
         ]
 
     def _local_terms(
-        self, z, species, cyclic, partner, rows, dist, mask, scrambled=None
+        self, z: torch.Tensor, batch: PointSetBatch, cyclic, partner, scrambled
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positive and mean negative local terms of the sites ``rows`` (indices), per site."""
-        own_keys, partner_keys = cyclic[rows], cyclic[partner]
+        """Positive and mean negative local terms, per site."""
         critic = self.local_critic
         query = critic.site(z)
-        own = critic.embed_distances(dist[rows]), _pair_weights(dist[rows], mask[rows])
-        other = critic.embed_distances(dist[partner]), _pair_weights(dist[partner], mask[partner])
+        species = critic.neighbour_species(batch.site_features)
+        distance = critic.embed_distances(batch.distance_values)
+        own_distances, other_distances = batch.distance_index, batch.distance_index[partner]
+        own_weights = _pair_weights(batch.distances, batch.key_mask)
+        other_weights = own_weights[partner]
 
-        def term(key_index, distances: tuple[torch.Tensor, torch.Tensor], sign: float) -> torch.Tensor:
-            distance_part, weights = distances
-            return (weights * F.softplus(sign * critic.score(query, species, key_index, distance_part))).sum(-1)
+        def term(environments: torch.Tensor, weights: torch.Tensor, sign: float) -> torch.Tensor:
+            return (weights * F.softplus(sign * critic.score(query, environments))).sum(-1)
 
-        positive = term(own_keys, own, -1.0)
+        def environments(key_index: torch.Tensor, distance_index: torch.Tensor) -> torch.Tensor:
+            return critic.environments(species, key_index, distance, distance_index)
+
+        own = environments(cyclic, own_distances)
         negatives = [
-            term(partner_keys, other, 1.0),  # all fake
-            term(own_keys, other, 1.0),  # fake distances
-            term(partner_keys, own, 1.0),  # fake composition
+            term(own[partner], other_weights, 1.0),  # all fake: the partner's own environment
+            term(environments(cyclic, other_distances), other_weights, 1.0),  # fake distances
+            term(environments(cyclic[partner], own_distances), own_weights, 1.0),  # fake composition
         ]
         if scrambled is not None:  # own neighbours on own distances, shuffled: species no longer match distances
-            negatives.append(term(scrambled[rows], own, 1.0))
-        return positive, torch.stack(negatives).mean(0)
+            negatives.append(term(environments(scrambled, own_distances), own_weights, 1.0))
+        return term(own, own_weights, -1.0), torch.stack(negatives).mean(0)
 
     def forward(
         self, batch: PointSetBatch, sample: bool = True, generator: torch.Generator | None = None
@@ -250,7 +286,7 @@ class DeepInfoMax(nn.Module):
         """
         if batch.n_crystals < 2:
             raise ValueError("Deep InfoMax needs at least two crystals per batch for its negatives")
-        sf, keys, dist, mask = batch.site_features, batch.key_index, batch.distances, batch.key_mask
+        keys, mask, distance_index = batch.key_index, batch.key_mask, batch.distance_index
         crystal, n_crystals = batch.site_crystal, batch.n_crystals
         partner = partner_sites(crystal, batch.crystal_offsets)
         cyclic = cyclic_key_index(keys, mask)
@@ -265,27 +301,12 @@ class DeepInfoMax(nn.Module):
         scrambled = scramble() if self.local_scrambled else None
 
         # ---- local objective
-        query, key = self.encoder.local.project_sites(sf)
-        mu, logvar = self.encoder.local.attend(query, key, keys, dist, mask, chunk_rows=self.chunk_rows)
+        local_encoder = self.encoder.local
+        query, key = local_encoder.project_sites(batch.site_features)
+        distance = local_encoder.project_distances(batch.distance_values)
+        mu, logvar = local_encoder.attend(query, key, keys, distance, distance_index, mask)
         z = _sample(mu, logvar, generator) if sample else mu
-
-        species = self.local_critic.neighbour_species(sf)  # (S, width), gathered onto pairs per chunk
-        chunks = RowChunks(self.chunk_rows, mask, mask[partner])
-        local_terms = [
-            self._local_terms(
-                z[rows],
-                species,
-                cyclic[:, :n],
-                partner[rows],
-                rows,
-                dist[:, :n],
-                mask[:, :n],
-                None if scrambled is None else scrambled[:, :n],
-            )
-            for rows, n in chunks
-        ]
-        local_positive = chunks.gather([positive for positive, _ in local_terms])
-        local_negative = chunks.gather([negative for _, negative in local_terms])
+        local_positive, local_negative = self._local_terms(z, batch, cyclic, partner, scrambled)
         local_kl = per_crystal(gaussian_kl(mu, logvar))
         local_dim = per_crystal(local_positive + local_negative)
 
@@ -312,12 +333,11 @@ class DeepInfoMax(nn.Module):
                 # Fake environments through the current local encoder, reusing the projections above.
                 if scrambled is None:
                     scrambled = scramble()
-                true_distances = self.encoder.local.project_distances(dist)
-                attend = partial(self.encoder.local.attend, chunk_rows=self.chunk_rows)
+                attend = local_encoder.attend
                 fakes = [
-                    attend(take_rows(query, partner), take_rows(key, partner), keys, dist, mask, true_distances)[0],
-                    attend(query, key, cyclic, dist[partner], mask[partner], take_rows(true_distances, partner))[0],
-                    attend(query, key, scrambled, dist, mask, true_distances)[0],
+                    attend(_rows(query, partner), _rows(key, partner), keys, distance, distance_index, mask)[0],
+                    attend(query, key, cyclic, distance, distance_index[partner], mask[partner])[0],
+                    attend(query, key, scrambled, distance, distance_index, mask)[0],
                 ]  # composition swapped, structure swapped, scrambled
             negatives.update(
                 {kind: F.softplus(score(fake)) for kind, fake in zip(("composition", "structure", "scrambled"), fakes)}

@@ -1,0 +1,100 @@
+"""Pair blocks with an eager form and a ``torch.compile`` form.
+
+The (query, key) pair tensors of Site-Net hold tens of thousands of rows of
+``width`` numbers per batch, and most of the time of a training step goes to
+element-wise work on them (mish, LayerNorm, sums of gathered projections), one
+memory pass per eager kernel. ``torch.compile`` (inductor: C++ with OpenMP on the
+CPU, Triton on a GPU) fuses those passes, forward and backward. A
+:class:`PairBlock` is a function of tensors only, so one compilation (with
+dynamic shapes) serves every batch and every model of the process.
+
+Compiling needs a working C++ compiler (or Triton on a GPU) and takes about a
+minute the first time a block runs with and without gradients; it pays on long
+runs. Where compiling is impossible, :func:`compile_available` says so once with
+a warning, and the blocks run in their eager form: the same function, written
+for the eager kernels (:func:`~dim_sklearn.nn.activations.mish`).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+
+__all__ = ["AUTO_COMPILE_PASSES", "PairBlock", "compile_available", "resolve_compile", "set_compiled"]
+
+CompileOption = bool | Literal["auto"]
+
+AUTO_COMPILE_PASSES = 50_000
+"""With ``compile="auto"``, a run compiles when it will pass at least this many crystals through the network.
+
+About ten minutes of eager work on two CPU cores, against about a minute of compiling.
+"""
+
+
+@functools.cache
+def compile_available() -> bool:
+    """Whether ``torch.compile`` works here: a small function is compiled and run forward and backward once.
+
+    Warns (once per process) and returns False where it fails, for instance
+    without a C++ compiler.
+    """
+    try:
+        square = torch.compile(lambda x: (x * torch.exp(x)).sum(), dynamic=True)
+        x = torch.randn(3, 2, requires_grad=True)
+        square(x).backward()
+    except Exception as error:  # any failure of the compiler stack means: run eagerly
+        warnings.warn(
+            f"torch.compile is not usable here ({type(error).__name__}: {error}); the pair blocks run eagerly",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def resolve_compile(option: CompileOption, crystal_passes: int) -> bool:
+    """Whether a run that passes ``crystal_passes`` crystals through the network compiles its pair blocks.
+
+    ``True`` compiles where :func:`compile_available`; ``"auto"`` only on runs of at
+    least :data:`AUTO_COMPILE_PASSES` crystals; ``False`` never.
+    """
+    if option == "auto":
+        option = crystal_passes >= AUTO_COMPILE_PASSES
+    return bool(option) and compile_available()
+
+
+class PairBlock:
+    """A pair-level function in two forms: ``eager`` and ``compilable`` (plain tensor operations).
+
+    Calling it runs the compiled form of ``compilable`` when ``compiled`` is true
+    (compiled on first use, dynamic shapes), ``eager`` otherwise. Both compute
+    the same function; the compiled one agrees to float32 rounding.
+    """
+
+    def __init__(self, eager: Callable[..., torch.Tensor], compilable: Callable[..., torch.Tensor]):
+        self.eager = eager
+        self.compilable = compilable
+        self._compiled: Callable[..., torch.Tensor] | None = None
+
+    def __call__(self, *args: Any, compiled: bool = False) -> torch.Tensor:
+        if not compiled:
+            return self.eager(*args)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.compilable, dynamic=True)
+        return self._compiled(*args)
+
+
+def set_compiled(module: torch.nn.Module, compiled: bool) -> torch.nn.Module:
+    """Switch the pair blocks of every submodule of ``module`` that has them to their compiled (or eager) form.
+
+    The switch is a plain attribute (``compiled_pairs``): it survives pickling and
+    ``copy.deepcopy`` and does not enter ``state_dict``. Returns ``module``.
+    """
+    for submodule in module.modules():
+        if hasattr(submodule, "compiled_pairs"):
+            submodule.compiled_pairs = compiled
+    return module
