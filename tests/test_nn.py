@@ -6,7 +6,8 @@ from torch.nn import functional as F
 from dim_sklearn import build_point_sets
 from dim_sklearn.batching import collate_point_sets
 from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNetEncoder, cyclic_key_index, partner_sites
-from dim_sklearn.nn.activations import mish
+from dim_sklearn.nn.encoder import RowChunks
+from dim_sklearn.nn.activations import mish, mish_plain
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def test_mish_matches_torch_forward_and_gradient():
     torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0])
     assert torch.autograd.gradcheck(mish, torch.randn(30, dtype=torch.float64, requires_grad=True))
+    plain = mish_plain(x)  # the formula the compiled blocks use
+    torch.testing.assert_close(plain, F.mish(x))
+    torch.testing.assert_close(torch.autograd.grad(plain.sum(), x)[0], torch.autograd.grad(F.mish(x).sum(), x)[0])
 
 
 def _constructed_batch(sizes):
@@ -111,16 +115,38 @@ def test_local_and_global_objectives_train_separate_parts(model, point_sets):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.global_parameters())
 
 
-def test_losses_do_not_depend_on_chunk_size(point_sets):
+def test_row_chunks_trim_padding_and_restore_the_order():
+    counts = torch.tensor([40, 3, 41, 116, 2, 39, 40, 5, 4, 112] * 6)
+    chunks = RowChunks(counts, overhead_pairs=0)
+    assert 2 <= len(chunks.chunks) <= 3
+    padded = sum(len(rows) * n_keys for rows, n_keys in chunks)
+    assert padded < 0.7 * len(counts) * int(counts.max())  # one list of 116 keys no longer pads every row
+    for rows, n_keys in chunks:
+        assert (counts[rows] <= n_keys).all()
+    assert torch.equal(chunks.gather([rows for rows, _ in chunks]), torch.arange(len(counts)))
+    assert len(RowChunks(counts, overhead_pairs=10**9).chunks) == 1
+
+
+def test_attention_does_not_depend_on_the_chunks(point_sets):
     torch.manual_seed(0)
-    big = DeepInfoMax(SiteNetEncoder(), chunk_rows=256)
-    small = DeepInfoMax(SiteNetEncoder(), chunk_rows=5)
-    small.load_state_dict(big.state_dict())
+    local = SiteNetEncoder().local
     batch = collate_point_sets(point_sets)
-    a = big(batch, generator=torch.Generator().manual_seed(1))
-    b = small(batch, generator=torch.Generator().manual_seed(1))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    query, key = local.project_sites(batch.site_features)
+    distance = local.project_distances(batch.distance_values)
+    args = (query, key, batch.key_index, distance, batch.distance_index, batch.key_mask)
+    counts = batch.key_mask.sum(-1)
+    many = local.attend(*args, RowChunks(counts, overhead_pairs=0))
+    one = local.attend(*args, RowChunks(counts, overhead_pairs=10**9))
+    for a, b in zip(many, one):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_embeds_each_distinct_distance_once(point_sets):
+    batch = collate_point_sets(point_sets)
+    values = batch.distance_values
+    assert (values[1:] > values[:-1]).all()  # sorted, distinct
+    assert torch.equal(values[batch.distance_index], batch.distances)
+    assert len(values) < batch.key_mask.sum() / 3  # symmetry-equivalent pairs share a distance
 
 
 def test_a_single_crystal_batch_is_refused(model, point_sets):

@@ -133,7 +133,16 @@ def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
     feat.save(tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
-    new_options = ("n_rbf", "rbf_cutoff", "local_scrambled", "batch_negatives", "max_sites", "min_distance", "n_jobs")
+    new_options = (
+        "n_rbf",
+        "rbf_cutoff",
+        "local_scrambled",
+        "batch_negatives",
+        "max_sites",
+        "min_distance",
+        "n_jobs",
+        "compile",
+    )
     config_path.write_text(
         json.dumps(
             {  # format 1 stored the featurizer's parameters

@@ -35,17 +35,22 @@ About ten minutes of eager work on two CPU cores, against about a minute of comp
 """
 
 
-@functools.cache
-def compile_available() -> bool:
-    """Whether ``torch.compile`` works here: a small function is compiled and run forward and backward once.
+RECOMPILE_LIMIT = 64
+"""Graphs a :class:`PairBlock` may compile (torch's own default is 8 per function)."""
 
-    Warns (once per process) and returns False where it fails, for instance
-    without a C++ compiler.
+
+@functools.cache
+def compile_available(device_type: str = "cpu") -> bool:
+    """Whether ``torch.compile`` works here for tensors on ``device_type``.
+
+    A small function is compiled and run forward and backward once; where that
+    fails (no C++ compiler, no Triton for the GPU, ...), warns once per device
+    type and returns False.
     """
     try:
-        square = torch.compile(lambda x: (x * torch.exp(x)).sum(), dynamic=True)
-        x = torch.randn(3, 2, requires_grad=True)
-        square(x).backward()
+        function = torch.compile(lambda x: (x * torch.exp(x)).sum(), dynamic=True)
+        x = torch.randn(3, 2, device=device_type, requires_grad=True)
+        function(x).backward()
     except Exception as error:  # any failure of the compiler stack means: run eagerly
         warnings.warn(
             f"torch.compile is not usable here ({type(error).__name__}: {error}); the pair blocks run eagerly",
@@ -56,15 +61,15 @@ def compile_available() -> bool:
     return True
 
 
-def resolve_compile(option: CompileOption, crystal_passes: int) -> bool:
-    """Whether a run that passes ``crystal_passes`` crystals through the network compiles its pair blocks.
+def resolve_compile(option: CompileOption, crystal_passes: int, device: torch.device | str = "cpu") -> bool:
+    """Whether a run that passes ``crystal_passes`` crystals through the network on ``device`` compiles.
 
     ``True`` compiles where :func:`compile_available`; ``"auto"`` only on runs of at
     least :data:`AUTO_COMPILE_PASSES` crystals; ``False`` never.
     """
     if option == "auto":
         option = crystal_passes >= AUTO_COMPILE_PASSES
-    return bool(option) and compile_available()
+    return bool(option) and compile_available(torch.device(device).type)
 
 
 class PairBlock:
@@ -85,7 +90,10 @@ class PairBlock:
             return self.eager(*args)
         if self._compiled is None:
             self._compiled = torch.compile(self.compilable, dynamic=True)
-        return self._compiled(*args)
+        # Grad mode, which inputs need gradients and coinciding sizes each give a graph of their own;
+        # torch's default limit of 8 per function could send a long run back to eager code half-way.
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return self._compiled(*args)
 
 
 def set_compiled(module: torch.nn.Module, compiled: bool) -> torch.nn.Module:
@@ -96,5 +104,5 @@ def set_compiled(module: torch.nn.Module, compiled: bool) -> torch.nn.Module:
     """
     for submodule in module.modules():
         if hasattr(submodule, "compiled_pairs"):
-            submodule.compiled_pairs = compiled
+            setattr(submodule, "compiled_pairs", compiled)  # noqa: B010 (nn.Module's typed __setattr__)
     return module

@@ -25,9 +25,12 @@ concatenated pair, without materialising the (pairs, 3 width) tensor.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -44,6 +47,7 @@ __all__ = [
     "EncoderConfig",
     "GlobalEncoder",
     "LocalEncoder",
+    "RowChunks",
     "SiteNetEncoder",
     "gather_rows",
     "pair_input",
@@ -136,25 +140,75 @@ def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])
 
 
-def pair_input(query: torch.Tensor, key: torch.Tensor, distance: torch.Tensor, key_index, distance_index):
+def pair_input(
+    query: torch.Tensor | None,
+    key: torch.Tensor,
+    distance: torch.Tensor,
+    key_index: torch.Tensor,
+    distance_index: torch.Tensor,
+) -> torch.Tensor:
     """First pair layer ``query_i + key_j + distance_ij`` on every (query, key) pair: (n_sites, max_keys, width).
 
-    ``query`` holds one row per query site, ``key`` one per site (gathered by
-    ``key_index``) and ``distance`` one per distinct distance (gathered by
-    ``distance_index``).
+    ``query`` holds one row per query site (None: no query part), ``key`` one per
+    site (gathered by ``key_index``) and ``distance`` one per distinct distance
+    (gathered by ``distance_index``).
     """
-    return gather_rows(key, key_index).add_(gather_rows(distance, distance_index)).add_(query.unsqueeze(1))
+    # in-place only on fresh tensors, never on views: autograd would copy them back in the backward pass
+    summed = key.index_select(0, key_index.reshape(-1)).add_(distance.index_select(0, distance_index.reshape(-1)))
+    pairs = summed.view(*key_index.shape, -1)
+    return pairs if query is None else pairs + query.unsqueeze(1)
+
+
+class RowChunks:
+    """Query rows in up to three chunks of similar key counts, each trimmed to its own longest key list.
+
+    Keys are padded at the end of each row to the batch's longest list, so one
+    large supercell in a batch pads every row to its size (on the real data sets
+    about 40% of the pair tensors are padding). Rows are independent: sorted by
+    key count and cut where the padded size of the chunks is smallest, they are
+    processed chunk by chunk with ``[rows, :n_keys]`` and put back in order by
+    :meth:`gather`. A chunk costs a fixed overhead too, counted as
+    ``overhead_pairs`` pairs.
+
+    Parameters
+    ----------
+    key_counts : (n_rows,) int tensor
+        Keys each row needs (real keys; for negatives that borrow another row's
+        keys, the larger of the two counts).
+    """
+
+    def __init__(self, key_counts: torch.Tensor, overhead_pairs: int = 2_000):
+        sorted_counts, self.order = torch.sort(key_counts, stable=True)
+        counts = sorted_counts.cpu().numpy().astype(np.int64)
+        n = len(counts)
+        # cost of cutting after rows i and j (0 < i <= j <= n): chunks [0, i), [i, j), [j, n)
+        i, j = np.arange(1, n + 1)[:, None], np.arange(1, n + 1)[None, :]
+        cost = i * counts[i - 1] + (j - i) * counts[j - 1] + (n - j) * counts[-1]
+        cost = cost + overhead_pairs * ((j > i).astype(np.int64) + (j < n))
+        cost = np.where(j >= i, cost, np.iinfo(np.int64).max)
+        first, second = np.unravel_index(np.argmin(cost), cost.shape)
+        bounds = sorted({0, int(first) + 1, int(second) + 1, n})
+        self.inverse = torch.argsort(self.order)
+        self.chunks = [(self.order[start:end], int(counts[end - 1])) for start, end in pairwise(bounds) if end > start]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        """(row indices, key count to keep) per chunk."""
+        return iter(self.chunks)
+
+    def gather(self, per_chunk: list[torch.Tensor]) -> torch.Tensor:
+        """Per-chunk row results (in chunk order) back in the original row order."""
+        stacked = per_chunk[0] if len(per_chunk) == 1 else torch.cat(per_chunk)
+        return stacked.index_select(0, self.inverse)
 
 
 def _attention_pool(activation):
-    def attention_pool(query, key, distance, key_index, distance_index, key_mask, layers):
+    def attention_pool(attention_in, value_in, key_mask, layers):
         attention_norm, logit_weight, logit_bias, value_norm, value_weight, value_bias, out_norm = layers
-        shape = query[0].shape[-1:]
-        hidden = activation(pair_input(query[0], key[0], distance[0], key_index, distance_index))
-        logits = F.linear(F.layer_norm(hidden, shape, *attention_norm), logit_weight, logit_bias).squeeze(-1)
+        shape = attention_in.shape[-1:]
+        hidden = F.layer_norm(activation(attention_in), shape, *attention_norm)
+        logits = F.linear(hidden, logit_weight, logit_bias).squeeze(-1)
         weights = torch.softmax(logits.masked_fill(~key_mask, float("-inf")), dim=-1)
-        values = activation(pair_input(query[1], key[1], distance[1], key_index, distance_index))
-        values = F.linear(F.layer_norm(values, shape, *value_norm), value_weight, value_bias)
+        values = F.linear(F.layer_norm(activation(value_in), shape, *value_norm), value_weight, value_bias)
         values = F.layer_norm(activation(values), shape, *out_norm)
         return torch.einsum("sk,skw->sw", weights, values)
 
@@ -162,7 +216,9 @@ def _attention_pool(activation):
 
 
 ATTENTION_POOL = PairBlock(_attention_pool(mish), _attention_pool(mish_plain))
-"""The pair-level part of :meth:`LocalEncoder.attend`: pair inputs, attention weights, values, weighted sum."""
+"""The pair-level part of :meth:`LocalEncoder.attend`: from the first pair layers (:func:`pair_input`) to the
+attention-weighted sum of values. The gathers stay outside it: their eager backward (``index_add_``) scales
+over threads, where a compiled scatter's atomic additions do not."""
 
 
 class LocalEncoder(nn.Module):
@@ -233,6 +289,7 @@ class LocalEncoder(nn.Module):
         distance: Pair,
         distance_index: torch.Tensor,
         key_mask: torch.Tensor,
+        chunks: RowChunks | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention of every query row over its keys.
 
@@ -242,6 +299,8 @@ class LocalEncoder(nn.Module):
         key_index : (n_sites, max_keys)
         distance : per-distance projections from :meth:`project_distances`
         distance_index, key_mask : (n_sites, max_keys)
+        chunks : RowChunks, optional
+            How to split the rows (by default from ``key_mask``); the result does not depend on it.
         """
         value_linear, _, out_norm = self.value_out
         layers = (
@@ -253,8 +312,24 @@ class LocalEncoder(nn.Module):
             value_linear.bias,
             (out_norm.weight, out_norm.bias),
         )
-        pooled = ATTENTION_POOL(
-            query, key, distance, key_index, distance_index, key_mask, layers, compiled=self.compiled_pairs
+        chunks = chunks or RowChunks(key_mask.sum(-1))
+        pooled = chunks.gather(
+            [
+                ATTENTION_POOL(
+                    pair_input(
+                        query[0][rows],
+                        key[0],
+                        distance[0],
+                        key_index[rows, :n_keys],
+                        dists := distance_index[rows, :n_keys],
+                    ),
+                    pair_input(query[1][rows], key[1], distance[1], key_index[rows, :n_keys], dists),
+                    key_mask[rows, :n_keys],
+                    layers,
+                    compiled=self.compiled_pairs,
+                )
+                for rows, n_keys in chunks
+            ]
         )
         return self.mu(pooled), self.logvar(pooled)
 

@@ -43,6 +43,7 @@ dimensions, sites (or crystals) and the batch.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -51,7 +52,7 @@ from torch.nn import functional as F
 
 from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
-from .encoder import DistanceExpansion, SiteNetEncoder, gather_rows, segment_mean
+from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, pair_input, segment_mean
 
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
@@ -93,15 +94,17 @@ def _projection(n_in: int, width: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, width), Mish(), nn.Linear(width, n_out))
 
 
-def _environments(activation):
-    def environments(species, key_index, distance, distance_index):
-        return activation(gather_rows(species, key_index).add_(gather_rows(distance, distance_index)))
+def _environment_scores(activation, fused):
+    def environment_scores(pairs, folded):
+        if fused:  # a compiler fuses the product and the sum: no (rows, keys, width) tensor
+            return (activation(pairs) * folded.unsqueeze(1)).sum(-1)
+        return torch.einsum("rw,rkw->rk", folded, activation(pairs))
 
-    return environments
+    return environment_scores
 
 
-ENVIRONMENTS = PairBlock(_environments(mish), _environments(mish_plain))
-"""The pair-level part of :meth:`EnvironmentCritic.environments`."""
+ENVIRONMENT_SCORES = PairBlock(_environment_scores(mish, fused=False), _environment_scores(mish_plain, fused=True))
+"""``<folded_r, mish(pairs_rk)>`` for every (row, key): the pair-level part of :meth:`EnvironmentCritic.score`."""
 
 
 class EnvironmentCritic(nn.Module):
@@ -127,23 +130,26 @@ class EnvironmentCritic(nn.Module):
         """Distance part of the neighbour embedding, per distinct distance: (n_distances, width)."""
         return self.neighbour_distance(self.expand_distances(distance_values))
 
-    def environments(
-        self, species: torch.Tensor, key_index: torch.Tensor, distance: torch.Tensor, distance_index: torch.Tensor
+    def score(
+        self,
+        query: torch.Tensor,
+        species: torch.Tensor,
+        key_index: torch.Tensor,
+        distance: torch.Tensor,
+        distance_index: torch.Tensor,
     ) -> torch.Tensor:
-        """Hidden neighbour embeddings (rows, max_keys, width), the input of ``neighbour_out``.
+        """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against their environments.
 
         ``species`` is ``neighbour_species(site_features)`` per site, gathered by
         ``key_index``; ``distance`` is :meth:`embed_distances` of the distinct
         distances, gathered by ``distance_index``. Both are computed once and
         shared by the positive and negative environments that reuse them.
         """
-        return ENVIRONMENTS(species, key_index, distance, distance_index, compiled=self.compiled_pairs)
-
-    def score(self, query: torch.Tensor, environments: torch.Tensor) -> torch.Tensor:
-        """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against :meth:`environments`."""
+        pairs = pair_input(None, species, distance, key_index, distance_index)
         # <query, W h + b> computed as <W^T query, h> + <query, b>: no (R, K, dim) tensor.
         folded = query @ self.neighbour_out.weight  # (R, width)
-        return torch.einsum("rw,rkw->rk", folded, environments) + (query @ self.neighbour_out.bias).unsqueeze(-1)
+        scores = ENVIRONMENT_SCORES(pairs, folded, compiled=self.compiled_pairs)
+        return scores + (query @ self.neighbour_out.bias).unsqueeze(-1)
 
     def forward(
         self,
@@ -157,10 +163,8 @@ class EnvironmentCritic(nn.Module):
 
         ``key_index`` points into ``site_features`` and ``distance_index`` into ``distance_values``.
         """
-        environments = self.environments(
-            self.neighbour_species(site_features), key_index, self.embed_distances(distance_values), distance_index
-        )
-        return self.score(self.site(local), environments)
+        species, distance = self.neighbour_species(site_features), self.embed_distances(distance_values)
+        return self.score(self.site(local), species, key_index, distance, distance_index)
 
 
 def _pair_weights(distances: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -179,9 +183,10 @@ class DeepInfoMax(nn.Module):
 
     Pair-level work is shared wherever two terms need the same thing: each
     distinct distance of a batch is embedded once for the encoder and once for
-    the critic, the local critic's "all fake" environment of a site is the
-    positive environment already computed for its partner, and the global
-    objective's fake environments reuse the local encoder's projections.
+    the critic, the critic's site and distance projections serve every
+    environment, and the global objective's fake environments reuse the local
+    encoder's projections. Rows are processed in chunks of similar key counts
+    (:class:`~dim_sklearn.nn.encoder.RowChunks`).
 
     Parameters
     ----------
@@ -243,32 +248,36 @@ class DeepInfoMax(nn.Module):
         ]
 
     def _local_terms(
-        self, z: torch.Tensor, batch: PointSetBatch, cyclic, partner, scrambled
+        self, z: torch.Tensor, batch: PointSetBatch, cyclic, partner, scrambled, chunks: RowChunks
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive and mean negative local terms, per site."""
         critic = self.local_critic
         query = critic.site(z)
         species = critic.neighbour_species(batch.site_features)
         distance = critic.embed_distances(batch.distance_values)
-        own_distances, other_distances = batch.distance_index, batch.distance_index[partner]
-        own_weights = _pair_weights(batch.distances, batch.key_mask)
-        other_weights = own_weights[partner]
+        weights = _pair_weights(batch.distances, batch.key_mask)
+        positives, negatives = [], []
+        for rows, n in chunks:
+            own, other = rows, partner[rows]
+            own_keys, partner_keys = cyclic[own, :n], cyclic[other, :n]
+            own_distances, other_distances = batch.distance_index[own, :n], batch.distance_index[other, :n]
+            own_weights, other_weights = weights[own, :n], weights[other, :n]
+            rows_query = query[rows]
 
-        def term(environments: torch.Tensor, weights: torch.Tensor, sign: float) -> torch.Tensor:
-            return (weights * F.softplus(sign * critic.score(query, environments))).sum(-1)
+            def term(key_index, distance_index, weights: torch.Tensor, sign: float, rows_query=rows_query):
+                scores = critic.score(rows_query, species, key_index, distance, distance_index)
+                return (weights * F.softplus(sign * scores)).sum(-1)
 
-        def environments(key_index: torch.Tensor, distance_index: torch.Tensor) -> torch.Tensor:
-            return critic.environments(species, key_index, distance, distance_index)
-
-        own = environments(cyclic, own_distances)
-        negatives = [
-            term(own[partner], other_weights, 1.0),  # all fake: the partner's own environment
-            term(environments(cyclic, other_distances), other_weights, 1.0),  # fake distances
-            term(environments(cyclic[partner], own_distances), own_weights, 1.0),  # fake composition
-        ]
-        if scrambled is not None:  # own neighbours on own distances, shuffled: species no longer match distances
-            negatives.append(term(environments(scrambled, own_distances), own_weights, 1.0))
-        return term(own, own_weights, -1.0), torch.stack(negatives).mean(0)
+            positives.append(term(own_keys, own_distances, own_weights, -1.0))
+            fakes = [
+                term(partner_keys, other_distances, other_weights, 1.0),  # all fake
+                term(own_keys, other_distances, other_weights, 1.0),  # fake distances
+                term(partner_keys, own_distances, own_weights, 1.0),  # fake composition
+            ]
+            if scrambled is not None:  # own neighbours on own distances, shuffled: species no longer match distances
+                fakes.append(term(scrambled[own, :n], own_distances, own_weights, 1.0))
+            negatives.append(torch.stack(fakes).mean(0))
+        return chunks.gather(positives), chunks.gather(negatives)
 
     def forward(
         self, batch: PointSetBatch, sample: bool = True, generator: torch.Generator | None = None
@@ -290,6 +299,8 @@ class DeepInfoMax(nn.Module):
         crystal, n_crystals = batch.site_crystal, batch.n_crystals
         partner = partner_sites(crystal, batch.crystal_offsets)
         cyclic = cyclic_key_index(keys, mask)
+        key_counts = mask.sum(-1)
+        chunks = RowChunks(torch.maximum(key_counts, key_counts[partner]))  # negatives borrow the partner's keys
 
         def per_crystal(per_site: torch.Tensor) -> torch.Tensor:
             return segment_mean(per_site, crystal, n_crystals).mean()
@@ -304,9 +315,9 @@ class DeepInfoMax(nn.Module):
         local_encoder = self.encoder.local
         query, key = local_encoder.project_sites(batch.site_features)
         distance = local_encoder.project_distances(batch.distance_values)
-        mu, logvar = local_encoder.attend(query, key, keys, distance, distance_index, mask)
+        mu, logvar = local_encoder.attend(query, key, keys, distance, distance_index, mask, chunks)
         z = _sample(mu, logvar, generator) if sample else mu
-        local_positive, local_negative = self._local_terms(z, batch, cyclic, partner, scrambled)
+        local_positive, local_negative = self._local_terms(z, batch, cyclic, partner, scrambled, chunks)
         local_kl = per_crystal(gaussian_kl(mu, logvar))
         local_dim = per_crystal(local_positive + local_negative)
 
@@ -333,7 +344,7 @@ class DeepInfoMax(nn.Module):
                 # Fake environments through the current local encoder, reusing the projections above.
                 if scrambled is None:
                     scrambled = scramble()
-                attend = local_encoder.attend
+                attend = partial(local_encoder.attend, chunks=chunks)
                 fakes = [
                     attend(_rows(query, partner), _rows(key, partner), keys, distance, distance_index, mask)[0],
                     attend(query, key, cyclic, distance, distance_index[partner], mask[partner])[0],

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from .._utils import check_fields, integer
 from .activations import mish
-from .encoder import hidden_layer, segment_mean
+from .encoder import gather_rows, hidden_layer, segment_mean
 
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
@@ -128,7 +128,8 @@ class SiteNet(nn.Module):
 
     def forward(self, batch: PointSetBatch) -> torch.Tensor:
         sites = torch.cat([self.element_embedding(batch.atomic_numbers), batch.site_features], dim=-1)
-        pairs = self.distance_embedding(batch.distances.unsqueeze(-1))
+        # each distinct distance embedded once, then gathered onto the pairs
+        pairs = gather_rows(self.distance_embedding(batch.distance_values.unsqueeze(-1)), batch.distance_index)
         for block in self.blocks:
             sites, pairs = block(sites, pairs, batch.key_index, batch.key_mask)
         pooled = segment_mean(self.pre_pool(sites), batch.site_crystal, batch.n_crystals)

@@ -46,6 +46,7 @@ from ..batching import (
 )
 from ..distributed import all_gather_objects, all_reduce_sum, barrier, broadcast_object, rank_and_world
 from ..nn import CHANCE, DeepInfoMax
+from ..nn.compiled import CompileOption, resolve_compile, set_compiled
 from ..pointset import PointSet
 from ..store import CachedPointSets
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -160,6 +161,7 @@ def pretrain(
     device: str | torch.device = "auto",
     checkpoint_dir: str | os.PathLike | None = None,
     verbose: bool = False,
+    compile: CompileOption = "auto",
 ) -> tuple[list[dict[str, float]], int]:
     """Train ``model`` (in place) with Deep InfoMax on unlabelled point sets.
 
@@ -185,6 +187,14 @@ def pretrain(
         Write the state after each epoch; resume from it when it matches.
     verbose : bool, default=False
         Progress bar and one line of losses per epoch.
+    compile : bool or "auto", default="auto"
+        Run the pair blocks compiled with ``torch.compile``
+        (:mod:`dim_sklearn.nn.compiled`): about twice the crystals per second
+        after a minute of compiling. "auto" compiles when ``max_epochs`` times
+        the training structures reach
+        :data:`~dim_sklearn.nn.compiled.AUTO_COMPILE_PASSES`; where compiling
+        is impossible the run warns and goes on eagerly. The weights agree
+        with an eager run to float32 rounding, not bit for bit.
 
     Returns
     -------
@@ -268,6 +278,8 @@ def pretrain(
         history = state["history"]
         stopping.load_state_dict(state)
 
+    # eager again when the run ends: the trained model's later uses decide for themselves
+    set_compiled(model, resolve_compile(compile, len(train_idx) * settings.max_epochs, device))
     epochs = tqdm(
         range(len(history) + 1, settings.max_epochs + 1),
         disable=not verbose or rank != 0,
@@ -328,5 +340,6 @@ def pretrain(
                 )
             barrier()  # every rank knows the epoch is saved
     model.load_state_dict(stopping.best_state if stopping.best_state is not None else initial_state)
+    set_compiled(model, False)
     model.eval()
     return history, stopping.best_epoch

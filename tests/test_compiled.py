@@ -1,0 +1,71 @@
+"""The compiled pair blocks: the same losses and gradients as the eager ones, and eager code where compiling fails."""
+
+import pytest
+import torch
+from crystals import six_crystals
+
+from dim_sklearn import build_point_sets
+from dim_sklearn.batching import collate_point_sets
+from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
+from dim_sklearn.nn import compiled as compiled_module
+from dim_sklearn.nn.compiled import AUTO_COMPILE_PASSES, compile_available, resolve_compile, set_compiled
+from dim_sklearn.pretrain import PretrainSettings, pretrain
+
+
+@pytest.fixture(scope="module")
+def batch(hand_built):
+    return collate_point_sets(build_point_sets(hand_built[:12] + six_crystals()))
+
+
+def _losses_and_gradients(model, batch):
+    losses = model(batch, generator=torch.Generator().manual_seed(1))
+    model.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    return losses, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_compiled_blocks_give_the_eager_losses_gradients_and_vectors(batch):
+    if not compile_available():
+        pytest.skip("torch.compile is not usable on this machine")
+    torch.manual_seed(0)
+    model = DeepInfoMax(SiteNetEncoder())
+    eager_losses, eager_grads = _losses_and_gradients(model, batch)
+    with torch.no_grad():
+        eager_vectors = model.encoder(batch)
+    set_compiled(model, True)
+    assert model.encoder.local.compiled_pairs and model.local_critic.compiled_pairs
+    losses, grads = _losses_and_gradients(model, batch)
+    with torch.no_grad():
+        vectors = model.encoder(batch)
+    for name, value in eager_losses.items():
+        torch.testing.assert_close(losses[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    scale = max(float(g.abs().max()) for g in eager_grads.values())
+    for name, value in eager_grads.items():
+        torch.testing.assert_close(grads[name], value, rtol=1e-3, atol=1e-5 * scale, msg=name)
+    torch.testing.assert_close(vectors, eager_vectors, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_compiles_only_long_runs(monkeypatch):
+    monkeypatch.setattr(compiled_module, "compile_available", lambda device_type="cpu": True)
+    assert not resolve_compile("auto", AUTO_COMPILE_PASSES - 1)
+    assert resolve_compile("auto", AUTO_COMPILE_PASSES)
+    assert resolve_compile(True, 10) and not resolve_compile(False, 10**9)
+
+
+def test_without_a_compiler_the_blocks_run_eagerly_with_a_warning(monkeypatch, hand_built):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    compile_available.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="not usable here.*no C\\+\\+ compiler"):
+            assert not resolve_compile(True, 10**6)
+        torch.manual_seed(0)
+        model = DeepInfoMax(SiteNetEncoder())
+        settings = PretrainSettings(max_epochs=2, patience=5, batch_sites=40)
+        history, _ = pretrain(model, build_point_sets(hand_built[:16]), settings, random_state=0, compile=True)
+        assert len(history) == 2 and all(torch.isfinite(torch.tensor(row["valid_loss"])) for row in history)
+        assert not model.encoder.local.compiled_pairs  # eager again after the run
+    finally:
+        compile_available.cache_clear()  # the next test asks the real compiler again
