@@ -309,7 +309,10 @@ class SiteNetRegressor(NeuralNetRegressor):
         device: str | torch.device | None = "auto",
         **kwargs: Any,
     ):
-        for name, value in (("optimizer__amsgrad", True), ("optimizer__eps", 1e-7), ("optimizer__weight_decay", 1e-4)):
+        # foreach: one multi-tensor kernel per update step instead of one per parameter, the same numbers;
+        # at a few crystals per batch the per-parameter loop took a fifth of the time
+        defaults = {"optimizer__amsgrad": True, "optimizer__eps": 1e-7, "optimizer__weight_decay": 1e-4}
+        for name, value in {**defaults, "optimizer__foreach": True}.items():
             kwargs.setdefault(name, value)
         super().__init__(
             module,

@@ -181,13 +181,15 @@ class RowChunks:
         sorted_counts, self.order = torch.sort(key_counts, stable=True)
         counts = sorted_counts.cpu().numpy().astype(np.int64)
         n = len(counts)
-        # cost of cutting after rows i and j (0 < i <= j <= n): chunks [0, i), [i, j), [j, n)
-        i, j = np.arange(1, n + 1)[:, None], np.arange(1, n + 1)[None, :]
+        # Cut only where the count changes: ends of runs of equal counts (and n, for fewer chunks).
+        ends = np.append(np.flatnonzero(np.diff(counts)) + 1, n)
+        # cost of chunks [0, i), [i, j), [j, n) for cut positions i <= j among the ends
+        i, j = ends[:, None], ends[None, :]
         cost = i * counts[i - 1] + (j - i) * counts[j - 1] + (n - j) * counts[-1]
         cost = cost + overhead_pairs * ((j > i).astype(np.int64) + (j < n))
         cost = np.where(j >= i, cost, np.iinfo(np.int64).max)
         first, second = np.unravel_index(np.argmin(cost), cost.shape)
-        bounds = sorted({0, int(first) + 1, int(second) + 1, n})
+        bounds = sorted({0, int(ends[first]), int(ends[second]), n})
         self.inverse = torch.argsort(self.order)
         self.chunks = [(self.order[start:end], int(counts[end - 1])) for start, end in pairwise(bounds) if end > start]
 

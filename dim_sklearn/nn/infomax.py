@@ -43,7 +43,6 @@ dimensions, sites (or crystals) and the batch.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -173,9 +172,12 @@ def _pair_weights(distances: torch.Tensor, key_mask: torch.Tensor) -> torch.Tens
     return weights / weights.sum(-1, keepdim=True)
 
 
-def _rows(pair: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The given rows (first axis) of both parts of per-site projections."""
-    return pair[0].index_select(0, rows), pair[1].index_select(0, rows)
+def _partner_then_own(
+    pair: tuple[torch.Tensor, torch.Tensor], partner: torch.Tensor, copies: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both parts of per-site projections: the partner's rows, then ``copies`` times the own rows."""
+    first, second = (torch.cat([part[partner], *[part] * copies]) for part in pair)
+    return first, second
 
 
 class DeepInfoMax(nn.Module):
@@ -344,12 +346,19 @@ class DeepInfoMax(nn.Module):
                 # Fake environments through the current local encoder, reusing the projections above.
                 if scrambled is None:
                     scrambled = scramble()
-                attend = partial(local_encoder.attend, chunks=chunks)
-                fakes = [
-                    attend(_rows(query, partner), _rows(key, partner), keys, distance, distance_index, mask)[0],
-                    attend(query, key, cyclic, distance, distance_index[partner], mask[partner])[0],
-                    attend(query, key, scrambled, distance, distance_index, mask)[0],
-                ]  # composition swapped, structure swapped, scrambled
+                # Composition swapped (the partner's sites on the own geometry), structure swapped (own sites on
+                # the partner's distances) and scrambled (own keys shuffled), in one pass over 3 x n_sites rows:
+                # the key table is [partner's key projections; own], so the last two index it past n_sites.
+                n_sites = len(partner)
+                fakes = local_encoder.attend(
+                    _partner_then_own(query, partner, 2),
+                    _partner_then_own(key, partner, 1),
+                    torch.cat([keys, cyclic + n_sites, scrambled + n_sites]),
+                    distance,
+                    torch.cat([distance_index, distance_index[partner], distance_index]),
+                    torch.cat([mask, mask[partner], mask]),
+                    RowChunks(torch.cat([key_counts, key_counts[partner], key_counts])),
+                )[0].split(n_sites)
             negatives.update(
                 {kind: F.softplus(score(fake)) for kind, fake in zip(("composition", "structure", "scrambled"), fakes)}
             )

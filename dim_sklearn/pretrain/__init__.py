@@ -258,7 +258,9 @@ def pretrain(
     valid_batches = [collate_point_sets([point_sets[valid_idx[i]] for i in b]) for b in valid_plan[rank::world]]
 
     optimisers = [
-        torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True)
+        torch.optim.AdamW(
+            params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True, foreach=True
+        )
         for params in (model.local_parameters(), model.global_parameters())
     ]
     # what the training pass calls: under a process group, the model in DistributedDataParallel
