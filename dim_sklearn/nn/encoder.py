@@ -204,8 +204,9 @@ class RowChunks:
 
 
 def _attention_pool(activation):
-    def attention_pool(attention_in, value_in, key_mask, layers):
+    def attention_pool(pairs, key_mask, layers):
         attention_norm, logit_weight, logit_bias, value_norm, value_weight, value_bias, out_norm = layers
+        attention_in, value_in = pairs.chunk(2, dim=-1)
         shape = attention_in.shape[-1:]
         hidden = F.layer_norm(activation(attention_in), shape, *attention_norm)
         logits = F.linear(hidden, logit_weight, logit_bias).squeeze(-1)
@@ -218,7 +219,8 @@ def _attention_pool(activation):
 
 
 ATTENTION_POOL = PairBlock(_attention_pool(mish), _attention_pool(mish_plain))
-"""The pair-level part of :meth:`LocalEncoder.attend`: from the first pair layers (:func:`pair_input`) to the
+"""The pair-level part of :meth:`LocalEncoder.attend`: from the first pair layers (:func:`pair_input`, the
+attention and value parts side by side) to the
 attention-weighted sum of values. The gathers stay outside it: their eager backward (``index_add_``) scales
 over threads, where a compiled scatter's atomic additions do not."""
 
@@ -315,24 +317,15 @@ class LocalEncoder(nn.Module):
             (out_norm.weight, out_norm.bias),
         )
         chunks = chunks or RowChunks(key_mask.sum(-1))
-        pooled = chunks.gather(
-            [
-                ATTENTION_POOL(
-                    pair_input(
-                        query[0][rows],
-                        key[0],
-                        distance[0],
-                        key_index[rows, :n_keys],
-                        dists := distance_index[rows, :n_keys],
-                    ),
-                    pair_input(query[1][rows], key[1], distance[1], key_index[rows, :n_keys], dists),
-                    key_mask[rows, :n_keys],
-                    layers,
-                    compiled=self.compiled_pairs,
-                )
-                for rows, n_keys in chunks
-            ]
-        )
+        # the attention and value parts side by side: one gather of rows twice as wide instead of two
+        query_both, key_both, distance_both = (torch.cat(part, dim=-1) for part in (query, key, distance))
+        per_chunk = []
+        for rows, n_keys in chunks:
+            pairs = pair_input(
+                query_both[rows], key_both, distance_both, key_index[rows, :n_keys], distance_index[rows, :n_keys]
+            )
+            per_chunk.append(ATTENTION_POOL(pairs, key_mask[rows, :n_keys], layers, compiled=self.compiled_pairs))
+        pooled = chunks.gather(per_chunk)
         return self.mu(pooled), self.logvar(pooled)
 
 
