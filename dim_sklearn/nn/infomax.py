@@ -51,7 +51,7 @@ from torch.nn import functional as F
 
 from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
-from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, pair_input, segment_mean
+from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, gather_rows, segment_mean
 
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
@@ -94,16 +94,18 @@ def _projection(n_in: int, width: int, n_out: int) -> nn.Sequential:
 
 
 def _environment_scores(activation, fused):
-    def environment_scores(pairs, folded):
-        if fused:  # a compiler fuses the product and the sum: no (rows, keys, width) tensor
-            return (activation(pairs) * folded.unsqueeze(1)).sum(-1)
-        return torch.einsum("rw,rkw->rk", folded, activation(pairs))
+    def environment_scores(neighbours, distances, folded):
+        hidden = activation(neighbours + distances)
+        if fused:  # a compiler fuses the sum, mish, product and reduction: no (rows, keys, width) tensor
+            return (hidden * folded.unsqueeze(1)).sum(-1)
+        return torch.einsum("rw,rkw->rk", folded, hidden)
 
     return environment_scores
 
 
 ENVIRONMENT_SCORES = PairBlock(_environment_scores(mish, fused=False), _environment_scores(mish_plain, fused=True))
-"""``<folded_r, mish(pairs_rk)>`` for every (row, key): the pair-level part of :meth:`EnvironmentCritic.score`."""
+"""``<folded_r, mish(neighbours_rk + distances_rk)>`` for every (row, key): the pair-level part of
+:meth:`EnvironmentCritic.score`."""
 
 
 class EnvironmentCritic(nn.Module):
@@ -129,25 +131,17 @@ class EnvironmentCritic(nn.Module):
         """Distance part of the neighbour embedding, per distinct distance: (n_distances, width)."""
         return self.neighbour_distance(self.expand_distances(distance_values))
 
-    def score(
-        self,
-        query: torch.Tensor,
-        species: torch.Tensor,
-        key_index: torch.Tensor,
-        distance: torch.Tensor,
-        distance_index: torch.Tensor,
-    ) -> torch.Tensor:
+    def score(self, query: torch.Tensor, neighbours: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
         """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against their environments.
 
-        ``species`` is ``neighbour_species(site_features)`` per site, gathered by
-        ``key_index``; ``distance`` is :meth:`embed_distances` of the distinct
-        distances, gathered by ``distance_index``. Both are computed once and
-        shared by the positive and negative environments that reuse them.
+        ``neighbours`` is ``neighbour_species(site_features)`` gathered onto the
+        keys, ``distances`` is :meth:`embed_distances` of the distinct distances
+        gathered onto the pairs (both (rows, max_keys, width)): gathered once,
+        each serves every environment that pairs it with the other.
         """
-        pairs = pair_input(None, species, distance, key_index, distance_index)
         # <query, W h + b> computed as <W^T query, h> + <query, b>: no (R, K, dim) tensor.
         folded = query @ self.neighbour_out.weight  # (R, width)
-        scores = ENVIRONMENT_SCORES(pairs, folded, compiled=self.compiled_pairs)
+        scores = ENVIRONMENT_SCORES(neighbours, distances, folded, compiled=self.compiled_pairs)
         return scores + (query @ self.neighbour_out.bias).unsqueeze(-1)
 
     def forward(
@@ -162,8 +156,9 @@ class EnvironmentCritic(nn.Module):
 
         ``key_index`` points into ``site_features`` and ``distance_index`` into ``distance_values``.
         """
-        species, distance = self.neighbour_species(site_features), self.embed_distances(distance_values)
-        return self.score(self.site(local), species, key_index, distance, distance_index)
+        neighbours = gather_rows(self.neighbour_species(site_features), key_index)
+        distances = gather_rows(self.embed_distances(distance_values), distance_index)
+        return self.score(self.site(local), neighbours, distances)
 
 
 def _pair_weights(distances: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -265,19 +260,26 @@ class DeepInfoMax(nn.Module):
             own_distances, other_distances = batch.distance_index[own, :n], batch.distance_index[other, :n]
             own_weights, other_weights = weights[own, :n], weights[other, :n]
             rows_query = query[rows]
+            neighbours = {
+                name: gather_rows(species, keys) for name, keys in (("own", own_keys), ("partner", partner_keys))
+            }
+            distances = {
+                name: gather_rows(distance, index)
+                for name, index in (("own", own_distances), ("other", other_distances))
+            }
 
-            def term(key_index, distance_index, weights: torch.Tensor, sign: float, rows_query=rows_query):
-                scores = critic.score(rows_query, species, key_index, distance, distance_index)
+            def term(neighbours, distances, weights: torch.Tensor, sign: float, rows_query=rows_query):
+                scores = critic.score(rows_query, neighbours, distances)
                 return (weights * F.softplus(sign * scores)).sum(-1)
 
-            positives.append(term(own_keys, own_distances, own_weights, -1.0))
+            positives.append(term(neighbours["own"], distances["own"], own_weights, -1.0))
             fakes = [
-                term(partner_keys, other_distances, other_weights, 1.0),  # all fake
-                term(own_keys, other_distances, other_weights, 1.0),  # fake distances
-                term(partner_keys, own_distances, own_weights, 1.0),  # fake composition
+                term(neighbours["partner"], distances["other"], other_weights, 1.0),  # all fake
+                term(neighbours["own"], distances["other"], other_weights, 1.0),  # fake distances
+                term(neighbours["partner"], distances["own"], own_weights, 1.0),  # fake composition
             ]
             if scrambled is not None:  # own neighbours on own distances, shuffled: species no longer match distances
-                fakes.append(term(scrambled[own, :n], own_distances, own_weights, 1.0))
+                fakes.append(term(gather_rows(species, scrambled[own, :n]), distances["own"], own_weights, 1.0))
             negatives.append(torch.stack(fakes).mean(0))
         return chunks.gather(positives), chunks.gather(negatives)
 
