@@ -1,6 +1,6 @@
 """Training and inference speed of this tree against another commit, side by side in one run.
 
-    python benchmarks/speed.py --baseline COMMIT [--dataset mp_crysxpp_2k] [--limit 600] [--threads 2]
+    python benchmarks/speed.py [--baseline COMMIT] [--dataset mp_crysxpp_2k] [--limit 600] [--threads 2]
 
 The baseline commit is checked out in a temporary git worktree. Every
 measurement runs in a fresh process per tree (the same interpreter and
@@ -248,7 +248,7 @@ def _table(base: dict, this: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", required=True, help="commit (or branch, tag) to compare this tree with")
+    parser.add_argument("--baseline", default="HEAD", help="commit, branch or tag to compare this tree with")
     parser.add_argument("--dataset", default="mp_crysxpp_2k")
     parser.add_argument("--target", default="formation_energy_per_atom", help="fine-tuning target column")
     parser.add_argument("--limit", type=int, default=600, help="structures of the data set to use")
