@@ -9,6 +9,7 @@ point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
 (:mod:`dim_sklearn.batching`); real data sets load by name (:mod:`dim_sklearn.datasets`).
 """
 
+from ._version import __version__ as __version__
 from .artifact import PretrainedEncoder
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
@@ -21,8 +22,6 @@ from .pointset import (
     build_point_sets,
 )
 from .regressor import SiteNetRegressor
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DatasetNotFoundError",

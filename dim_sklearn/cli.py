@@ -1,15 +1,18 @@
-"""Command line: ``dim-sklearn datasets | featurize | pointsets | pretrain``."""
+"""The ``dim-sklearn`` command: ``datasets``, ``featurize``, ``pointsets`` and ``pretrain`` (``--help`` on each)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
+from ._version import __version__
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .distributed import barrier, init_from_env, launch, rank_and_world
@@ -17,7 +20,7 @@ from .elements import SITE_PROPERTIES
 from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import PointSetConfig, build_point_sets
 from .store import stream_point_sets
-from .structure_files import expand_paths, write_features
+from .structure_files import Entry, expand_paths, read_entries, write_features
 
 
 def _stats(values: Sequence[float]) -> str:
@@ -102,13 +105,36 @@ def _drop_option(argv: list[str], option: str) -> list[str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dim-sklearn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Deep InfoMax pretraining of Site-Net crystal encoders.
+
+  dim-sklearn datasets                            the data sets and whether each is at hand
+  dim-sklearn featurize cifs/ -o features.csv     crystal vectors of your structures, one CSV row each
+  dim-sklearn pretrain cifs/ my-encoder           pretrain an encoder on your unlabelled structures
+  dim-sklearn featurize cifs/ -o features.csv --encoder my-encoder
+  dim-sklearn pointsets flla                      point sets of a data set, summarised
+
+'dim-sklearn COMMAND --help' describes each command."""
+
+_INPUTS_HELP = (
+    "a .cif file, a folder of *.cif files, a .json/.json.gz file in the data-set layout, or the name of a data set "
+    "(see 'dim-sklearn datasets'); an existing file or folder is read as such"
+)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``dim-sklearn`` parser and its subcommands' parsers by name."""
+    parser = argparse.ArgumentParser(
+        prog="dim-sklearn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("datasets", help="list the data sets and whether they are at hand")
     feat = sub.add_parser(
         "featurize",
         help="crystal vectors of CIF files, folders of CIFs or JSON structure files, one CSV row per structure",
+        description="Write the crystal vectors of structure files to a CSV, one row per structure in input order; "
+        "a structure that cannot be read or featurised keeps its row, with empty features and the reason.",
     )
     feat.add_argument(
         "paths",
@@ -120,26 +146,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     feat.add_argument(
         "--encoder",
         default=None,
-        help="folder written by DeepInfoMaxFeaturizer.save (default: the shipped pretrained encoder)",
+        help="folder written by 'dim-sklearn pretrain' or DeepInfoMaxFeaturizer.save "
+        "(default: the shipped pretrained encoder)",
     )
-    feat.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
-    feat.add_argument("--chunk-size", type=int, default=256, help="structures read and featurised at a time")
+    feat.add_argument("--cache-dir", default=None, help="on-disk point-set cache (reused across runs)")
+    feat.add_argument(
+        "--chunk-size", type=int, default=256, help="structures read and featurised at a time (default: 256)"
+    )
     feat.add_argument("--n-jobs", type=int, default=None, help="processes building point sets (-1: one per core)")
+
     points = sub.add_parser("pointsets", help="turn a data set into Site-Net point sets and summarise them")
-    points.add_argument("name")
-    points.add_argument("--max-atoms", type=int, default=50)
+    points.add_argument("name", help="the data set (see 'dim-sklearn datasets')")
+    points.add_argument("--max-atoms", type=int, default=50, help="largest supercell, in atoms (default: 50)")
     points.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
-    points.add_argument("--cache-dir", default=None, help="on-disk point-set cache")
-    points.add_argument("--data-home", default=None)
-    pre = sub.add_parser("pretrain", help="pretrain a DIM encoder on a data set's structures and save it")
-    pre.add_argument("name")
-    pre.add_argument("out", help="folder to save the fitted featurizer to")
-    pre.add_argument("--max-epochs", type=int, default=100)
-    pre.add_argument("--patience", type=int, default=10)
-    pre.add_argument("--random-state", type=int, default=0)
-    pre.add_argument("--cache-dir", default=None)
-    pre.add_argument("--checkpoint-dir", default=None)
-    pre.add_argument("--data-home", default=None)
+    points.add_argument("--cache-dir", default=None, help="on-disk point-set cache (reused across runs)")
+    points.add_argument("--data-home", default=None, help=_DATA_HOME_HELP)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="pretrain a DIM encoder on unlabelled structures (your CIFs, JSON files or a data set) and save it",
+        description="Pretrain a Site-Net encoder with Deep InfoMax on unlabelled structures and save it to OUT. "
+        "Every structure that cannot be read or featurised is left out and listed, with the reason, on stderr.",
+    )
+    pre.add_argument("inputs", nargs="+", metavar="INPUT", help=_INPUTS_HELP)
+    pre.add_argument("out", metavar="OUT", help="folder to save the encoder to (read by 'featurize --encoder')")
+    pre.add_argument("--max-epochs", type=int, default=100, help="upper bound on training epochs (default: 100)")
+    pre.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="stop after this many epochs without a lower held-out DIM loss; the best epoch is kept (default: 10)",
+    )
+    pre.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of initialisation and training: same seed, same encoder (default: 0)",
+    )
+    pre.add_argument(
+        "--cache-dir", default=None, help="on-disk point-set cache; training then streams the point sets from it"
+    )
+    pre.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="write the training state after every epoch; rerunning the same command resumes from it",
+    )
+    pre.add_argument("--data-home", default=None, help=_DATA_HOME_HELP)
     pre.add_argument("--limit", type=int, default=None, help="only the first LIMIT structures")
     pre.add_argument("--n-jobs", type=int, default=None, help="processes building point sets (-1: one per core)")
     pre.add_argument(
@@ -148,6 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="data-parallel training processes on this machine (torchrun; one per GPU, or gloo on CPU)",
     )
+    return parser, {"featurize": feat, "pointsets": points, "pretrain": pre}
+
+
+_DATA_HOME_HELP = "folder of the data-set files (default: $DIM_SKLEARN_DATA, then $MATMINER_DATA)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dim-sklearn`` with the arguments ``argv`` (default: the command line); the exit status."""
+    parser, commands = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
 
@@ -158,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             featurizer = _featurizer(args.encoder)
             entries = expand_paths(args.paths)
         except (FileNotFoundError, ValueError) as exc:
-            feat.error(str(exc))
+            commands["featurize"].error(str(exc))
         featurizer.set_params(cache_dir=args.cache_dir, n_jobs=args.n_jobs)
         n_rows, n_failed = write_features(entries, featurizer, args.output, chunk_size=args.chunk_size)
         print(f"wrote {n_rows} rows to {args.output} ({n_failed} with a reason instead of features)", file=sys.stderr)
@@ -181,36 +242,104 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.nproc_per_node,
             )
             return 0
-        device = init_from_env()
-        rank = rank_and_world()[0]
-        structures = load_dataset(args.name, args.data_home)[0][: args.limit]
-        featurizer = DeepInfoMaxFeaturizer(
-            max_epochs=args.max_epochs,
-            patience=args.patience,
-            random_state=args.random_state,
-            cache_dir=args.cache_dir,
-            checkpoint_dir=args.checkpoint_dir,
-            ignore_errors=True,
-            verbose=rank == 0,
-            device=str(device),
-            n_jobs=args.n_jobs,
-        )
-        if args.cache_dir and rank_and_world()[1] > 1:  # rank 0 fills the cache, the others then read it
-            if rank == 0:
-                stream_point_sets(
-                    structures,
-                    featurizer._point_set_config(),
-                    cache=PointSetCache(args.cache_dir),
-                    ignore_errors=True,
-                    verbose=True,
-                    n_jobs=args.n_jobs,
-                )
-            barrier()
-        featurizer.fit(structures)
-        if rank == 0:
-            featurizer.save(args.out)
-            print(f"saved to {args.out} (best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})")
+        return _pretrain(args, argv, commands["pretrain"])
     return 0
+
+
+def _pretrain(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser) -> int:
+    """``dim-sklearn pretrain`` in this process (one rank of a data-parallel run, or the only one)."""
+    device = init_from_env()
+    rank = rank_and_world()[0]
+    try:  # a missing path, an unknown data set or an unsupported file: usage errors (status 2)
+        entries = input_entries(args.inputs, args.data_home)[: args.limit]
+    except (FileNotFoundError, ValueError) as exc:
+        parser.error(str(exc))
+    structures, labels, skipped = read_entries(entries)
+    featurizer = DeepInfoMaxFeaturizer(
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        random_state=args.random_state,
+        cache_dir=args.cache_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        ignore_errors=True,
+        verbose=rank == 0,
+        device=str(device),
+        n_jobs=args.n_jobs,
+    )
+    if args.cache_dir and rank_and_world()[1] > 1:  # rank 0 fills the cache, the others then read it
+        if rank == 0:
+            stream_point_sets(
+                structures,
+                featurizer._point_set_config(),
+                cache=PointSetCache(args.cache_dir),
+                ignore_errors=True,
+                verbose=True,
+                n_jobs=args.n_jobs,
+            )
+        barrier()
+    with warnings.catch_warnings():  # the structures left out are listed below, each with its reason
+        warnings.filterwarnings("ignore", message=r"\d+ of \d+ structures could not be featurised")
+        try:
+            featurizer.fit(structures)
+        except ValueError as exc:  # too few usable structures for a training and a held-out part
+            parser.error(f"{exc} ({_skipped_summary(len(entries), skipped, featurizer, labels)})")
+    if rank == 0:
+        skipped += [(labels[i], reason) for i, reason in featurizer.skipped_]
+        if skipped:
+            print(f"skipped {len(skipped)} of {len(entries)} structures:", file=sys.stderr)
+            for label, reason in skipped:
+                print(f"  {label}: {reason}", file=sys.stderr)
+        metadata = {
+            "corpus": {
+                "inputs": list(args.inputs),
+                "n_structures": len(entries) - len(skipped),
+                "n_skipped": len(skipped),
+            },
+            "command": shlex.join(["dim-sklearn", *argv]),
+        }
+        featurizer.save(args.out, metadata=metadata)
+        print(
+            f"pretrained on {len(entries) - len(skipped)} structures; saved to {args.out} "
+            f"(best held-out epoch {featurizer.best_epoch_} of {len(featurizer.history_)})"
+        )
+    return 0
+
+
+def _skipped_summary(
+    n_entries: int, unreadable: list[tuple[str, str]], featurizer: DeepInfoMaxFeaturizer, labels: list[str]
+) -> str:
+    """How many structures were left out and the first few reasons, for an error message."""
+    skipped = unreadable + [(labels[i], reason) for i, reason in getattr(featurizer, "skipped_", [])]
+    first = "; ".join(f"{label}: {reason}" for label, reason in skipped[:3])
+    return f"{len(skipped)} of {n_entries} structures skipped" + (f", first: {first}" if first else "")
+
+
+def input_entries(inputs: Sequence[str], data_home: str | None = None) -> list[Entry]:
+    """One entry per structure of ``pretrain``'s inputs: files and folders as for ``featurize``, data sets by name.
+
+    An input that exists as a file or folder is read as one (:func:`~dim_sklearn.structure_files.expand_paths`);
+    otherwise it must name a data set, whose structures are loaded with ids ``NAME[i]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        An input that is neither an existing path nor a data set's name, or a data set whose file is missing.
+    ValueError
+        A file that is neither a CIF nor a JSON structure file, or a folder without CIFs.
+    """
+    known = list_datasets(data_home).index
+    entries: list[Entry] = []
+    for item in inputs:
+        if os.path.exists(item):
+            entries += expand_paths([item])
+        elif item in known:
+            structures = load_dataset(item, data_home)[0]
+            entries += [Entry(f"{item}[{i}]", structure=s) for i, s in enumerate(structures)]
+        else:
+            raise FileNotFoundError(
+                f"{item}: no such file or folder, and no data set of that name (data sets: {', '.join(known)})"
+            )
+    return entries
 
 
 if __name__ == "__main__":

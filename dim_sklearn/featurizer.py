@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
@@ -48,6 +49,7 @@ _SETTINGS = (
     "random_state",
 )
 """Parameters saved as the encoder's pretraining settings, and read back by :meth:`DeepInfoMaxFeaturizer.load`."""
+_POSITION = re.compile(r"^structure \d+: ")  # StructureError's prefix; skipped_ gives the position apart
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
   title = {Site-Net: using global self-attention and real-space supercells to capture long-range
@@ -213,6 +215,10 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Per-epoch training and held-out losses (see :func:`~dim_sklearn.pretrain.pretrain`).
     best_epoch_ : int
         Epoch whose weights were kept.
+    skipped_ : list of (int, str)
+        After ``fit`` with ``ignore_errors=True``: the position in ``X`` of each
+        structure left out of pretraining, and why (empty when every structure
+        was used). Not saved: a loaded featurizer has none.
     metadata_ : dict
         What :meth:`save` was given about the model (for the shipped encoders:
         corpus, settings, held-out DIM terms); empty after ``fit``.
@@ -374,6 +380,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         else:
             point_sets, errors = self._point_sets(X, self.ignore_errors, self.verbose)
             usable = [p for p in point_sets if p is not None]
+        self.skipped_ = [(i, _POSITION.sub("", e)) for i, e in enumerate(errors) if e is not None]
         if len(usable) < len(errors):
             warnings.warn(
                 f"{len(errors) - len(usable)} of {len(errors)} structures could not be featurised and are "

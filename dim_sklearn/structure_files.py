@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Entry", "expand_paths", "read_cif", "write_features"]
+__all__ = ["Entry", "entry_label", "expand_paths", "read_cif", "read_entries", "write_features"]
 
 JSON_SUFFIXES = (".json", ".json.gz")
 _POSITION = re.compile(r"^structure \d+: ")  # StructureError's prefix, a position within a chunk
@@ -100,6 +100,36 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Entry]:
         else:
             raise ValueError(f"{path}: not a .cif, a folder of CIFs or a .json/.json.gz structure file")
     return entries
+
+
+def entry_label(entry: Entry) -> str:
+    """How a message names an entry: its CIF's path, else its id."""
+    return str(entry.path) if entry.path is not None else entry.id
+
+
+def read_entries(entries: Sequence[Entry]) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
+    """Read every entry's structure, for a caller that needs them all at once (pretraining).
+
+    Returns
+    -------
+    structures : list of Structure
+        The readable structures, in input order.
+    labels : list of str
+        One per structure: its CIF's path, else its id (:func:`entry_label`).
+    unreadable : list of (str, str)
+        The label and the reason of each entry that could not be read.
+    """
+    structures: list[Any] = []
+    labels: list[str] = []
+    unreadable: list[tuple[str, str]] = []
+    for entry in entries:
+        structure, reason = entry.read()
+        if reason is None:
+            structures.append(structure)
+            labels.append(entry_label(entry))
+        else:
+            unreadable.append((entry_label(entry), reason))
+    return structures, labels, unreadable
 
 
 def _featurize_chunk(entries: Sequence[Entry], featurizer: Any, n_features: int) -> tuple[np.ndarray, list[str]]:

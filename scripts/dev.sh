@@ -5,6 +5,8 @@
 #                                # e.g. -m slow; -m 'not data' runs the layer that needs no data folder)
 #   bash scripts/dev.sh lint     # ruff and mypy only
 #   bash scripts/dev.sh bench    # the benchmarks in benchmarks/
+#   bash scripts/dev.sh wheel    # build the sdist and wheel, install the wheel into a fresh environment, use it
+#                                # from outside the checkout (scripts/check_wheel.py; CI runs it)
 # Data for the other sets (tests, benchmarks, `--dataset` runs): set DIM_SKLEARN_DATA or MATMINER_DATA to a
 # folder of data files; when neither is set and ../shared/data exists beside the checkout, that folder is used.
 set -euo pipefail
@@ -38,5 +40,6 @@ case "$task" in
   lint)  lint ;;
   test)  lint && exec .venv/bin/python -m pytest "$@" ;;
   bench) for b in benchmarks/*.py; do .venv/bin/python "$b" "$@"; done ;;
-  *)     echo "unknown task '$task' (demo | test | lint | bench)" >&2; exit 2 ;;
+  wheel) exec .venv/bin/python scripts/check_wheel.py "$@" ;;
+  *)     echo "unknown task '$task' (demo | test | lint | bench | wheel)" >&2; exit 2 ;;
 esac

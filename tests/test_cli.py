@@ -1,10 +1,14 @@
+import argparse
+from importlib.metadata import version
+
 import numpy as np
 import pandas as pd
 import pytest
 from matminer.utils.io import store_dataframe_as_json
 
-from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
-from dim_sklearn.cli import main
+import dim_sklearn
+from dim_sklearn import DeepInfoMaxFeaturizer, PretrainedEncoder, load_dataset
+from dim_sklearn.cli import build_parser, main
 
 
 def test_datasets_command_lists_every_set(capsys):
@@ -119,3 +123,106 @@ def test_featurize_rejects_a_missing_path(encoder_dir, tmp_path, capsys):
         main(["featurize", str(tmp_path / "nope.cif"), "-o", str(tmp_path / "f.csv"), "--encoder", str(encoder_dir)])
     assert exit_info.value.code == 2
     assert "nope.cif: no such file or folder" in capsys.readouterr().err
+
+
+def _actions(parser):
+    """(parser, action) for every argument of ``parser`` and of its subcommands, help flags aside."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+        elif not isinstance(action, argparse._HelpAction):
+            yield parser.prog, action
+
+
+def test_every_option_of_every_command_has_help():
+    parser, commands = build_parser()
+    actions = list(_actions(parser))
+    assert {prog for prog, _ in actions} == {"dim-sklearn", *(f"dim-sklearn {name}" for name in commands)}
+    assert len(actions) > 20
+    missing = [f"{prog} {action.dest}" for prog, action in actions if not (action.help or "").strip()]
+    assert not missing
+
+
+def test_help_is_plain_text_and_names_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":class:" not in out and ":func:" not in out
+    for command in ("datasets", "featurize", "pointsets", "pretrain"):
+        assert f"dim-sklearn {command}" in out
+
+
+def test_version_is_the_installed_distributions(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dim-sklearn {version('dim-sklearn')}"
+    assert dim_sklearn.__version__ == version("dim-sklearn")
+
+
+def test_pretrain_on_a_folder_of_cifs_lists_what_it_skipped_and_featurize_reads_the_encoder(tmp_path, capsys):
+    structures, ids = load_dataset("mp_crysxpp_2k")[0][:8], [f"c{k}" for k in range(8)]
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for structure, name in zip(structures, ids):
+        structure.to(filename=str(folder / f"{name}.cif"))
+    (folder / "garbage.cif").write_text("this is not a crystal\n")
+    disordered = structures[0].copy()
+    disordered.replace_species({disordered.species[0]: {disordered.species[0]: 0.5}})
+    disordered.to(filename=str(folder / "disordered.cif"))
+    out = tmp_path / "encoder"
+
+    assert main(["pretrain", str(folder), str(out), "--max-epochs", "2", "--random-state", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 of 10 structures" in captured.err
+    assert f"{folder / 'garbage.cif'}: unreadable CIF" in captured.err
+    assert f"{folder / 'disordered.cif'}: disordered structure" in captured.err
+    assert "pretrained on 8 structures" in captured.out
+
+    featurizer = DeepInfoMaxFeaturizer.load(out)
+    assert len(featurizer.history_) == 2 and featurizer.random_state == 3
+    assert featurizer.metadata_["corpus"] == {"inputs": [str(folder)], "n_structures": 8, "n_skipped": 2}
+    assert PretrainedEncoder.load(out).provenance["settings"]["max_epochs"] == 2
+    shipped = DeepInfoMaxFeaturizer.from_pretrained().transform(structures[:2])
+    assert not np.allclose(featurizer.transform(structures[:2]), shipped, atol=1e-3)
+
+    assert main(["featurize", str(folder), "-o", str(tmp_path / "f.csv"), "--encoder", str(out)]) == 0
+    frame = pd.read_csv(tmp_path / "f.csv", dtype={"id": str}).set_index("id")
+    np.testing.assert_allclose(
+        frame.loc[ids, featurizer.feature_labels()].to_numpy(), featurizer.transform(structures), atol=1e-4
+    )
+    assert frame.loc[["garbage", "disordered"], featurizer.feature_labels()].isna().all(axis=None)
+
+
+def test_pretrain_takes_structure_files_and_data_sets_together(tmp_path, capsys):
+    structures, frame = load_dataset("mp_crysxpp_2k")
+    table = pd.DataFrame({"material_id": frame["material_id"][:3], "structure": structures[:3]})
+    store_dataframe_as_json(table, str(tmp_path / "three.json.gz"), compression="gz", pbar=False)
+    inputs = [str(tmp_path / "three.json.gz"), "mp_crysxpp_2k"]
+    assert main(["pretrain", *inputs, str(tmp_path / "enc"), "--limit", "7", "--max-epochs", "1"]) == 0
+    assert "pretrained on 7 structures" in capsys.readouterr().out
+    assert DeepInfoMaxFeaturizer.load(tmp_path / "enc").metadata_["corpus"]["inputs"] == inputs
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (["nowhere"], "nowhere: no such file or folder, and no data set of that name"),
+        (["notes.txt"], "notes.txt: not a .cif"),
+        (["few"], "needs at least 4 structures, got 3 (1 of 4 structures skipped, first: "),
+    ],
+)
+def test_pretrain_refuses_unusable_inputs_with_a_usage_error(inputs, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a structure")
+    (tmp_path / "few").mkdir()
+    for k, structure in enumerate(load_dataset("mp_crysxpp_2k")[0][:3]):
+        structure.to(filename=str(tmp_path / "few" / f"{k}.cif"))
+    (tmp_path / "few" / "bad.cif").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", *inputs, "out", "--max-epochs", "1"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
