@@ -36,5 +36,6 @@ def test_docs_build_strict(tmp_path):
     assert "SiteNetRegressor" in api and "load_dataset" in api
     assert (site / "getting-started" / "index.html").is_file()
     assert (site / "which-features" / "index.html").is_file()
+    assert "benchmarks/speed.py" in (site / "performance" / "index.html").read_text()
     assert "pip install dim-sklearn" in (site / "installation" / "index.html").read_text()
     assert "dim-sklearn pretrain my_cifs/ my-encoder" in (site / "your-structures" / "index.html").read_text()
