@@ -1,6 +1,6 @@
 """Fine-tuning from scratch vs from a Deep InfoMax encoder, on a real property, at a few label counts.
 
-Protocol (METHOD.md, sections 5-6; ``experiments.protocol``): ``holdout_split``, an 80/20
+Protocol (docs/method.md, sections 4-5; ``experiments.protocol``): ``holdout_split``, an 80/20
 ``train_test_split(arange(n), test_size=0.2, random_state=0)``; Deep InfoMax pretrains on the
 training structures only (no labels); for every label count and seed, a random labelled subset of the
 training split fine-tunes ``SiteNetRegressor`` twice, from random weights and

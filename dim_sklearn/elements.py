@@ -1,7 +1,7 @@
 """Per-element site features: eight scaled Magpie properties, complete up to Pu.
 
 The Site-Net point set describes each site by eight Magpie elemental properties,
-scaled so their magnitudes are comparable (METHOD.md, section 2):
+scaled so their magnitudes are comparable (docs/method.md, section 1):
 
 =======================  =======
 property                 scale

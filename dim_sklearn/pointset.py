@@ -1,4 +1,4 @@
-"""Crystal -> Site-Net point set (METHOD.md, section 2).
+"""Crystal -> Site-Net point set (docs/method.md, section 1).
 
 A crystal becomes a set of *queries*, its unique (primitive-cell) sites, and
 *keys*, every site of a near-orthorhombic supercell of at most ``max_atoms``

@@ -144,7 +144,7 @@ class Budget:
 
 
 FULL = Budget()
-"""The study as published in docs/results (the issue's sizes and repeats)."""
+"""The study as published in docs/results (the protocol's sizes and repeats)."""
 
 QUICK = Budget(
     label_counts=(10, 20),

@@ -1,4 +1,4 @@
-"""The compact Site-Net encoder used with Deep InfoMax (METHOD.md, section 3).
+"""The compact Site-Net encoder used with Deep InfoMax (docs/method.md, section 2).
 
 Every hidden layer is Linear -> mish -> LayerNorm; no dropout, no residuals.
 
@@ -14,8 +14,8 @@ crystal's unique sites, global_width -> width, then a plain Linear to the
 
 Distances enter either as the raw scalar (``n_rbf=0``, the paper's encoder) or
 expanded on ``n_rbf`` Gaussian radial basis functions with centres evenly spaced
-on [0, ``rbf_cutoff``] Angstrom (the expansion METHOD.md names as a fair
-improvement; SchNet's form ``exp(-(d - c_k)^2 / spacing^2)``).
+on [0, ``rbf_cutoff``] Angstrom (an expansion the DIM paper did not use,
+measured in docs/deep-infomax.md; SchNet's form ``exp(-(d - c_k)^2 / spacing^2)``).
 
 Both heads also output a log-variance (used by Deep InfoMax's sampling and
 KL term). The first layer of each pair MLP is computed as the sum of a query,

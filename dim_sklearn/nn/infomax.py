@@ -1,4 +1,4 @@
-"""Deep InfoMax objective for the Site-Net encoder (METHOD.md, section 4).
+"""Deep InfoMax objective for the Site-Net encoder (docs/method.md, section 3).
 
 Estimator: the Jensen-Shannon (binary cross-entropy) form, for critic score T,
 ``E_pos[softplus(-T)] + E_neg[softplus(T)]``. Critics are separable: each side is

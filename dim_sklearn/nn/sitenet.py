@@ -1,4 +1,4 @@
-"""The original, larger supervised Site-Net (METHOD.md, section 3), for training from scratch.
+"""The original, larger supervised Site-Net (docs/method.md, section 2), for training from scratch.
 
 Site input: a learned 92-d element embedding beside the scaled Magpie
 properties (and oxidation state) of each unique site. Pair input: the

@@ -113,7 +113,7 @@ PAPER_FINETUNE_CHANGE = {
     1000: 0.208 / 0.192,
     10000: 0.087 / 0.080,
 }
-"""Formation energy, fine-tuned from DIM / from scratch, in the paper's reference runs (METHOD.md section 7)."""
+"""Formation energy, fine-tuned from DIM / from scratch, in the paper's reference runs (docs/method.md, section 5)."""
 
 
 def _finetune(frame: pd.DataFrame, with_paper: bool = False) -> list[str]:
