@@ -496,7 +496,12 @@ def _point_set_chunks(
     verbose: bool,
     n_jobs: int | None,
 ) -> Iterator[tuple[list[PointSet | None], list[str | None]]]:
-    """Point sets and errors of consecutive chunks of ``structures``, in order, built here or by joblib processes."""
+    """Point sets and errors of consecutive chunks of ``structures``, in order, built here or by joblib processes.
+
+    Worker processes always collect their errors, so that without ``ignore_errors``
+    the error raised is that of the first failing structure in input order, not
+    of whichever worker happened to fail first.
+    """
     from joblib import Parallel, delayed, effective_n_jobs
     from tqdm.auto import tqdm
 
@@ -511,10 +516,16 @@ def _point_set_chunks(
             )
         else:
             chunks = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
-                delayed(_build_chunk)(entries[start : start + size], start, config, cache, ignore_errors)
-                for start in starts
+                delayed(_build_chunk)(entries[start : start + size], start, config, cache, True) for start in starts
             )
-        for chunk in chunks:
+        for start, chunk in zip(starts, chunks):
+            first = next((error for error in chunk[1] if error is not None), None)
+            if first is not None and not ignore_errors:
+                with warnings.catch_warnings():  # joblib's note on the tasks left unused
+                    warnings.simplefilter("ignore", UserWarning)
+                    chunks.close()
+                where, reason = first.split(": ", 1)
+                raise StructureError(reason, int(where.removeprefix("structure ")))
             bar.update(len(chunk[0]))
             yield chunk
 
