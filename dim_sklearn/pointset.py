@@ -518,7 +518,7 @@ def _point_set_chunks(
             chunks = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
                 delayed(_build_chunk)(entries[start : start + size], start, config, cache, True) for start in starts
             )
-        for start, chunk in zip(starts, chunks):
+        for chunk in chunks:
             first = next((error for error in chunk[1] if error is not None), None)
             if first is not None and not ignore_errors:
                 with warnings.catch_warnings():  # joblib's note on the tasks left unused
