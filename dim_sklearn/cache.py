@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._utils import atomic_write
-from .pointset import PointSet, PointSetConfig
+from .pointset import CONSTRUCTION_VERSION, PointSet, PointSetConfig
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -31,10 +31,11 @@ def structure_key(structure: Structure, config: PointSetConfig) -> str:
     """Hex digest identifying a structure's content under a configuration.
 
     Covers the lattice, the fractional coordinates, the species (as written,
-    oxidation states included), every configuration field and the file format.
+    oxidation states included), every configuration field, the version of the
+    point-set construction and the file format.
     """
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(json.dumps([_FORMAT_VERSION, config.to_dict()], sort_keys=True).encode())
+    digest.update(json.dumps([_FORMAT_VERSION, CONSTRUCTION_VERSION, config.to_dict()], sort_keys=True).encode())
     digest.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
     digest.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
     digest.update(" ".join(str(sp) for sp in structure.species).encode())

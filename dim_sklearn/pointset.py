@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import numpy as np
 import scipy.linalg
@@ -38,10 +38,13 @@ __all__ = [
     "build_point_set",
     "build_point_sets",
     "minimum_image_distances",
+    "point_set_cell",
     "supercell_matrix",
 ]
 
 
+CONSTRUCTION_VERSION = 2
+"""Version of the crystal -> point set construction; cached point sets are keyed on it."""
 MAX_ATOMS = 1000
 """Largest accepted ``max_atoms`` (supercell size)."""
 MAX_LENGTH = 1000.0
@@ -56,6 +59,17 @@ grows steeply as the ratio falls (1 x 1 x 1,000 A cell, ratio 1e-3: 12 s; a
 near-singular cell at 1e-8: hours); at 5e-3 it takes under half a second. The
 real data sets go down to 0.019.
 """
+_TIE = 1e-6
+"""Tolerance under which two supercell axis lengths (relative) or pair distances (A) count as equal."""
+_NEAR_SYMMETRY = 1e-3
+"""Relative tolerance on the metric under which a basis change counts as a symmetry of the lattice.
+
+pymatgen's Niggli reduction leaves bases whose metrics agree to about 1e-4, so
+axes equal to that precision are treated as interchangeable and the choice
+among them is made on the crystal's distances instead.
+"""
+_MAX_PRIMITIVE_STEPS = 8
+"""Primitive-cell searches per structure: each one that succeeds at least halves the site count."""
 _PYMATGEN_FAILURES = (ValueError, ArithmeticError, IndexError)
 """What pymatgen raises on a structure it cannot process (numpy's LinAlgError is a ValueError)."""
 
@@ -148,8 +162,10 @@ def supercell_matrix(lattice: np.ndarray, n_sites: int, max_atoms: int) -> np.nd
     The row-vector lattice L is RQ-decomposed (L = R Q); the unit upper-triangular
     shear S = diag(R) R^-1 makes S L orthorhombic. Starting from one repetition per
     axis, the axis whose length ``counts[k] * |R_kk|`` is shortest is grown by one
-    while ``prod(counts) * n_sites <= max_atoms``. The result is
-    ``rint(diag(counts) @ S)``, whose determinant is ``prod(counts)``.
+    while ``prod(counts) * n_sites <= max_atoms`` (of axes equal within a
+    relative 1e-6, the first). The result is ``rint(diag(counts) @ S)``, whose
+    determinant is ``prod(counts)``. It depends on the lattice only through the
+    metric ``L L^T``.
 
     Parameters
     ----------
@@ -168,7 +184,8 @@ def supercell_matrix(lattice: np.ndarray, n_sites: int, max_atoms: int) -> np.nd
     extent = np.abs(diag)
     counts = np.ones(3, dtype=np.int64)
     while True:
-        k = int(np.argmin(counts * extent))
+        lengths = counts * extent
+        k = int(np.argmax(lengths <= lengths.min() * (1 + _TIE)))  # the first of near-equal axes
         if np.prod(counts) // counts[k] * (counts[k] + 1) * n_sites > max_atoms:
             break
         counts[k] += 1
@@ -212,6 +229,65 @@ def minimum_image_distances(lattice: np.ndarray, vectors: np.ndarray) -> np.ndar
     ndarray of shape (...)
     """
     return _shortest_images(_reduced_basis(lattice), vectors)
+
+
+@lru_cache(maxsize=1)
+def _small_vectors() -> np.ndarray:
+    """The 26 nonzero integer vectors with components in {-1, 0, 1}."""
+    grid = np.stack(np.meshgrid(*[(-1, 0, 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return grid[np.any(grid != 0, axis=1)]
+
+
+def _metric_symmetries(lattice: np.ndarray) -> np.ndarray:
+    """Basis changes G (rows in {-1, 0, 1}, determinant +-1) with ``G L`` of nearly the metric of ``L``.
+
+    For a Niggli-reduced basis ``L`` these are the lattice's point symmetries and
+    its near-symmetries within :data:`_NEAR_SYMMETRY`; the identity comes first.
+    """
+    metric = lattice @ lattice.T
+    tolerance = _NEAR_SYMMETRY * np.trace(metric)
+    vectors = _small_vectors()
+    norms = np.einsum("vi,ij,vj->v", vectors, metric, vectors)
+    rows = [vectors[np.abs(norms - metric[k, k]) <= tolerance] for k in range(3)]
+    changes = np.stack(np.meshgrid(*(np.arange(len(r)) for r in rows), indexing="ij"), -1).reshape(-1, 3)
+    changes = np.stack([rows[k][changes[:, k]] for k in range(3)], axis=1)
+    mapped = changes @ metric @ changes.transpose(0, 2, 1)
+    keep = (np.abs(mapped - metric).reshape(len(changes), -1).max(axis=1) <= tolerance) & (
+        np.abs(np.rint(np.linalg.det(changes))) == 1
+    )
+    changes = changes[keep]
+    identity = np.all(changes == np.eye(3, dtype=changes.dtype), axis=(1, 2))
+    return np.concatenate([changes[identity], changes[~identity]]).astype(np.int64)
+
+
+def _distinct_supercells(matrix: np.ndarray, symmetries: np.ndarray) -> list[np.ndarray]:
+    """One basis change per distinct supercell lattice ``matrix @ G L`` among the symmetries ``G``, first first."""
+    bases = matrix @ symmetries
+    remaining = np.ones(len(symmetries), dtype=bool)
+    chosen = []
+    while remaining.any():
+        k = int(np.argmax(remaining))
+        chosen.append(symmetries[k])
+        ratio = bases @ np.linalg.inv(bases[k])  # integer exactly where the lattices coincide
+        remaining &= ~np.all(np.abs(ratio - np.rint(ratio)) < 1e-8, axis=(1, 2))
+    return chosen
+
+
+def _pair_fingerprint(distances: np.ndarray, numbers: np.ndarray, key_site: np.ndarray) -> np.ndarray:
+    """Sorted query-key distances of each (query element, key element) pair, concatenated: blind to setting."""
+    pair = numbers[:, None] * 1000 + numbers[key_site][None, :]
+    order = np.lexsort((distances.ravel(), pair.ravel()))
+    return distances.ravel()[order]
+
+
+def _first_setting(fingerprints: list[np.ndarray]) -> int:
+    """Index of the lexicographically smallest fingerprint, differences under 1e-6 A counting as ties."""
+    best = 0
+    for k in range(1, len(fingerprints)):
+        differ = np.flatnonzero(np.abs(fingerprints[k] - fingerprints[best]) > _TIE)
+        if differ.size and fingerprints[k][differ[0]] < fingerprints[best][differ[0]]:
+            best = k
+    return best
 
 
 def _check_structure(structure: Any, config: PointSetConfig) -> None:
@@ -286,8 +362,110 @@ def _species_arrays(species: list) -> tuple[np.ndarray, np.ndarray]:
     return numbers, oxidation
 
 
+class _Setting(NamedTuple):
+    """The primitive cell in the basis the point set is built in, with its supercell and distances."""
+
+    numbers: np.ndarray
+    oxidation: np.ndarray
+    lattice: np.ndarray
+    frac_coords: np.ndarray
+    matrix: np.ndarray
+    distances: np.ndarray
+    reduced: np.ndarray
+
+
+def _primitive_setting(structure: Structure, config: PointSetConfig) -> _Setting:
+    """Check ``structure``, find its primitive cell and choose the basis of the supercell reproducibly.
+
+    pymatgen's primitive-cell search (0.25 A tolerance) finds different cells in
+    different settings of one crystal, and a cell it returns may reduce further.
+    So the search runs on the Niggli-reduced cell, and again on each smaller cell
+    it finds (Niggli-reduced in turn) until the cell stops shrinking. The
+    Niggli-reduced basis fixes the metric whatever cell the input was written in. The supercell matrix depends
+    only on that metric. Where the lattice has symmetries that move the supercell
+    (a cubic lattice grown 2 x 2 x 1), each distinct supercell is built and the
+    one with the smallest sorted pair distances is kept; equal ones are the same
+    point set up to key order.
+    """
+    from pymatgen.core import Structure
+
+    _check_structure(structure, config)
+    _species_arrays(structure.species)  # fail on unsupported elements before the primitive search
+    with _pymatgen_step("primitive-cell search"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        primitive = Structure(structure.lattice, structure.species, structure.frac_coords).get_reduced_structure()
+        for _ in range(_MAX_PRIMITIVE_STEPS):
+            smaller = primitive.get_primitive_structure()
+            if len(smaller) == len(primitive):
+                break
+            primitive = smaller.get_reduced_structure()
+    numbers, oxidation = _species_arrays(primitive.species)
+    lattice = primitive.lattice.matrix
+    frac = primitive.cart_coords @ np.linalg.inv(lattice)
+    matrix = supercell_matrix(lattice, len(numbers), config.max_atoms)
+    changes = [np.eye(3, dtype=np.int64)]
+    if np.prod(np.diag(matrix)) > 1:
+        changes = _distinct_supercells(matrix, _metric_symmetries(lattice))
+    settings = []
+    for change in changes:
+        moved = change @ lattice
+        moved_frac = frac @ np.rint(np.linalg.inv(change))
+        with _pymatgen_step("lattice reduction"):
+            reduced = _reduced_basis(matrix @ moved)
+        distances = _supercell_distances(moved, moved_frac, np.diag(matrix), reduced)
+        settings.append(_Setting(numbers, oxidation, moved, moved_frac, matrix, distances, reduced))
+    if len(settings) == 1:
+        return settings[0]
+    key_site = np.repeat(np.arange(len(numbers)), np.prod(np.diag(matrix)))
+    return settings[_first_setting([_pair_fingerprint(s.distances, numbers, key_site) for s in settings])]
+
+
+def _supercell_distances(lattice: np.ndarray, frac: np.ndarray, counts: np.ndarray, reduced: np.ndarray) -> np.ndarray:
+    """Minimum-image distances from each site to each (site, translation) key, in site-major key order.
+
+    For an upper-triangular integer supercell matrix with diagonal ``counts``, the
+    box 0 <= t_k < counts[k] holds exactly one lattice translation of each coset.
+    """
+    translations = np.stack(np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), -1).reshape(-1, 3)
+    key_frac = (frac[:, None, :] + translations[None, :, :]).reshape(-1, 3)
+    distances = _shortest_images(reduced, (key_frac[None, :, :] - frac[:, None, :]) @ lattice)
+    if not np.all(np.isfinite(distances)):
+        raise StructureError("non-finite distances in the supercell")
+    distances[np.arange(len(frac)), np.arange(len(frac)) * len(translations)] = 0.0
+    return distances
+
+
+def point_set_cell(structure: Structure, config: PointSetConfig | None = None) -> tuple[Structure, np.ndarray]:
+    """The primitive cell in the basis :func:`build_point_set` uses, and its supercell matrix.
+
+    Equivalent cells of one crystal (permuted axes, another primitive or a
+    conventional cell, a shifted origin) give the same cell up to a symmetry of
+    the crystal, so the same point set.
+
+    Parameters
+    ----------
+    structure : pymatgen.core.Structure
+    config : PointSetConfig, optional
+
+    Returns
+    -------
+    primitive : pymatgen.core.Structure
+        Sites in the order of the point set's queries.
+    supercell_matrix : ndarray of shape (3, 3), int64
+        ``supercell_matrix @ primitive.lattice.matrix`` is the supercell.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    setting = _primitive_setting(structure, config or PointSetConfig())
+    primitive = Structure(Lattice(setting.lattice), setting.numbers.tolist(), setting.frac_coords)
+    return primitive, setting.matrix
+
+
 def build_point_set(structure: Structure, config: PointSetConfig | None = None) -> PointSet:
     """Turn one ordered crystal into its Site-Net point set.
+
+    The result does not depend on the cell the crystal is written in (see
+    :func:`point_set_cell`) beyond the order of its sites and keys.
 
     Parameters
     ----------
@@ -309,58 +487,35 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
         a fractional coordinate beyond :data:`MAX_FRACTIONAL`, a zero-volume or
         near-singular lattice (:data:`MIN_CONDITIONING`), an element without
         feature data, atoms closer than ``config.min_distance``, or a failure of
-        pymatgen's primitive-cell search.
+        pymatgen's primitive-cell search or lattice reduction.
     """
-    from pymatgen.core import Structure
-
     config = config or PointSetConfig()
-    _check_structure(structure, config)
-    _species_arrays(structure.species)  # fail on unsupported elements before the primitive search
-    with _pymatgen_step("primitive-cell search"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bare = Structure(structure.lattice, structure.species, structure.frac_coords)
-        primitive = bare.get_primitive_structure()
-    numbers, oxidation = _species_arrays(primitive.species)
-    n_sites = len(numbers)
-
-    lattice = primitive.lattice.matrix
-    matrix = supercell_matrix(lattice, n_sites, config.max_atoms)
-    counts = np.diag(matrix)
-    # For an upper-triangular integer matrix, the box 0 <= t_k < counts[k]
-    # holds exactly one lattice translation of each supercell coset.
-    translations = np.stack(np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), -1).reshape(-1, 3)
-    frac = primitive.frac_coords
-    key_frac = (frac[:, None, :] + translations[None, :, :]).reshape(-1, 3)  # site-major
-    key_site = np.repeat(np.arange(n_sites), len(translations))
-    vectors = (key_frac[None, :, :] - frac[:, None, :]) @ lattice
-    with _pymatgen_step("lattice reduction"):
-        reduced = _reduced_basis(matrix @ lattice)
-    distances = _shortest_images(reduced, vectors)
-    if not np.all(np.isfinite(distances)):
-        raise StructureError("non-finite distances in the supercell")
-    self_key = np.arange(n_sites) * len(translations)
-    distances[np.arange(n_sites), self_key] = 0.0
+    setting = _primitive_setting(structure, config)
+    n_sites = len(setting.numbers)
+    n_images = int(np.prod(np.diag(setting.matrix)))
+    distances = setting.distances
+    self_key = np.arange(n_sites) * n_images
 
     # Closest pair: every other key, and the shortest supercell vector (a site's own image).
     others = distances.copy()
     others[np.arange(n_sites), self_key] = np.inf
     offsets = _image_offsets()
-    cell_vectors = offsets[np.any(offsets != 0, axis=1)] @ reduced
+    cell_vectors = offsets[np.any(offsets != 0, axis=1)] @ setting.reduced
     closest = min(others.min(), np.sqrt(np.min(np.sum(cell_vectors**2, axis=1))))
     if closest < config.min_distance:
         raise StructureError(
             f"overlapping atoms: closest pair {closest:.3f} A apart, below min_distance={config.min_distance} A"
         )
 
-    features = site_property_table()[numbers]
+    features = site_property_table()[setting.numbers]
     if config.oxidation:
-        features = np.concatenate([features, oxidation[:, None]], axis=1)
+        features = np.concatenate([features, setting.oxidation[:, None]], axis=1)
     return PointSet(
-        atomic_numbers=numbers,
+        atomic_numbers=setting.numbers,
         site_features=features.astype(np.float32),
         distances=distances.astype(np.float32),
-        key_site=key_site,
-        supercell_matrix=matrix,
+        key_site=np.repeat(np.arange(n_sites), n_images),
+        supercell_matrix=setting.matrix,
     )
 
 

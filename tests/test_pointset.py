@@ -7,11 +7,7 @@ from pymatgen.core import Lattice, Molecule, Structure
 
 from dim_sklearn import PointSetConfig, StructureError, build_point_set, build_point_sets
 from dim_sklearn.elements import site_property_table
-from dim_sklearn.pointset import minimum_image_distances, supercell_matrix
-
-
-def _primitive(structure):
-    return Structure(structure.lattice, structure.species, structure.frac_coords).get_primitive_structure()
+from dim_sklearn.pointset import minimum_image_distances, point_set_cell, supercell_matrix
 
 
 def _brute_force_distances(lattice, vectors):
@@ -82,7 +78,7 @@ def test_mean_orthogonality_improves_on_real_cells(sample):
 
     before, after = [], []
     for structure in sample:
-        primitive = _primitive(structure)
+        primitive, _ = point_set_cell(structure)
         m = supercell_matrix(primitive.lattice.matrix, len(primitive), 50)
         before.append(defect(np.diag(np.diag(m)) @ primitive.lattice.matrix))
         after.append(defect(m @ primitive.lattice.matrix))
@@ -95,7 +91,7 @@ def test_mean_orthogonality_improves_on_real_cells(sample):
 def test_distances_equal_brute_force_minimum_image(sample):
     rng = np.random.default_rng(1)
     for structure in sample:
-        primitive = _primitive(structure)
+        primitive, _ = point_set_cell(structure)
         p = build_point_set(structure)
         cell = p.supercell_matrix @ primitive.lattice.matrix
         counts = np.diag(p.supercell_matrix)
@@ -123,7 +119,7 @@ def test_key_to_site_mapping_matches_pymatgen_supercell(rocksalt, mp_cs419):
     pymatgen reorders sites (conventional NaCl lists Na and Cl interleaved)."""
     reordered = Structure(rocksalt.lattice, rocksalt.species[::-1], rocksalt.frac_coords[::-1])
     for structure in [rocksalt, reordered, mp_cs419[0][0], mp_cs419[0][7]]:
-        primitive = _primitive(structure)
+        primitive, _ = point_set_cell(structure)
         p = build_point_set(structure)
         assert p.atomic_numbers.tolist() == [site.specie.Z for site in primitive]
         supercell = primitive.copy()
