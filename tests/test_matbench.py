@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,12 +142,14 @@ def test_committed_phonons_submission_is_valid(algorithm):
 
 
 @pytest.mark.parametrize("algorithm", SUBMISSIONS)
-def test_the_submission_script_is_the_runner(runner, algorithm):
-    """The runner copies itself into the submission folder; the committed copy is that copy, not a hand-kept one."""
-    folder = REPO / "matbench_submission" / "benchmarks" / f"matbench_v0.1_{algorithm}"
-    assert (folder / "run_matbench.py").read_bytes() == Path(runner.__file__).read_bytes(), (
-        "refresh it: cp matbench_submission/run_matbench.py " + str(folder.relative_to(REPO))
+def test_each_submission_keeps_a_script_that_still_runs(algorithm):
+    """A folder holds the script that produced its results, kept as it was; it still starts with today's package."""
+    script = REPO / "matbench_submission" / "benchmarks" / f"matbench_v0.1_{algorithm}" / "run_matbench.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300, cwd=script.parent
     )
+    assert done.returncode == 0, done.stderr
+    assert "--tasks" in done.stdout and "--quick" in done.stdout
 
 
 def _fold(device: str, cpus: int, finetune_patience: int, seconds: float) -> dict:
