@@ -9,8 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from ..protocol import FULL, QUICK, TARGETS, get_target
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, RBF_SCRATCH, SHIPPED, UNIONS, VARIANTS
+from .headline import headline, headline_lines, headline_sentence, refresh_block
 from .report import write_report
 from .runner import run_study
 
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace, command: str) -> int:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         page = write_report(results / "label_masking.csv", meta, results)
         print(page or f"no label_masking.csv in {results}")
+        if page:
+            _quote_headline(results)
         return 0 if page else 1
     budget = QUICK if args.quick else FULL
     if args.targets:
@@ -131,7 +136,17 @@ def run(args: argparse.Namespace, command: str) -> int:
         features=features,
     )
     print(f"results in {path} and {results / 'label_masking.md'}")
+    _quote_headline(results)
     return 0
+
+
+def _quote_headline(results: Path) -> None:
+    """Refresh the headline that the user guide and the README quote, when these are the study's own results."""
+    if Path(results).resolve() != DEFAULT_RESULTS:
+        return
+    table = headline(pd.read_csv(DEFAULT_RESULTS / "label_masking.csv"))
+    refresh_block(DEFAULT_RESULTS.parent / "which-features.md", "headline", headline_lines(table))
+    refresh_block(DEFAULT_RESULTS.parents[1] / "README.md", "headline", [headline_sentence(table)])
 
 
 def main(

@@ -1,0 +1,74 @@
+"""The study's headline table: best option with DIM against best without, and the pages that quote it."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.study.headline import headline, headline_lines, headline_sentence, refresh_block, uses_dim
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _ledger(rows):
+    return pd.DataFrame(
+        [dict(dataset="d", target="t", n_labels=n, seed=s, features=f, model=m, mae=v) for n, s, f, m, v in rows]
+    )
+
+
+@pytest.mark.parametrize(
+    ("features", "dim"),
+    [
+        ("DIM", True),
+        ("DIM shipped", True),
+        ("Magpie + DIM", True),
+        ("auto (DIM shipped or scratch)", True),
+        ("CHGNet + DIM", False),
+        ("Magpie", False),
+        ("untrained (radial-basis)", False),
+    ],
+)
+def test_an_option_counts_as_dim_by_its_name_and_a_chgnet_union_on_chgnets_side(features, dim):
+    assert uses_dim(features) is dim
+
+
+def test_the_best_mean_of_each_side_decides_the_cell_and_the_mean_predictor_is_left_out():
+    table = headline(
+        _ledger(
+            [
+                (50, 0, "none", "mean", 0.1),  # never a candidate
+                (50, 0, "DIM", "RF", 0.50),
+                (50, 1, "DIM", "RF", 0.30),  # mean 0.40
+                (50, 0, "DIM", "fine-tuned", 0.45),
+                (50, 0, "Magpie", "RF", 0.38),
+                (50, 1, "Magpie", "RF", 0.42),  # mean 0.40: level
+                (100, 0, "DIM", "fine-tuned", 0.2),
+                (100, 0, "CHGNet + DIM", "RF", 0.1),  # CHGNet's side
+            ]
+        )
+    )
+    first, second = table.itertuples()
+    assert (first.dim_option, first.other_option, first.ratio, first.won) == ("RF on DIM", "RF on Magpie", 1.0, True)
+    assert second.dim_option == "fine-tuned from DIM" and second.other_option == "RF on CHGNet + DIM"
+    assert second.ratio == pytest.approx(2.0) and not second.won
+    assert "best or level in 1 of 2" in headline_sentence(table)
+    assert "| d t | **1.000** | 2.000 | RF on Magpie, RF on CHGNet + DIM |" in headline_lines(table)
+
+
+def test_a_marked_block_is_replaced_and_the_rest_of_the_page_kept(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("before\n<!-- generated: headline -->\nold\n<!-- end: headline -->\nafter\n")
+    assert refresh_block(page, "headline", ["new 1", "new 2"])
+    assert page.read_text() == "before\n<!-- generated: headline -->\nnew 1\nnew 2\n<!-- end: headline -->\nafter\n"
+    assert not refresh_block(page, "other", ["x"]) and not refresh_block(tmp_path / "missing.md", "headline", [])
+
+
+def test_the_pages_quote_the_headline_of_the_published_ledger():
+    table = headline(pd.read_csv(REPO / "docs" / "results" / "label_masking.csv"))
+    assert len(table) == 29
+    for path, lines in [
+        (REPO / "docs" / "which-features.md", headline_lines(table)),
+        (REPO / "README.md", [headline_sentence(table)]),
+        (REPO / "docs" / "results" / "label_masking.md", headline_lines(table)),
+    ]:
+        assert "\n".join(lines) in path.read_text(), f"{path.name}: run python -m experiments study --report-only"
