@@ -13,7 +13,7 @@ from ._version import __version__ as __version__
 from .artifact import PretrainedEncoder
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
-from .exceptions import DatasetNotFoundError, DimSklearnError, IncompatibleModelError, StructureError
+from .exceptions import DatasetNotFoundError, DimSklearnError, IncompatibleModelError, StructureError, WriteError
 from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import (
     PointSet,
@@ -34,6 +34,7 @@ __all__ = [
     "PretrainedEncoder",
     "SiteNetRegressor",
     "StructureError",
+    "WriteError",
     "build_point_set",
     "build_point_sets",
     "list_datasets",

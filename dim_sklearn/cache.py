@@ -3,8 +3,9 @@
 Each point set is one small binary file (a fixed header followed by raw
 little-endian arrays), read back with a single ``numpy.fromfile``: no pickling,
 so a cache folder from elsewhere cannot execute code. Writes go to a temporary
-file that is renamed into place, so concurrent writers and killed runs never
-leave a torn entry.
+file that is renamed into place, so concurrent writers, killed runs and full
+disks never leave a torn entry; a write that fails raises
+:class:`~dim_sklearn.WriteError` naming the entry's file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._utils import atomic_write
+from ._utils import write_atomically
 from .pointset import CONSTRUCTION_VERSION, PointSet, PointSetConfig
 
 if TYPE_CHECKING:
@@ -81,10 +82,15 @@ class PointSetCache:
             return None
 
     def put(self, structure: Structure, config: PointSetConfig, point_set: PointSet) -> None:
-        """Store ``point_set`` as the entry of ``structure``."""
-        path = self._path(structure_key(structure, config))
-        with atomic_write(path) as handle:
-            handle.write(_encode(point_set))
+        """Store ``point_set`` as the entry of ``structure``.
+
+        Raises
+        ------
+        WriteError
+            The entry cannot be written (a full disk, a folder without write
+            permission, ...); the message names the file. No part of it is left.
+        """
+        write_atomically({self._path(structure_key(structure, config)): _encode(point_set)})
 
 
 def _encode(p: PointSet) -> bytes:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._utils import atomic_write
+from ._utils import write_atomically
 from .exceptions import IncompatibleModelError
 from .nn import EncoderConfig, SiteNetEncoder
 from .pointset import PointSetConfig
@@ -144,17 +144,23 @@ def save_encoder(
 ) -> Path:
     """Write ``encoder`` with its point-set configuration and JSON-serialisable provenance to the folder ``path``.
 
-    The folder is created if needed; each file is replaced in one step.
+    The folder is created if needed. Both files are written whole to scratch
+    files before either replaces the file of its name, so a failed save leaves
+    the folder as it was.
+
+    Raises
+    ------
+    WriteError
+        A file cannot be written (a full disk, no permission, ...); the message names it.
     """
     from safetensors.torch import save
 
     folder = Path(path)
     document = json.dumps(encoder_document(encoder.config, point_set, provenance), indent=2)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in encoder.state_dict().items()}
-    with atomic_write(folder / WEIGHTS) as handle:
-        handle.write(save(state, metadata={"format": FORMAT}))
-    with atomic_write(folder / CONFIG, "w") as handle:
-        handle.write(document)
+    write_atomically(
+        {folder / WEIGHTS: save(state, metadata={"format": FORMAT}), folder / CONFIG: document.encode("utf-8")}
+    )
     return folder
 
 

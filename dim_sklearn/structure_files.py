@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._utils import atomic_write
+
 __all__ = ["Entry", "entry_label", "expand_paths", "read_cif", "read_entries", "write_features"]
 
 JSON_SUFFIXES = (".json", ".json.gz")
@@ -178,6 +180,14 @@ def write_features(
     -------
     n_rows, n_failed : int
         Rows written, and how many of them have a reason.
+
+    Raises
+    ------
+    WriteError
+        The CSV cannot be written (a full disk, no permission, ...); the message
+        names it and the cause. The rows go to a scratch file beside it that
+        replaces ``output`` only when complete: a failed run leaves no partial
+        CSV (and an earlier file of that name as it was).
     """
     from tqdm.auto import tqdm
 
@@ -185,17 +195,17 @@ def write_features(
     columns = ["id", *labels, "reason"]
     n_failed = 0
     with (
-        open(output, "w", newline="") as out,
+        atomic_write(output) as out,
         tqdm(total=len(entries), unit="structure", desc="featurize", disable=not progress, file=sys.stderr) as bar,
     ):
-        pd.DataFrame(columns=columns).to_csv(out, index=False)
+        out.write(pd.DataFrame(columns=columns).to_csv(index=False).encode())
         for start in range(0, len(entries), chunk_size):
             chunk = entries[start : start + chunk_size]
             features, reasons = _featurize_chunk(chunk, featurizer, len(labels))
             frame = pd.DataFrame(features, columns=labels)
             frame.insert(0, "id", [entry.id for entry in chunk])
             frame["reason"] = reasons
-            frame.to_csv(out, header=False, index=False)
+            out.write(frame.to_csv(header=False, index=False).encode())
             n_failed += sum(bool(reason) for reason in reasons)
             bar.update(len(chunk))
     return len(entries), n_failed

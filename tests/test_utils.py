@@ -21,7 +21,7 @@ def test_atomic_write_replaces_in_one_step_and_cleans_up_on_failure(tmp_path):
 def test_two_writers_in_one_folder_use_different_scratch_files(tmp_path):
     target = tmp_path / "checkpoint.pt"
     with atomic_write(target) as a, atomic_write(target) as b:
-        assert a.name != b.name
+        assert a.path != b.path
         a.write(b"a")
         b.write(b"b")
     assert target.read_bytes() == b"a"  # the first to finish is replaced by the last

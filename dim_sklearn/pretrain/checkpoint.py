@@ -1,8 +1,10 @@
 """The pretraining checkpoint file: the loop's whole state, with a checksum of its contents.
 
-One file, ``checkpoint.pt``, written with :func:`torch.save` through
-:func:`~dim_sklearn._utils.atomic_write` (a killed run leaves the previous file
-whole) and read back with ``weights_only=True`` (nothing in it is executed).
+One file, ``checkpoint.pt``: serialised with :func:`torch.save` in memory, then
+written through :func:`~dim_sklearn._utils.atomic_write` (a killed run or a
+full disk leaves the previous file whole, and a failed write raises
+:class:`~dim_sklearn.WriteError` naming the file and the cause), and read back
+with ``weights_only=True`` (nothing in it is executed).
 :func:`load_checkpoint` refuses a file that cannot be read, lacks the checksum
 (written by an older dim-sklearn), does not hold a checkpoint's keys, was altered
 after writing, belongs to another run, or holds NaN or infinite values.
@@ -11,13 +13,14 @@ after writing, belongs to another run, or holds NaN or infinite values.
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._utils import atomic_write
+from .._utils import write_atomically
 from ..exceptions import IncompatibleModelError
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_KEYS", "checksum", "load_checkpoint", "save_checkpoint"]
@@ -82,10 +85,19 @@ def _non_finite(obj: Any) -> bool:
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` (the keys of :data:`CHECKPOINT_KEYS` but ``checksum``) and its checksum to ``path``.
 
-    Atomic: a failed write leaves the file that was there.
+    Atomic: a failed write leaves the file that was there. The state is
+    serialised in memory first, so that a failing disk is reported as the
+    operating system's error (torch's own file writer reports a full disk as an
+    unexplained ``RuntimeError``).
+
+    Raises
+    ------
+    WriteError
+        The file cannot be written (a full disk, no permission, ...); the message names it and the cause.
     """
-    with atomic_write(path) as handle:
-        torch.save({**state, "checksum": checksum(state)}, handle)
+    buffer = io.BytesIO()
+    torch.save({**state, "checksum": checksum(state)}, buffer)
+    write_atomically({Path(path): buffer.getvalue()})
 
 
 def load_checkpoint(path: str | Path, device: torch.device, fingerprint: str) -> dict:
