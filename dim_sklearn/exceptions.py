@@ -1,4 +1,4 @@
-"""The errors dim-sklearn raises on purpose, under one base class.
+"""The errors dim-sklearn raises on purpose, under one base class, and the warning it gives on a damaged cache entry.
 
 Catch :class:`DimSklearnError` to handle every one of them; each subclass also
 derives from the built-in error a caller would otherwise expect (a structure
@@ -8,7 +8,14 @@ that cannot be featurised is a ``ValueError``, a missing data file a
 
 from __future__ import annotations
 
-__all__ = ["DatasetNotFoundError", "DimSklearnError", "IncompatibleModelError", "StructureError", "WriteError"]
+__all__ = [
+    "DamagedCacheEntryWarning",
+    "DatasetNotFoundError",
+    "DimSklearnError",
+    "IncompatibleModelError",
+    "StructureError",
+    "WriteError",
+]
 
 
 class DimSklearnError(Exception):
@@ -82,3 +89,11 @@ class WriteError(DimSklearnError, OSError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str, int | None]]:
         return (WriteError, (self.path, self.reason, self.errno))
+
+
+class DamagedCacheEntryWarning(UserWarning):
+    """A point-set cache entry that fails its checks (size, format, checksum); the message names the file.
+
+    The entry is not used: building point sets computes it again and writes it
+    anew in its place.
+    """

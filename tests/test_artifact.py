@@ -1,6 +1,8 @@
 """PretrainedEncoder: the trained encoder as an artifact of its own, and files of the earlier format."""
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +162,53 @@ def test_max_sites_and_min_distance_refuse_structures_in_both_estimators(fitted)
     reg = SiteNetRegressor(encoder=fitted.encoder_, max_sites=4, max_epochs=1, random_state=0)
     with pytest.raises(ValueError, match="structure 5"):
         reg.fit(crystals, np.arange(6.0))
+
+
+DOORS = {
+    "DeepInfoMaxFeaturizer.load": DeepInfoMaxFeaturizer.load,
+    "PretrainedEncoder.load": PretrainedEncoder.load,
+    "SiteNetRegressor(encoder=path)": lambda path: SiteNetRegressor(encoder=path).initialize(),
+}
+"""Every way a saved encoder is loaded from its folder."""
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    """A small encoder saved by the featurizer."""
+    folder = tmp_path_factory.mktemp("small") / "enc"
+    DeepInfoMaxFeaturizer(max_epochs=0, width=4, local_dim=2, global_width=4, global_dim=3, n_rbf=2).fit(
+        six_crystals()[:1]
+    ).save(folder)
+    return folder
+
+
+def _zip_archive() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("config.json", "{}")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("name", ["config.json", "encoder.safetensors"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        lambda whole: b"epoch 3\nloss 0.5\n",
+        lambda whole: b"",
+        lambda whole: whole[: len(whole) // 2],
+        lambda whole: whole[:-1],
+        lambda whole: np.random.default_rng(0).bytes(len(whole)),
+        lambda whole: _zip_archive(),
+    ],
+    ids=["text", "empty", "half", "all but the last byte", "random bytes", "zip archive"],
+)
+def test_every_damaged_file_is_refused_by_every_door_naming_it(small_folder, tmp_path, door, name, content):
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    for part in ("config.json", "encoder.safetensors"):
+        whole = (small_folder / part).read_bytes()
+        (folder / part).write_bytes(content(whole) if part == name else whole)
+    with pytest.raises(IncompatibleModelError) as info:
+        DOORS[door](folder)
+    assert str(folder / name) in str(info.value)
