@@ -30,6 +30,7 @@ __all__ = [
     "MAX_ATOMS",
     "MAX_FRACTIONAL",
     "MAX_LENGTH",
+    "MAX_SITES",
     "MIN_CONDITIONING",
     "PointSet",
     "PointSetConfig",
@@ -47,6 +48,9 @@ CONSTRUCTION_VERSION = 2
 """Version of the crystal -> point set construction; cached point sets are keyed on it."""
 MAX_ATOMS = 1000
 """Largest accepted ``max_atoms`` (supercell size)."""
+MAX_SITES = 1000
+"""Largest accepted ``max_sites``: pymatgen's primitive-cell search takes about a minute on 1,000 sites of one
+element without symmetry and grows with about the cube of the count (the real data sets reach 200 sites)."""
 MAX_LENGTH = 1000.0
 """Longest accepted lattice vector, in Angstrom (the real data sets reach 162 A)."""
 MAX_FRACTIONAL = 1000.0
@@ -86,8 +90,9 @@ class PointSetConfig:
     max_sites : int, default=256
         Largest number of sites accepted in the input cell, checked before the
         primitive-cell search (whose cost grows with about the cube of the
-        site count); larger crystals raise :class:`StructureError`. The default
-        admits every structure of the real data sets (up to 200 sites).
+        site count); larger crystals raise :class:`StructureError`. At most
+        :data:`MAX_SITES`. The default admits every structure of the real data
+        sets (up to 200 sites).
     oxidation : bool, default=False
         Append the site's oxidation state (0 when undecorated) as a ninth feature.
     min_distance : float, default=0.5
@@ -102,7 +107,11 @@ class PointSetConfig:
 
     def __post_init__(self) -> None:
         check_fields(
-            self, max_atoms=integer(1, MAX_ATOMS), max_sites=integer(1), oxidation=boolean, min_distance=real(0)
+            self,
+            max_atoms=integer(1, MAX_ATOMS),
+            max_sites=integer(1, MAX_SITES),
+            oxidation=boolean,
+            min_distance=real(0),
         )
 
     @property

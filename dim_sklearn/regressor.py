@@ -28,7 +28,7 @@ from .cache import PointSetCache
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
-from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
+from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, as_structure_list, build_point_sets
 from .pretrained import pretrained_path
 
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
@@ -191,8 +191,8 @@ class SiteNetRegressor(NeuralNetRegressor):
     oxidation : bool, optional
         Oxidation state as a site feature; default: the encoder's, else False.
     max_sites : int, optional
-        Refuse structures whose input cell holds more sites; default: the
-        encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
+        Refuse structures whose input cell holds more sites (at most 1,000);
+        default: the encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
     min_distance : float, optional
         Refuse structures with atoms closer than this (Angstrom); default: the
         encoder's, else 0.5.
@@ -264,7 +264,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         "preset": [StrOptions(set(PRESETS))],
         "max_atoms": [None, Interval(Integral, 1, MAX_ATOMS, closed="both")],
         "oxidation": [None, "boolean"],
-        "max_sites": [None, Interval(Integral, 1, None, closed="left")],
+        "max_sites": [None, Interval(Integral, 1, MAX_SITES, closed="both")],
         "min_distance": [None, Interval(Real, 0, None, closed="left")],
         "freeze_encoder": ["boolean"],
         "init": [StrOptions(set(INITS))],
