@@ -25,7 +25,15 @@ from .io import PRETRAINING_SETTINGS, IncompatibleModelError
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .nn.compiled import CompileOption, resolve_compile, set_compiled
 from .nn.encoder import MAX_RBF, MAX_WIDTH
-from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, StructureError, build_point_sets
+from .pointset import (
+    MAX_ATOMS,
+    MAX_SITES,
+    PointSet,
+    PointSetConfig,
+    StructureError,
+    as_structure_list,
+    build_point_sets,
+)
 from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 from .store import stream_point_sets
@@ -342,9 +350,22 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Parameters
         ----------
         X : list, tuple, pandas Series or object array of pymatgen Structures
+            At least one; pretraining (``max_epochs`` > 0) needs at least 4
+            that can be featurised.
         y : ignored
+
+        Raises
+        ------
+        ValueError
+            A parameter out of range, no structures in ``X``, or too few to pretrain on.
+        StructureError
+            For the first structure that cannot be featurised, unless ``ignore_errors``.
         """
         self._validate_params()
+        if not as_structure_list(X):
+            raise ValueError(
+                "X holds 0 structures; DeepInfoMaxFeaturizer.fit needs at least one (at least 4 to pretrain)"
+            )
         usable: Sequence[PointSet]
         if self.cache_dir:  # read back batch by batch: the memory of pretraining does not grow with the data
             usable, errors = stream_point_sets(
@@ -440,6 +461,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     def transform(self, X: Any) -> np.ndarray:
         """Crystal vectors of structures ``X``: float array of shape (n_structures, global_dim).
+
+        No structures give an empty array of shape (0, global_dim), as for any
+        other number of rows.
 
         Raises
         ------
