@@ -13,7 +13,14 @@ from ._version import __version__ as __version__
 from .artifact import PretrainedEncoder
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
-from .exceptions import DatasetNotFoundError, DimSklearnError, IncompatibleModelError, StructureError
+from .exceptions import (
+    DamagedCacheEntryWarning,
+    DatasetNotFoundError,
+    DimSklearnError,
+    IncompatibleModelError,
+    StructureError,
+    WriteError,
+)
 from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import (
     PointSet,
@@ -24,6 +31,7 @@ from .pointset import (
 from .regressor import SiteNetRegressor
 
 __all__ = [
+    "DamagedCacheEntryWarning",
     "DatasetNotFoundError",
     "DeepInfoMaxFeaturizer",
     "DimSklearnError",
@@ -34,6 +42,7 @@ __all__ = [
     "PretrainedEncoder",
     "SiteNetRegressor",
     "StructureError",
+    "WriteError",
     "build_point_set",
     "build_point_sets",
     "list_datasets",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -13,8 +15,11 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from .exceptions import WriteError
+
 __all__ = [
     "Rule",
+    "ScratchFile",
     "atomic_write",
     "boolean",
     "check_fields",
@@ -24,6 +29,7 @@ __all__ = [
     "real",
     "resolve_device",
     "spawn_seeds",
+    "write_atomically",
 ]
 
 
@@ -97,20 +103,97 @@ def check_fields(config: Any, **rules: Rule) -> None:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a uniquely named scratch file beside ``path``; on success it replaces ``path`` in one step.
+def _reported_as_write_error(target: Path) -> Iterator[None]:
+    """Re-raise the operating system's failures inside the block as :class:`WriteError` naming ``target``."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(str(target), exc.strerror or str(exc), exc.errno) from exc
+
+
+class ScratchFile:
+    """The write end of :func:`atomic_write`: bytes written go to disk at once, failures name the target file.
+
+    Attributes
+    ----------
+    path : Path
+        The scratch file (the target itself when that is a pipe or a device).
+    target : Path
+        The file being written.
+    """
+
+    def __init__(self, handle: IO[bytes], path: Path, target: Path):
+        self._handle = handle
+        self.path = path
+        self.target = target
+
+    def write(self, data: bytes) -> None:
+        """Write and flush ``data``; a failure (a full disk, ...) raises :class:`WriteError` naming the target."""
+        with _reported_as_write_error(self.target):
+            self._handle.write(data)
+            self._handle.flush()
+
+
+def _is_stream(path: Path) -> bool:
+    """Whether ``path`` is an existing pipe or device (``/dev/stdout``), written in place: no file to replace."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[ScratchFile]:
+    """Write the file ``path`` through a uniquely named scratch file beside it, renamed into place on success.
 
     Readers see the old file or the whole new one, never a part; two writers
-    sharing a folder never share a scratch file. On an exception the scratch
-    file is removed and ``path`` is left as it was.
+    sharing a folder never share a scratch file. The operating system's
+    failures (a full disk, a folder that cannot be created or written, ...)
+    raise :class:`WriteError` naming ``path``; on any exception the scratch
+    file is removed and ``path`` is left as it was. A pipe or a device (for
+    example ``/dev/stdout``) is written in place.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = Path(path)
+    if _is_stream(target):
+        scratch = target
+        with _reported_as_write_error(target):
+            handle = open(target, "wb")  # noqa: SIM115 (closed below, after the caller's writes)
+    else:
+        with _reported_as_write_error(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        scratch = Path(name)
+        handle = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-        os.replace(scratch, path)
+        yield ScratchFile(handle, scratch, target)
+        with _reported_as_write_error(target):
+            handle.close()
+            if scratch != target:
+                os.replace(scratch, target)
     except BaseException:
-        Path(scratch).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            handle.close()
+        if scratch != target:
+            with contextlib.suppress(OSError):
+                scratch.unlink(missing_ok=True)
         raise
+
+
+def write_atomically(files: Mapping[Path, bytes]) -> None:
+    """Write several files (path -> contents) so that none is replaced unless every one was written whole.
+
+    Each goes through :func:`atomic_write`; the scratch files are all written
+    before the first is renamed into place, so a full disk leaves every target
+    as it was.
+
+    Raises
+    ------
+    WriteError
+        The operating system's failure, naming the file it hit.
+    """
+    with contextlib.ExitStack() as stack:
+        for path, data in files.items():
+            stack.enter_context(atomic_write(path)).write(data)

@@ -14,6 +14,7 @@ from .io import (
     encoder_document,
     encoder_from_state,
     load_encoder,
+    provenance_problems,
     read_document,
     save_encoder,
 )
@@ -48,6 +49,9 @@ class PretrainedEncoder:
         ``settings`` (pretraining settings: numbers, strings, booleans, None),
         ``history`` (list of per-epoch dicts), ``best_epoch`` (int) and
         ``metadata`` (JSON object: corpus, timings, ...). The rest are empty.
+        Checked as loading checks a file's (the recorded pretraining settings
+        of :data:`~dim_sklearn.io.PRETRAINING_SETTINGS` by their constraints):
+        a ``ValueError`` names what is wrong.
 
     Attributes
     ----------
@@ -79,9 +83,7 @@ class PretrainedEncoder:
                 f"the point-set configuration gives {point_set_config.n_site_features} site features, "
                 f"the encoder reads {module.config.n_site_features}"
             )
-        self.module = module
-        self.point_set_config = point_set_config
-        self.provenance = {
+        provenance = {
             "versions": installed_versions(),
             "settings": {},
             "history": [],
@@ -89,6 +91,12 @@ class PretrainedEncoder:
             "metadata": {},
             **provenance,
         }
+        problems = provenance_problems(provenance)
+        if problems:  # refused here, as loading would refuse the file save writes
+            raise ValueError(f"unusable provenance: {'; '.join(problems)}")
+        self.module = module
+        self.point_set_config = point_set_config
+        self.provenance = provenance
 
     @property
     def config(self) -> EncoderConfig:

@@ -17,6 +17,7 @@ from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
 from .distributed import barrier, init_from_env, launch, rank_and_world
 from .elements import SITE_PROPERTIES
+from .exceptions import WriteError
 from .featurizer import DeepInfoMaxFeaturizer
 from .pointset import PointSetConfig, build_point_sets
 from .store import stream_point_sets
@@ -207,11 +208,24 @@ _DATA_HOME_HELP = "folder of the data-set files (default: $DIM_SKLEARN_DATA, the
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``dim-sklearn`` with the arguments ``argv`` (default: the command line); the exit status."""
+    """Run ``dim-sklearn`` with the arguments ``argv`` (default: the command line); the exit status.
+
+    A file that cannot be written (the CSV, the saved encoder, a checkpoint or
+    a cache entry) ends the command with status 1 and one line on stderr naming
+    the file and the cause; nothing half-written is left in its place.
+    """
     parser, commands = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    try:
+        return _run(args, argv, commands)
+    except WriteError as exc:
+        print(f"dim-sklearn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
+
+def _run(args: argparse.Namespace, argv: list[str], commands: dict[str, argparse.ArgumentParser]) -> int:
+    """The command ``args`` names; its exit status."""
     if args.command == "datasets":
         print(list_datasets().drop(columns="description").to_string())
     elif args.command == "featurize":

@@ -14,17 +14,26 @@ import numpy as np
 import torch
 from matminer.featurizers.base import BaseFeaturizer
 from sklearn.utils import InputTags, Tags, TransformerTags
-from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._utils import resolve_device, spawn_seeds
 from .artifact import PretrainedEncoder
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
-from .io import MAX_RBF, MAX_WIDTH, IncompatibleModelError
+from .io import PRETRAINING_SETTINGS, IncompatibleModelError
 from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from .nn.compiled import CompileOption, resolve_compile, set_compiled
-from .pointset import MAX_ATOMS, PointSet, PointSetConfig, StructureError, build_point_sets
+from .nn.encoder import MAX_RBF, MAX_WIDTH
+from .pointset import (
+    MAX_ATOMS,
+    MAX_SITES,
+    PointSet,
+    PointSetConfig,
+    StructureError,
+    as_structure_list,
+    build_point_sets,
+)
 from .pretrain import PretrainSettings, pretrain
 from .pretrained import DEFAULT_PRETRAINED, pretrained_path
 from .store import stream_point_sets
@@ -35,20 +44,6 @@ _RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose", 
 _INPUT_LIMITS = frozenset({"max_sites", "min_distance"})
 """Point-set checks that refuse structures but never change a vector: :meth:`DeepInfoMaxFeaturizer.from_pretrained`
 takes them with the run-time settings."""
-_SETTINGS = (
-    "kl_weight",
-    "domain_negatives",
-    "local_scrambled",
-    "batch_negatives",
-    "max_epochs",
-    "patience",
-    "batch_sites",
-    "lr",
-    "weight_decay",
-    "validation_fraction",
-    "random_state",
-)
-"""Parameters saved as the encoder's pretraining settings, and read back by :meth:`DeepInfoMaxFeaturizer.load`."""
 _POSITION = re.compile(r"^structure \d+: ")  # StructureError's prefix; skipped_ gives the position apart
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
@@ -138,7 +133,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Supercell size N (at most 1,000).
     max_sites : int, default=256
         Structures whose input cell holds more sites are refused (checked
-        before the costly primitive-cell search; see :class:`~dim_sklearn.PointSetConfig`).
+        before the costly primitive-cell search; see :class:`~dim_sklearn.PointSetConfig`);
+        at most 1,000.
     oxidation : bool, default=False
         Add the oxidation state as a ninth site feature.
     min_distance : float, default=0.5
@@ -235,7 +231,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     _parameter_constraints: ClassVar[dict] = {
         "max_atoms": [Interval(Integral, 1, MAX_ATOMS, closed="both")],
-        "max_sites": [Interval(Integral, 1, None, closed="left")],
+        "max_sites": [Interval(Integral, 1, MAX_SITES, closed="both")],
         "oxidation": ["boolean"],
         "min_distance": [Interval(Real, 0, None, closed="left")],
         **{
@@ -243,18 +239,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             for name in ("width", "local_dim", "global_width", "global_dim")
         },
         "n_rbf": [Options(Integral, {0}), Interval(Integral, 2, MAX_RBF, closed="both")],
-        "domain_negatives": ["boolean"],
-        "local_scrambled": ["boolean"],
-        "batch_negatives": ["boolean"],
-        "kl_weight": [Interval(Real, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "batch_sites": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        **PRETRAINING_SETTINGS,
         "device": [str, torch.device],
-        "random_state": ["random_state"],
         "cache_dir": [str, os.PathLike, None],
         "checkpoint_dir": [str, os.PathLike, None],
         "ignore_errors": ["boolean"],
@@ -364,9 +350,22 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Parameters
         ----------
         X : list, tuple, pandas Series or object array of pymatgen Structures
+            At least one; pretraining (``max_epochs`` > 0) needs at least 4
+            that can be featurised.
         y : ignored
+
+        Raises
+        ------
+        ValueError
+            A parameter out of range, no structures in ``X``, or too few to pretrain on.
+        StructureError
+            For the first structure that cannot be featurised, unless ``ignore_errors``.
         """
         self._validate_params()
+        if not as_structure_list(X):
+            raise ValueError(
+                "X holds 0 structures; DeepInfoMaxFeaturizer.fit needs at least one (at least 4 to pretrain)"
+            )
         usable: Sequence[PointSet]
         if self.cache_dir:  # read back batch by batch: the memory of pretraining does not grow with the data
             usable, errors = stream_point_sets(
@@ -426,7 +425,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         return self
 
     def _settings(self) -> dict[str, Any]:
-        settings = {name: getattr(self, name) for name in _SETTINGS}
+        settings = {name: getattr(self, name) for name in PRETRAINING_SETTINGS}
         if not isinstance(settings["random_state"], (int, type(None))):
             settings["random_state"] = None
         return settings
@@ -462,6 +461,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     def transform(self, X: Any) -> np.ndarray:
         """Crystal vectors of structures ``X``: float array of shape (n_structures, global_dim).
+
+        No structures give an empty array of shape (0, global_dim), as for any
+        other number of rows.
 
         Raises
         ------
@@ -539,12 +541,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
         """A fitted featurizer from a folder written by :meth:`save` (no code is executed).
 
-        The file is not trusted: every field is checked (see
+        The file is not trusted: every field is checked, by the same rules as
+        :meth:`PretrainedEncoder.load <dim_sklearn.PretrainedEncoder.load>` and
+        ``SiteNetRegressor(encoder=path)`` apply (see
         :func:`~dim_sklearn.io.load_encoder`). The parameters are read from
         the encoder's sections: the widths from its configuration, ``max_atoms``,
         ``max_sites``, ``oxidation`` and ``min_distance`` from its point-set
         configuration, the pretraining parameters from its recorded settings
-        (checked as ``fit`` checks them; one not recorded takes its default). The
+        (checked on loading as ``fit`` checks them; one not recorded takes its default). The
         settings of the machine and run (``device``, ``cache_dir``,
         ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``, ``compile``) are not
         taken from it but left at their defaults; set them with :meth:`set_params`.
@@ -559,7 +563,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """
         encoder = PretrainedEncoder.load(path)
         config, point_set, settings = encoder.config, encoder.point_set_config, encoder.provenance["settings"]
-        params = {name: settings[name] for name in _SETTINGS if name in settings}
+        params = {name: settings[name] for name in PRETRAINING_SETTINGS if name in settings}
         params.update(
             max_atoms=point_set.max_atoms,
             max_sites=point_set.max_sites,
@@ -572,10 +576,6 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             n_rbf=config.n_rbf,
         )
         featurizer = cls(**params)
-        try:
-            featurizer._validate_params()
-        except InvalidParameterError as exc:
-            raise IncompatibleModelError(f"{path}: unusable pretraining settings in config.json: {exc}") from exc
         if featurizer._encoder_config() != config:
             raise IncompatibleModelError(f"{path}: {config} is not an encoder {cls.__name__} trains")
         featurizer.encoder_ = encoder

@@ -23,11 +23,22 @@ last two sections, are read and mapped onto format 2 (:func:`read_document`).
 
 Loading treats both files as untrusted and checks them before anything is
 allocated: the JSON's size and nesting depth are bounded before it is parsed;
-every field of the encoder and point-set sections is checked for type and range
-(widths at most :data:`MAX_WIDTH`), and the provenance for type; the names,
-shapes and dtypes of the tensors are read from the safetensors header and
-compared with the encoder the JSON describes; the weights must be finite. Any
-failure raises :class:`IncompatibleModelError` naming the file.
+the encoder and point-set sections are checked field by field by the rules of
+:class:`~dim_sklearn.nn.EncoderConfig` and :class:`~dim_sklearn.PointSetConfig`,
+which hold the package's caps (widths at most
+:data:`~dim_sklearn.nn.encoder.MAX_WIDTH`, ``max_atoms`` at most
+:data:`~dim_sklearn.pointset.MAX_ATOMS`, ``max_sites`` at most
+:data:`~dim_sklearn.pointset.MAX_SITES`: a file cannot raise them); the
+provenance is checked for type, and its recorded pretraining settings by the
+rules ``DeepInfoMaxFeaturizer.fit`` applies to them
+(:data:`PRETRAINING_SETTINGS`); the names, shapes and dtypes of the tensors are
+read from the safetensors header and compared with the encoder the JSON
+describes; the weights must be finite. Any failure raises
+:class:`IncompatibleModelError` naming the file. Every loader
+(:meth:`PretrainedEncoder.load <dim_sklearn.PretrainedEncoder.load>`,
+``DeepInfoMaxFeaturizer.load`` and ``from_pretrained``,
+``SiteNetRegressor(encoder=folder)``) reads through :func:`load_encoder`, so
+each applies the same checks.
 """
 
 from __future__ import annotations
@@ -37,15 +48,18 @@ import math
 import os
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, InvalidParameterError, validate_parameter_constraints
 
-from ._utils import atomic_write
+from ._utils import write_atomically
 from .exceptions import IncompatibleModelError
 from .nn import EncoderConfig, SiteNetEncoder
+from .nn.encoder import MAX_RBF, MAX_WIDTH
 from .pointset import PointSetConfig
 
 __all__ = [
@@ -55,10 +69,12 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_RBF",
     "MAX_WIDTH",
+    "PRETRAINING_SETTINGS",
     "IncompatibleModelError",
     "encoder_document",
     "encoder_from_state",
     "load_encoder",
+    "provenance_problems",
     "read_document",
     "save_encoder",
     "versions",
@@ -71,10 +87,22 @@ CONFIG = "config.json"
 PROVENANCE_FIELDS = ("versions", "settings", "history", "best_epoch", "metadata")
 """The entries of the provenance section."""
 
-MAX_WIDTH = 1024
-"""Largest width of any encoder layer a saved model may ask for (the compact encoder's largest is 128)."""
-MAX_RBF = 256
-"""Largest number of radial basis functions a saved model may ask for."""
+PRETRAINING_SETTINGS: dict[str, list[Any]] = {
+    "kl_weight": [Interval(Real, 0, None, closed="left")],
+    "domain_negatives": ["boolean"],
+    "local_scrambled": ["boolean"],
+    "batch_negatives": ["boolean"],
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "patience": [Interval(Integral, 1, None, closed="left")],
+    "batch_sites": [Interval(Integral, 1, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "random_state": ["random_state"],
+}
+"""The pretraining settings a saved encoder records, each with what it must be (scikit-learn parameter
+constraints): ``DeepInfoMaxFeaturizer`` checks its parameters of these names by them, and loading checks a file's
+recorded settings by them. Settings of other names are kept as information, unchecked."""
 MAX_CONFIG_BYTES = 4 * 2**20
 """Largest ``config.json`` read (one with 100 epochs of history takes about 100 kB)."""
 MAX_JSON_DEPTH = 32
@@ -144,17 +172,23 @@ def save_encoder(
 ) -> Path:
     """Write ``encoder`` with its point-set configuration and JSON-serialisable provenance to the folder ``path``.
 
-    The folder is created if needed; each file is replaced in one step.
+    The folder is created if needed. Both files are written whole to scratch
+    files before either replaces the file of its name, so a failed save leaves
+    the folder as it was.
+
+    Raises
+    ------
+    WriteError
+        A file cannot be written (a full disk, no permission, ...); the message names it.
     """
     from safetensors.torch import save
 
     folder = Path(path)
     document = json.dumps(encoder_document(encoder.config, point_set, provenance), indent=2)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in encoder.state_dict().items()}
-    with atomic_write(folder / WEIGHTS) as handle:
-        handle.write(save(state, metadata={"format": FORMAT}))
-    with atomic_write(folder / CONFIG, "w") as handle:
-        handle.write(document)
+    write_atomically(
+        {folder / WEIGHTS: save(state, metadata={"format": FORMAT}), folder / CONFIG: document.encode("utf-8")}
+    )
     return folder
 
 
@@ -208,27 +242,16 @@ def _is_int(value: Any) -> bool:
 
 
 def _encoder_config(section: Any, where: Path | str) -> EncoderConfig:
-    """The encoder section checked field by field (type, range) before anything is built."""
+    """The encoder section checked field by field (by :class:`EncoderConfig`'s rules) before anything is built."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no encoder section")
-    fields = EncoderConfig.__dataclass_fields__
-    unknown = sorted(set(section) - set(fields))
+    unknown = sorted(set(section) - set(EncoderConfig.__dataclass_fields__))
     if unknown:
-        raise IncompatibleModelError(f"{where}: unknown encoder field(s) {', '.join(map(str, unknown))}")
-    problems = []
-    for name in ("n_site_features", "width", "local_dim", "global_width", "global_dim"):
-        value = section.get(name, fields[name].default)
-        if not (_is_int(value) and 1 <= value <= MAX_WIDTH):
-            problems.append(f"{name} must be an integer from 1 to {MAX_WIDTH}, got {value!r}")
-    n_rbf = section.get("n_rbf", 0)  # files written before the radial-basis option hold raw-distance encoders
-    if not (_is_int(n_rbf) and (n_rbf == 0 or 2 <= n_rbf <= MAX_RBF)):
-        problems.append(f"n_rbf must be 0 or an integer from 2 to {MAX_RBF}, got {n_rbf!r}")
-    cutoff = section.get("rbf_cutoff", fields["rbf_cutoff"].default)
-    if not (isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool) and math.isfinite(cutoff) and cutoff > 0):
-        problems.append(f"rbf_cutoff must be a finite number > 0, got {cutoff!r}")
-    if problems:
-        raise IncompatibleModelError(f"{where} has an unusable encoder section: {'; '.join(problems)}")
-    return EncoderConfig(**{**section, "n_rbf": n_rbf})
+        raise IncompatibleModelError(f"{where}: unknown encoder field(s) {', '.join(map(str, unknown))}"[:400])
+    try:  # files written before the radial-basis option hold raw-distance encoders: no n_rbf means 0
+        return EncoderConfig(**{"n_rbf": 0, **section})
+    except ValueError as exc:
+        raise IncompatibleModelError(f"{where} has an unusable encoder section: {exc}"[:1000]) from exc
 
 
 def _expected_tensors(config: EncoderConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -255,26 +278,54 @@ def _point_set_config(section: Any, where: Path | str) -> PointSetConfig:
         raise IncompatibleModelError(f"{where} has an unusable point_set section: {exc}"[:1000]) from exc
 
 
+def provenance_problems(provenance: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the entries of a provenance (all of :data:`PROVENANCE_FIELDS`); empty when nothing is.
+
+    Checks the type of each entry, and the recorded pretraining settings of
+    :data:`PRETRAINING_SETTINGS` by their constraints.
+    """
+    scalar = (bool, int, float, str, type(None))
+    problems = []
+    if not (
+        isinstance(provenance["versions"], dict) and all(isinstance(v, str) for v in provenance["versions"].values())
+    ):
+        problems.append("versions is not an object of strings")
+    settings = provenance["settings"]
+    if not (isinstance(settings, dict) and all(isinstance(v, scalar) for v in settings.values())):
+        problems.append("settings is not an object of numbers, strings, booleans and nulls")
+    else:
+        problems += _settings_problems(settings)
+    if not (isinstance(provenance["history"], list) and all(isinstance(row, dict) for row in provenance["history"])):
+        problems.append("the history is not a list of objects")
+    if not (_is_int(provenance["best_epoch"]) and provenance["best_epoch"] >= 0):
+        problems.append(f"best_epoch is {provenance['best_epoch']!r:.40}, not an epoch")
+    if not isinstance(provenance["metadata"], dict):
+        problems.append("the metadata is not an object")
+    return problems
+
+
+def _settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    """The recorded settings of :data:`PRETRAINING_SETTINGS` that break their constraints, one message each."""
+    problems = []
+    for name in PRETRAINING_SETTINGS.keys() & settings.keys():
+        try:
+            validate_parameter_constraints(
+                {name: PRETRAINING_SETTINGS[name]}, {name: settings[name]}, caller_name="the pretraining settings"
+            )
+        except InvalidParameterError as exc:
+            problems.append(str(exc)[:300])
+    return sorted(problems)
+
+
 def _provenance(section: Any, where: Path | str) -> dict[str, Any]:
-    """The provenance section checked for type; absent entries are empty."""
+    """The provenance section checked (:func:`provenance_problems`); absent entries are empty."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no provenance section")
     unknown = sorted(set(section) - set(PROVENANCE_FIELDS))
     if unknown:
         raise IncompatibleModelError(f"{where}: unknown provenance field(s) {', '.join(map(str, unknown))}"[:400])
     out = {"versions": {}, "settings": {}, "history": [], "best_epoch": 0, "metadata": {}, **section}
-    scalar = (bool, int, float, str, type(None))
-    problems = []
-    if not (isinstance(out["versions"], dict) and all(isinstance(v, str) for v in out["versions"].values())):
-        problems.append("versions is not an object of strings")
-    if not (isinstance(out["settings"], dict) and all(isinstance(v, scalar) for v in out["settings"].values())):
-        problems.append("settings is not an object of numbers, strings, booleans and nulls")
-    if not (isinstance(out["history"], list) and all(isinstance(row, dict) for row in out["history"])):
-        problems.append("the history is not a list of objects")
-    if not (_is_int(out["best_epoch"]) and out["best_epoch"] >= 0):
-        problems.append(f"best_epoch is {out['best_epoch']!r:.40}, not an epoch")
-    if not isinstance(out["metadata"], dict):
-        problems.append("the metadata is not an object")
+    problems = provenance_problems(out)
     if problems:
         raise IncompatibleModelError(f"{where} has an unusable provenance section: {'; '.join(problems)}")
     return out

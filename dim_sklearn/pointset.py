@@ -10,7 +10,7 @@ supercell, in Angstrom.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_ATOMS",
     "MAX_FRACTIONAL",
     "MAX_LENGTH",
+    "MAX_SITES",
     "MIN_CONDITIONING",
     "PointSet",
     "PointSetConfig",
@@ -47,6 +48,9 @@ CONSTRUCTION_VERSION = 2
 """Version of the crystal -> point set construction; cached point sets are keyed on it."""
 MAX_ATOMS = 1000
 """Largest accepted ``max_atoms`` (supercell size)."""
+MAX_SITES = 1000
+"""Largest accepted ``max_sites``: pymatgen's primitive-cell search takes about a minute on 1,000 sites of one
+element without symmetry and grows with about the cube of the count (the real data sets reach 200 sites)."""
 MAX_LENGTH = 1000.0
 """Longest accepted lattice vector, in Angstrom (the real data sets reach 162 A)."""
 MAX_FRACTIONAL = 1000.0
@@ -86,8 +90,9 @@ class PointSetConfig:
     max_sites : int, default=256
         Largest number of sites accepted in the input cell, checked before the
         primitive-cell search (whose cost grows with about the cube of the
-        site count); larger crystals raise :class:`StructureError`. The default
-        admits every structure of the real data sets (up to 200 sites).
+        site count); larger crystals raise :class:`StructureError`. At most
+        :data:`MAX_SITES`. The default admits every structure of the real data
+        sets (up to 200 sites).
     oxidation : bool, default=False
         Append the site's oxidation state (0 when undecorated) as a ninth feature.
     min_distance : float, default=0.5
@@ -102,7 +107,11 @@ class PointSetConfig:
 
     def __post_init__(self) -> None:
         check_fields(
-            self, max_atoms=integer(1, MAX_ATOMS), max_sites=integer(1), oxidation=boolean, min_distance=real(0)
+            self,
+            max_atoms=integer(1, MAX_ATOMS),
+            max_sites=integer(1, MAX_SITES),
+            oxidation=boolean,
+            min_distance=real(0),
         )
 
     @property
@@ -655,7 +664,8 @@ def _point_set_chunks(
 
     Worker processes always collect their errors, so that without ``ignore_errors``
     the error raised is that of the first failing structure in input order, not
-    of whichever worker happened to fail first.
+    of whichever worker happened to fail first; the warnings they give (a damaged
+    cache entry) are given again here, where a caller can see and filter them.
     """
     from joblib import Parallel, delayed, effective_n_jobs
     from tqdm.auto import tqdm
@@ -665,24 +675,42 @@ def _point_set_chunks(
     size = 256 if workers == 1 else max(1, min(256, -(-len(entries) // (4 * workers))))
     starts = range(0, len(entries), size)
     with tqdm(total=len(entries), disable=not verbose, desc="point sets") as bar:
+        chunks: Generator[_Chunk, None, None]
         if workers == 1:
             chunks = (
-                _build_chunk(entries[start : start + size], start, config, cache, ignore_errors) for start in starts
+                (*_build_chunk(entries[start : start + size], start, config, cache, ignore_errors), [])
+                for start in starts
             )
         else:
             chunks = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
-                delayed(_build_chunk)(entries[start : start + size], start, config, cache, True) for start in starts
+                delayed(_build_chunk_in_worker)(entries[start : start + size], start, config, cache) for start in starts
             )
-        for chunk in chunks:
-            first = next((error for error in chunk[1] if error is not None), None)
+        for point_sets, errors, caught in chunks:
+            for warning in caught:
+                warnings.warn_explicit(*warning)
+            first = next((error for error in errors if error is not None), None)
             if first is not None and not ignore_errors:
                 with warnings.catch_warnings():  # joblib's note on the tasks left unused
                     warnings.simplefilter("ignore", UserWarning)
                     chunks.close()
                 where, reason = first.split(": ", 1)
                 raise StructureError(reason, int(where.removeprefix("structure ")))
-            bar.update(len(chunk[0]))
-            yield chunk
+            bar.update(len(point_sets))
+            yield point_sets, errors
+
+
+_Caught = tuple[str, type[Warning], str, int]
+"""A warning given in a worker process, as ``warnings.warn_explicit`` takes it."""
+_Chunk = tuple[list[PointSet | None], list[str | None], list[_Caught]]
+"""Point sets, errors and warnings of a chunk of structures."""
+
+
+def _build_chunk_in_worker(entries: list, start: int, config: PointSetConfig, cache: Any) -> _Chunk:
+    """:func:`_build_chunk` in a worker process, collecting every error, with the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        point_sets, errors = _build_chunk(entries, start, config, cache, True)
+    return point_sets, errors, [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
 
 
 def _build_chunk(

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from numbers import Integral, Real
 from typing import Any, ClassVar, cast
 
@@ -28,7 +28,7 @@ from .cache import PointSetCache
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
-from .pointset import MAX_ATOMS, PointSet, PointSetConfig, as_structure_list, build_point_sets
+from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, as_structure_list, build_point_sets
 from .pretrained import pretrained_path
 
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
@@ -98,12 +98,30 @@ def _as_targets(y: Any) -> np.ndarray | None:
     return y
 
 
-def _check_lengths(X: Any, y: np.ndarray | None) -> None:
-    if y is None or isinstance(X, Dataset):
-        return
-    n_structures = len(as_structure_list(X))
-    if n_structures != len(y):
-        raise ValueError(f"X holds {n_structures} structures but y holds {len(y)} targets; they must match")
+def _n_structures(X: Any) -> int:
+    """How many structures ``X`` holds (a Dataset: its length)."""
+    return len(cast("Sized", X)) if isinstance(X, Dataset) else len(as_structure_list(X))
+
+
+def _training_targets(X: Any, y: Any, method: str) -> np.ndarray | None:
+    """The targets of a fit as float64 (n, 1), after checking that there is something to fit on.
+
+    A Dataset ``X`` may carry its own targets (then ``y`` may be None).
+
+    Raises
+    ------
+    ValueError
+        ``X`` holds no structures, ``y`` is None, or their lengths differ.
+    """
+    n_structures = _n_structures(X)
+    if n_structures == 0:
+        raise ValueError(f"X holds 0 structures; SiteNetRegressor.{method} needs at least one structure and its target")
+    if y is None and not isinstance(X, Dataset):
+        raise ValueError(f"y is None; SiteNetRegressor.{method} needs one target per structure of X")
+    targets = _as_targets(y)
+    if targets is not None and not isinstance(X, Dataset) and n_structures != len(targets):
+        raise ValueError(f"X holds {n_structures} structures but y holds {len(targets)} targets; they must match")
+    return targets
 
 
 class DivergenceGuard(Callback):
@@ -191,8 +209,8 @@ class SiteNetRegressor(NeuralNetRegressor):
     oxidation : bool, optional
         Oxidation state as a site feature; default: the encoder's, else False.
     max_sites : int, optional
-        Refuse structures whose input cell holds more sites; default: the
-        encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
+        Refuse structures whose input cell holds more sites (at most 1,000);
+        default: the encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
     min_distance : float, optional
         Refuse structures with atoms closer than this (Angstrom); default: the
         encoder's, else 0.5.
@@ -264,7 +282,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         "preset": [StrOptions(set(PRESETS))],
         "max_atoms": [None, Interval(Integral, 1, MAX_ATOMS, closed="both")],
         "oxidation": [None, "boolean"],
-        "max_sites": [None, Interval(Integral, 1, None, closed="left")],
+        "max_sites": [None, Interval(Integral, 1, MAX_SITES, closed="both")],
         "min_distance": [None, Interval(Real, 0, None, closed="left")],
         "freeze_encoder": ["boolean"],
         "init": [StrOptions(set(INITS))],
@@ -510,10 +528,18 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.target_scale_ = std if std > 0 else 1.0
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> SiteNetRegressor:
-        """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1), one per structure)."""
+        """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1), one per structure).
+
+        Raises
+        ------
+        ValueError
+            A parameter out of range, no structures, no targets (``y`` None),
+            as many targets as structures, or targets that are not finite.
+        StructureError
+            For the first structure that cannot be featurised, naming its position.
+        """
         self._check_parameters()
-        y = _as_targets(y)
-        _check_lengths(X, y)
+        y = _training_targets(X, y, "fit")
         if self.warm_start and self.initialized_:
             return super().fit(X, y, **fit_params)
         self._set_target_scaling(y)
@@ -540,17 +566,19 @@ class SiteNetRegressor(NeuralNetRegressor):
         return self
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
-        y = _as_targets(y)
-        _check_lengths(X, y)
+        """One more epoch on ``X`` and ``y`` (checked as :meth:`fit` checks them), initialising first if needed."""
+        y = _training_targets(X, y, "partial_fit")
         if not self.initialized_:
             self._set_target_scaling(y)
         return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions for structures ``X``: float array of shape (n,).
+        """Predictions for structures ``X``: float32 array of shape (n,); no structures give an empty array.
 
         Raises
         ------
+        NotInitializedError
+            The model is not fitted.
         StructureError
             For the first structure that cannot be featurised, naming its position.
 
@@ -559,6 +587,9 @@ class SiteNetRegressor(NeuralNetRegressor):
         RuntimeWarning
             When a prediction is NaN or infinite (naming the first such structure).
         """
+        self.check_is_fitted()
+        if _n_structures(X) == 0:
+            return np.empty(0, dtype=np.float32)
         prediction = super().predict(X).reshape(-1)
         bad = np.flatnonzero(~np.isfinite(prediction))
         if bad.size:

@@ -9,6 +9,7 @@ features and the reason; nothing is dropped.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -21,10 +22,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._utils import atomic_write
+from .pointset import MAX_FRACTIONAL, MAX_LENGTH
+
 __all__ = ["Entry", "entry_label", "expand_paths", "read_cif", "read_entries", "write_features"]
 
 JSON_SUFFIXES = (".json", ".json.gz")
 _POSITION = re.compile(r"^structure \d+: ")  # StructureError's prefix, a position within a chunk
+_FRACTIONAL = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
+_LENGTHS = ("_cell_length_a", "_cell_length_b", "_cell_length_c")
+_ANGLES = ("_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+_CRYSTAL_SYSTEM = ("_symmetry_cell_setting", "_space_group_crystal_system")
+"""CIF data names of a block's crystal system, from which pymatgen completes a cell given in part."""
+_COINCIDENT = re.compile(r"Occupancy (\S+?)\.? exceeded tolerance")
+_THIN = re.compile(r"thickness=.* below threshold")
+_SECTION = re.compile(r"No structure parsed for section \d+ in CIF\.\s*")
 
 
 @dataclass(frozen=True)
@@ -44,18 +56,166 @@ class Entry:
 
 
 def read_cif(path: str | os.PathLike) -> tuple[Any, str | None]:
-    """The one structure of a CIF file, or None and the reason it cannot be read."""
+    """The one structure of a CIF file, or None and the reason it cannot be read.
+
+    The file's cell, fractional coordinates and occupancies are checked before
+    pymatgen builds the structure, which would otherwise take impossible values
+    silently or fail with a message about something else: cell lengths in
+    (0, :data:`~dim_sklearn.pointset.MAX_LENGTH`] A, angles in (0, 180) degrees
+    with a volume, finite coordinates within
+    +-:data:`~dim_sklearn.pointset.MAX_FRACTIONAL`, occupancies in [0, 1], a
+    complete cell (or a crystal system to complete it), labelled atom sites.
+    pymatgen's own failures are reported in words that point at the file
+    (atom sites that coincide, rather than "Occupancy 2.0 exceeded tolerance").
+    """
     from pymatgen.io.cif import CifParser
 
+    problem = _cif_problem(path)
+    if problem is not None:
+        return None, f"unreadable CIF ({problem})"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns about every oddity it repairs
             structures = CifParser(str(path)).parse_structures(primitive=False, on_error="raise")
     except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError ... on bad CIFs
-        return None, f"unreadable CIF ({type(exc).__name__}: {exc})"
+        return None, f"unreadable CIF ({_pymatgen_failure(exc)})"
     if len(structures) != 1:
         return None, f"the CIF holds {len(structures)} structures; give one per file"
     return structures[0], None
+
+
+def _cif_problem(path: str | os.PathLike) -> str | None:
+    """What makes a CIF's cell, atom positions or occupancies unusable, found before pymatgen reads them; or None.
+
+    pymatgen reads a negative cell length as positive and an angle of 200
+    degrees as 160, wraps a coordinate of 1e308 into the cell (or merges the
+    atom it moves with another, reported as "Occupancy 2.0 exceeded
+    tolerance"), drops a site whose occupancy is NaN or negative, and fails on
+    infinite coordinates, missing atom sites or an empty loop with messages
+    about integers. Here, in every data block with atom sites: the cell must
+    be complete (or completed by the crystal system the block names), every
+    site labelled, cell lengths numbers in (0, :data:`~dim_sklearn.pointset.MAX_LENGTH`] A, cell
+    angles in (0, 180) degrees with a non-zero volume, fractional coordinates
+    finite numbers within +-:data:`~dim_sklearn.pointset.MAX_FRACTIONAL` (the
+    limits :func:`~dim_sklearn.build_point_set` applies), and occupancies that
+    are numbers in [0, 1]. A file that is not CIF syntax at all is left to
+    pymatgen's parser, which says so.
+    """
+    from pymatgen.io.cif import CifFile
+
+    try:
+        parsed = CifFile.from_file(str(path)).data.values()
+    except ZeroDivisionError:  # pymatgen's loop parser divides by the number of values
+        return "a loop_ lists column names but no values"
+    except Exception:
+        return None
+    blocks = [{key.lower(): value for key, value in block.data.items()} for block in parsed]  # CIF names: any case
+    with_sites = [block for block in blocks if _FRACTIONAL[0] in block]
+    if not with_sites:
+        if any("_atom_site_cartn_x" in block for block in blocks):
+            return (
+                "atom positions given only as Cartesian coordinates (_atom_site_Cartn_x, ...); fractional ones are read"
+            )
+        return "no atom sites (_atom_site_fract_x, _atom_site_fract_y, _atom_site_fract_z)"
+    for block in with_sites:
+        problem = _cell_problem(block) or _site_problem(block)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _number(raw: Any) -> float | None:
+    """A CIF number (a standard uncertainty in brackets allowed), or None for ``?``, ``.`` and text."""
+    from pymatgen.io.cif import str2float
+
+    try:
+        return float(str2float(raw))
+    except (ValueError, TypeError):
+        return None
+
+
+def _out_of_range(name: str, raw: Any, low: float, high: float, words: str, *, open_low: bool = False) -> str | None:
+    """Why ``raw`` is not a finite number in [low, high] (``(low, high]`` with ``open_low``), or None."""
+    value = _number(raw)
+    if value is None:
+        return f"{name} is {raw!r}, not a number"
+    if not (math.isfinite(value) and low <= value <= high and not (open_low and value == low)):
+        return f"{name} is {raw}, {words}"
+    return None
+
+
+def _cell_problem(block: dict[str, Any]) -> str | None:
+    """What is wrong with the cell lengths and angles of a data block, or None.
+
+    Parameters the block leaves out are its crystal system's to give, when it
+    names one (pymatgen then fills them in); otherwise all six are needed.
+    """
+    missing = [key for key in (*_LENGTHS, *_ANGLES) if key not in block]
+    if missing and not any(block.get(key) for key in _CRYSTAL_SYSTEM):
+        return f"an incomplete cell: no {', '.join(missing)}"
+    for key in _LENGTHS:
+        if key in block:
+            problem = _out_of_range(
+                key, block[key], 0, MAX_LENGTH, f"not a length in (0, {MAX_LENGTH:g}] A", open_low=True
+            )
+            if problem is not None:
+                return problem
+    angles = []
+    for key in _ANGLES:
+        if key in block:
+            value = _number(block[key])
+            if value is None or not 0 < value < 180:
+                return f"{key} is {block[key]}, not an angle between 0 and 180 degrees"
+            angles.append(value)
+    if len(angles) == len(_ANGLES):
+        cosines = np.cos(np.radians(angles))
+        if 1 - np.sum(cosines**2) + 2 * np.prod(cosines) < 1e-12:
+            return "the cell angles {} give a flat cell (no volume)".format(", ".join(str(block[k]) for k in _ANGLES))
+    return None
+
+
+def _column(block: dict[str, Any], name: str) -> list:
+    """The values of a data name in a block: a loop's column, or one value as a list."""
+    values = block.get(name, [])
+    return values if isinstance(values, list) else [values]
+
+
+def _site_problem(block: dict[str, Any]) -> str | None:
+    """What is wrong with the atom sites of a data block (labels, fractional coordinates, occupancies), or None."""
+    coordinates = [_column(block, name) for name in _FRACTIONAL]
+    if not coordinates[0]:
+        return "no atom sites (the _atom_site loop is empty)"
+    if "_atom_site_label" not in block:
+        return "atom sites without _atom_site_label (each site needs its label)"
+    occupancies = _column(block, "_atom_site_occupancy")
+    limit = f"not a finite number within +-{MAX_FRACTIONAL:g}"
+    for k, label in enumerate(_column(block, "_atom_site_label")):
+        problems = [
+            _out_of_range(f"{name} of site {label}", column[k], -MAX_FRACTIONAL, MAX_FRACTIONAL, limit)
+            for name, column in zip(_FRACTIONAL, coordinates)
+            if k < len(column)
+        ]
+        if k < len(occupancies) and _number(occupancies[k]) is not None:  # "?" or ".": pymatgen's to read
+            name = f"_atom_site_occupancy of site {label}"
+            problems.append(_out_of_range(name, occupancies[k], 0, 1, "not an occupancy from 0 to 1"))
+        problem = next((problem for problem in problems if problem is not None), None)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _pymatgen_failure(exc: Exception) -> str:
+    """pymatgen's failure on a CIF in words that point at the file's problem."""
+    message = _SECTION.sub("", str(exc))
+    coincident = _COINCIDENT.search(message)
+    if coincident:  # every site's own occupancy is at most 1 (_cif_problem): sites were merged onto one position
+        return (
+            f"atom sites coincide: after the CIF's symmetry operations, sites on one position add up to occupancy "
+            f"{coincident[1]}; overlapping or duplicated atoms"
+        )
+    if _THIN.search(message):
+        return "a cell less than 0.01 A thick between two faces: its lengths or angles are far too small"
+    return f"{type(exc).__name__}: {message}"
 
 
 def _read_json(path: Path) -> list[Entry]:
@@ -178,6 +338,14 @@ def write_features(
     -------
     n_rows, n_failed : int
         Rows written, and how many of them have a reason.
+
+    Raises
+    ------
+    WriteError
+        The CSV cannot be written (a full disk, no permission, ...); the message
+        names it and the cause. The rows go to a scratch file beside it that
+        replaces ``output`` only when complete: a failed run leaves no partial
+        CSV (and an earlier file of that name as it was).
     """
     from tqdm.auto import tqdm
 
@@ -185,17 +353,17 @@ def write_features(
     columns = ["id", *labels, "reason"]
     n_failed = 0
     with (
-        open(output, "w", newline="") as out,
+        atomic_write(output) as out,
         tqdm(total=len(entries), unit="structure", desc="featurize", disable=not progress, file=sys.stderr) as bar,
     ):
-        pd.DataFrame(columns=columns).to_csv(out, index=False)
+        out.write(pd.DataFrame(columns=columns).to_csv(index=False).encode())
         for start in range(0, len(entries), chunk_size):
             chunk = entries[start : start + chunk_size]
             features, reasons = _featurize_chunk(chunk, featurizer, len(labels))
             frame = pd.DataFrame(features, columns=labels)
             frame.insert(0, "id", [entry.id for entry in chunk])
             frame["reason"] = reasons
-            frame.to_csv(out, header=False, index=False)
+            out.write(frame.to_csv(header=False, index=False).encode())
             n_failed += sum(bool(reason) for reason in reasons)
             bar.update(len(chunk))
     return len(entries), n_failed

@@ -1,6 +1,8 @@
 """PretrainedEncoder: the trained encoder as an artifact of its own, and files of the earlier format."""
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +162,131 @@ def test_max_sites_and_min_distance_refuse_structures_in_both_estimators(fitted)
     reg = SiteNetRegressor(encoder=fitted.encoder_, max_sites=4, max_epochs=1, random_state=0)
     with pytest.raises(ValueError, match="structure 5"):
         reg.fit(crystals, np.arange(6.0))
+
+
+DOORS = {
+    "DeepInfoMaxFeaturizer.load": DeepInfoMaxFeaturizer.load,
+    "PretrainedEncoder.load": PretrainedEncoder.load,
+    "SiteNetRegressor(encoder=path)": lambda path: SiteNetRegressor(encoder=path).initialize(),
+}
+"""Every way a saved encoder is loaded from its folder."""
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    """A small encoder saved by the featurizer."""
+    folder = tmp_path_factory.mktemp("small") / "enc"
+    DeepInfoMaxFeaturizer(max_epochs=0, width=4, local_dim=2, global_width=4, global_dim=3, n_rbf=2).fit(
+        six_crystals()[:1]
+    ).save(folder)
+    return folder
+
+
+def _zip_archive() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("config.json", "{}")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("name", ["config.json", "encoder.safetensors"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        lambda whole: b"epoch 3\nloss 0.5\n",
+        lambda whole: b"",
+        lambda whole: whole[: len(whole) // 2],
+        lambda whole: whole[:-1],
+        lambda whole: np.random.default_rng(0).bytes(len(whole)),
+        lambda whole: _zip_archive(),
+    ],
+    ids=["text", "empty", "half", "all but the last byte", "random bytes", "zip archive"],
+)
+def test_every_damaged_file_is_refused_by_every_door_naming_it(small_folder, tmp_path, door, name, content):
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    for part in ("config.json", "encoder.safetensors"):
+        whole = (small_folder / part).read_bytes()
+        (folder / part).write_bytes(content(whole) if part == name else whole)
+    with pytest.raises(IncompatibleModelError) as info:
+        DOORS[door](folder)
+    assert str(folder / name) in str(info.value)
+
+
+def _edited(source, folder, edit):
+    folder.mkdir()
+    (folder / "encoder.safetensors").write_bytes((source / "encoder.safetensors").read_bytes())
+    config = json.loads((source / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+HOSTILE = {
+    "lr 'evil'": (lambda c: c["provenance"]["settings"].update(lr="evil"), "'lr' parameter"),
+    "kl_weight -1": (lambda c: c["provenance"]["settings"].update(kl_weight=-1), "'kl_weight' parameter"),
+    "random_state -1": (lambda c: c["provenance"]["settings"].update(random_state=-1), "'random_state' parameter"),
+    "max_sites 1e12": (
+        lambda c: c["point_set"].update(max_sites=10**12),
+        "max_sites must be an integer from 1 to 1000",
+    ),
+    "max_atoms 1e6": (lambda c: c["point_set"].update(max_atoms=10**6), "max_atoms must be an integer from 1 to 1000"),
+    "width 1e6": (lambda c: c["encoder"].update(width=10**6), "width must be an integer from 1 to 1024"),
+    "n_site_features 1e6": (
+        lambda c: c["encoder"].update(n_site_features=10**6),
+        "n_site_features must be an integer from 1 to 1024",
+    ),
+    "n_rbf 1e6": (lambda c: c["encoder"].update(n_rbf=10**6), "n_rbf must be 0 .* from 2 to 256"),
+}
+
+
+@pytest.mark.parametrize("door", [*DOORS, "PretrainedEncoder.from_dict"])
+@pytest.mark.parametrize("case", HOSTILE)
+def test_every_door_refuses_a_file_by_the_same_rules_naming_file_and_field(small_folder, tmp_path, door, case):
+    edit, message = HOSTILE[case]
+    folder = _edited(small_folder, tmp_path / "enc", edit)
+    if door == "PretrainedEncoder.from_dict":
+        document = json.loads((folder / "config.json").read_text())
+        weights = PretrainedEncoder.load(small_folder).state_dict()
+        with pytest.raises(IncompatibleModelError, match=message):
+            PretrainedEncoder.from_dict(document, weights)
+        return
+    with pytest.raises(IncompatibleModelError, match=message) as info:
+        DOORS[door](folder)
+    assert str(folder / "config.json") in str(info.value)
+
+
+def test_the_caps_hold_for_values_given_directly():
+    from dim_sklearn.nn import SiteNetConfig
+    from dim_sklearn.pointset import MAX_SITES
+
+    assert MAX_SITES >= 256 >= 200  # the default, and the largest structures of the real data sets
+    with pytest.raises(ValueError, match="max_sites must be an integer from 1 to 1000, got 1000000000000"):
+        PointSetConfig(max_sites=10**12)
+    with pytest.raises(ValueError, match="global_width must be an integer from 1 to 1024, got 100000"):
+        EncoderConfig(global_width=100_000)
+    with pytest.raises(ValueError, match="attention_hidden must be an integer from 1 to 1024"):
+        SiteNetConfig(attention_hidden=100_000)
+    with pytest.raises(ValueError, match="'max_sites' parameter of DeepInfoMaxFeaturizer must be an int in the range"):
+        DeepInfoMaxFeaturizer(max_sites=10**12).fit(six_crystals())
+    with pytest.raises(
+        ValueError, match=r"'max_sites' parameter of SiteNetRegressor must be None or an int in the range \[1, 1000\]"
+    ):
+        SiteNetRegressor(max_sites=10**12).initialize()
+    with pytest.raises(ValueError, match="max_sites must be an integer from 1 to 1000"):
+        DeepInfoMaxFeaturizer.from_pretrained(max_sites=10**12).transform(six_crystals())
+    encoder = SiteNetEncoder(EncoderConfig(width=4, local_dim=2, global_width=4, global_dim=3))
+    with pytest.raises(ValueError, match="unusable provenance: The 'lr' parameter of the pretraining settings"):
+        PretrainedEncoder(encoder, PointSetConfig(), {"settings": {"lr": "evil"}})
+
+
+def test_the_largest_structures_accepted_by_default_featurise():
+    from pymatgen.core import Lattice, Structure
+
+    cells = np.stack(np.meshgrid(*[np.arange(5)] * 3, indexing="ij"), -1).reshape(-1, 3)[:100]
+    frac = np.concatenate([cells, cells + 0.5]) / 5  # 200 sites, as the largest structures of the real data sets
+    large = Structure(Lattice.cubic(5 * 3.0), ["Cs"] * 100 + ["Cl"] * 100, frac)
+    assert len(large) == 200
+    X = DeepInfoMaxFeaturizer.from_pretrained().transform([large])
+    assert np.isfinite(X).all()

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from fuzz_corpus import BASES, KINDS, make_corpus
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import IStructure, Lattice, Structure
+from pymatgen.io.cif import CifWriter
 
 import dim_sklearn.pointset as pointset
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, StructureError, build_point_sets
+from dim_sklearn.structure_files import read_cif
 
 SLICE = 200
 FULL = 15 * len(KINDS)
@@ -147,3 +149,39 @@ def test_corpus_from_hand_built_structures_keeps_every_promise(tmp_path, monkeyp
 def test_full_corpus_keeps_every_promise(real_bases, tmp_path, monkeypatch):
     featurizer, regressor = _estimators(real_bases, tmp_path)
     _check_promises(make_corpus(real_bases, FULL, seed=2), featurizer, regressor, monkeypatch)
+
+
+_NOT_IN_A_CIF = {"not periodic (pbc all False)", "slab pbc (True, True, False)"}  # a CIF's crystal is periodic
+_MISLEADING = (
+    "Occupancy",
+    "tolerance",
+    "ZeroDivision",
+    "Overflow",
+    "cannot convert",
+    "reshape",
+    "KeyError",
+    "Singular",
+)
+"""Fragments of pymatgen's messages on such files (for coincident atoms, infinite coordinates, an empty loop, a
+missing cell or label, a flat cell), none of which names the file's problem."""
+
+
+def test_corpus_written_as_cifs_reads_back_or_names_the_problem(tmp_path):
+    cases = [
+        case
+        for case in make_corpus(_hand_built(), len(KINDS), seed=1)
+        if isinstance(case.entry, IStructure) and case.kind not in _NOT_IN_A_CIF and len(case.entry) <= 500
+    ]
+    assert len(cases) >= 50
+    reasons = []
+    for k, case in enumerate(cases):
+        path = tmp_path / f"{k}.cif"
+        CifWriter(case.entry).write_file(str(path))
+        structure, reason = read_cif(path)
+        if reason is None:
+            (reason,) = build_point_sets([structure], return_errors=True)[1]
+        reasons.append(reason)
+    for case, reason in zip(cases, reasons):
+        assert case.expect != "row" or reason is None, (case.kind, reason)
+        assert case.expect != "error" or reason is not None, case.kind
+        assert reason is None or not any(fragment in reason for fragment in _MISLEADING), (case.kind, reason)

@@ -7,10 +7,12 @@ is a result, only the behaviour a user relies on (shapes, finite values, round t
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.pipeline import make_pipeline
+from skorch.exceptions import NotInitializedError
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, build_point_sets
 from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
@@ -70,3 +72,26 @@ def test_regressor_fine_tunes_from_the_featurizer_and_predicts(fitted, hand_buil
     assert prediction.shape == (32,) and np.isfinite(prediction).all()
     losses = reg.history[:, "train_loss"]
     assert losses[-1] < losses[0]
+
+
+def test_fitting_on_nothing_or_without_targets_says_what_is_missing(hand_built):
+    with pytest.raises(ValueError, match=r"^X holds 0 structures; SiteNetRegressor.fit needs at least one structure"):
+        SiteNetRegressor().fit([], [])
+    with pytest.raises(ValueError, match=r"^y is None; SiteNetRegressor.fit needs one target per structure of X$"):
+        SiteNetRegressor().fit(hand_built, None)
+    with pytest.raises(ValueError, match=r"^y is None; SiteNetRegressor.partial_fit needs one target"):
+        SiteNetRegressor().partial_fit(hand_built)
+    for empty in ([], pd.Series([], dtype=object), np.empty(0, dtype=object)):
+        with pytest.raises(ValueError, match=r"^X holds 0 structures; DeepInfoMaxFeaturizer.fit needs at least one"):
+            DeepInfoMaxFeaturizer(max_epochs=0).fit(empty)
+
+
+def test_no_structures_to_transform_or_predict_give_empty_results(fitted, hand_built, volumes):
+    assert fitted.transform([]).shape == (0, 64)
+    reg = SiteNetRegressor(encoder=fitted, max_epochs=1, train_split=None, random_state=0).fit(
+        hand_built[:4], volumes[:4]
+    )
+    prediction = reg.predict([])
+    assert prediction.shape == (0,) and prediction.dtype == np.float32
+    with pytest.raises(NotInitializedError):
+        SiteNetRegressor().predict([])

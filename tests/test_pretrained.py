@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
-from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
+from dim_sklearn import DeepInfoMaxFeaturizer, PretrainedEncoder, SiteNetRegressor
 from dim_sklearn.nn import CHANCE
 from dim_sklearn.pretrained import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
 
@@ -82,3 +83,13 @@ def test_saved_metadata_round_trips(tmp_path):
     assert saved["provenance"]["metadata"]["corpus"]["n_structures"] == 2
     loaded.save(tmp_path / "again")  # keeps what it was loaded with
     assert DeepInfoMaxFeaturizer.load(tmp_path / "again").metadata_ == loaded.metadata_
+
+
+def test_the_shipped_encoder_passes_every_loaders_checks_and_gives_its_recorded_vectors(no_data):
+    """``tests/data/dim-38k_features.json``: the shipped encoder's vectors of ``six_crystals()``, recorded once."""
+    recorded = json.loads((REPO / "tests" / "data" / "dim-38k_features.json").read_text())
+    feat = DeepInfoMaxFeaturizer.from_pretrained()
+    np.testing.assert_allclose(feat.transform(six_crystals()), recorded, rtol=1e-6, atol=1e-7)
+    artifact = PretrainedEncoder.load(pretrained_path())
+    assert artifact.point_set_config == feat.encoder_.point_set_config
+    assert all(torch.equal(artifact.state_dict()[k], v) for k, v in feat.encoder_.state_dict().items())

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from ..batching import PointSetBatch
 
 __all__ = [
+    "MAX_RBF",
+    "MAX_WIDTH",
     "DistanceExpansion",
     "EncoderConfig",
     "GlobalEncoder",
@@ -55,12 +57,22 @@ __all__ = [
 ]
 
 
+MAX_WIDTH = 1024
+"""Largest width of any layer of the networks (the compact encoder's largest is 128; the original Site-Net's 225):
+memory and time grow with its square, so no setting or saved file may ask for more."""
+MAX_RBF = 256
+"""Largest number of radial basis functions a distance may be expanded on."""
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Widths of the compact Site-Net encoder (the DIM paper's, about 63k parameters) and its distance input.
 
     ``n_rbf=0`` feeds the raw distance, as the paper; the default expands it on
     16 Gaussians, which let Deep InfoMax learn geometry (docs/deep-infomax.md).
+    Every width (``n_site_features`` included) is an integer from 1 to
+    :data:`MAX_WIDTH`; ``n_rbf`` is 0 or from 2 to :data:`MAX_RBF`; a value
+    outside raises a ``ValueError`` naming the field.
     """
 
     n_site_features: int = 8
@@ -74,8 +86,13 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         check_fields(
             self,
-            **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"), integer(1)),
-            n_rbf=("0 (raw distances) or an integer >= 2", lambda v: is_int(v) and (v == 0 or v >= 2)),
+            **dict.fromkeys(
+                ("n_site_features", "width", "local_dim", "global_width", "global_dim"), integer(1, MAX_WIDTH)
+            ),
+            n_rbf=(
+                f"0 (raw distances) or an integer from 2 to {MAX_RBF}",
+                lambda v: is_int(v) and (v == 0 or 2 <= v <= MAX_RBF),
+            ),
             rbf_cutoff=real(0, low_open=True),
         )
 

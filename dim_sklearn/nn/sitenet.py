@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from .._utils import check_fields, integer
 from .activations import mish
-from .encoder import gather_rows, hidden_layer, segment_mean
+from .encoder import MAX_WIDTH, gather_rows, hidden_layer, segment_mean
 
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
@@ -39,7 +39,8 @@ __all__ = ["SiteNet", "SiteNetConfig"]
 
 @dataclass(frozen=True)
 class SiteNetConfig:
-    """Sizes of the original Site-Net (defaults: the paper's)."""
+    """Sizes of the original Site-Net (defaults: the paper's), each an integer from 1 to
+    :data:`~dim_sklearn.nn.encoder.MAX_WIDTH`."""
 
     n_site_features: int = 8
     n_elements: int = 95
@@ -54,7 +55,7 @@ class SiteNetConfig:
     post_pool_layers: int = 3
 
     def __post_init__(self) -> None:
-        check_fields(self, **{name: integer(1) for name in self.__dataclass_fields__})
+        check_fields(self, **{name: integer(1, MAX_WIDTH) for name in self.__dataclass_fields__})
 
     @property
     def output_dim(self) -> int:

@@ -45,6 +45,7 @@ from ..batching import (
     merge_small_batches,
 )
 from ..distributed import all_gather_objects, all_reduce_sum, barrier, broadcast_object, rank_and_world
+from ..exceptions import IncompatibleModelError
 from ..nn import CHANCE, DeepInfoMax
 from ..nn.compiled import CompileOption, resolve_compile, set_compiled
 from ..pointset import PointSet
@@ -152,6 +153,40 @@ def _epoch_line(row: dict[str, float]) -> str:
     )
 
 
+def _resume(
+    state: dict,
+    model: DeepInfoMax,
+    optimisers: Sequence[torch.optim.Optimizer],
+    stopping: EarlyStopping,
+    path: Path | None,
+) -> None:
+    """Take up a checkpoint's weights, optimiser states and early-stopping state.
+
+    Raises
+    ------
+    IncompatibleModelError
+        Its contents do not fit the model (a file made to pass the checksum and
+        the fingerprint); the message names it.
+    """
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    best = state["best_state"]
+    try:
+        if best is not None and {name: tensor.shape for name, tensor in best.items()} != shapes:
+            raise ValueError("the best weights have other names or shapes than the model's")
+        if len(state["optimisers"]) != len(optimisers):
+            raise ValueError(f"{len(state['optimisers'])} optimiser states for {len(optimisers)} optimisers")
+        model.load_state_dict(state["model"])
+        for optimiser, saved in zip(optimisers, state["optimisers"]):
+            optimiser.load_state_dict(saved)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise IncompatibleModelError(
+            f"{path} is not a usable pretraining checkpoint: its contents do not fit the model ({reason}); "
+            "delete it to start afresh"
+        ) from exc
+    stopping.load_state_dict(state)
+
+
 def pretrain(
     model: DeepInfoMax,
     point_sets: Sequence[PointSet],
@@ -218,7 +253,11 @@ def pretrain(
         or a checkpoint of another run in ``checkpoint_dir``.
     IncompatibleModelError
         The checkpoint in ``checkpoint_dir`` is damaged (unreadable, altered,
-        not a checkpoint) or holds NaN or infinite values.
+        not a checkpoint), holds NaN or infinite values, or holds weights that
+        do not fit the model; the message names the file.
+    WriteError
+        A checkpoint cannot be written (a full disk, ...); the message names
+        the file and the cause. The previous checkpoint is left whole.
 
     Warns
     -----
@@ -274,11 +313,8 @@ def pretrain(
     stopping = EarlyStopping(settings.patience)
     initial_state = copy.deepcopy(model.state_dict())
     if state:
-        model.load_state_dict(state["model"])
-        for optimiser, saved in zip(optimisers, state["optimisers"]):
-            optimiser.load_state_dict(saved)
+        _resume(state, model, optimisers, stopping, checkpoint_path)
         history = state["history"]
-        stopping.load_state_dict(state)
 
     # eager again when the run ends: the trained model's later uses decide for themselves
     set_compiled(model, resolve_compile(compile, len(train_idx) * settings.max_epochs, device))

@@ -1,23 +1,29 @@
 """The pretraining checkpoint file: the loop's whole state, with a checksum of its contents.
 
-One file, ``checkpoint.pt``, written with :func:`torch.save` through
-:func:`~dim_sklearn._utils.atomic_write` (a killed run leaves the previous file
-whole) and read back with ``weights_only=True`` (nothing in it is executed).
-:func:`load_checkpoint` refuses a file that cannot be read, lacks the checksum
-(written by an older dim-sklearn), does not hold a checkpoint's keys, was altered
-after writing, belongs to another run, or holds NaN or infinite values.
+One file, ``checkpoint.pt``: serialised with :func:`torch.save` in memory, then
+written through :func:`~dim_sklearn._utils.atomic_write` (a killed run or a
+full disk leaves the previous file whole, and a failed write raises
+:class:`~dim_sklearn.WriteError` naming the file and the cause), and read back
+with ``weights_only=True`` (nothing in it is executed).
+:func:`load_checkpoint` refuses, with :class:`~dim_sklearn.IncompatibleModelError`
+naming the file, one that is not the zip archive ``torch.save`` writes (a text
+file, an empty, truncated or random file), a zip archive torch cannot read, one
+that lacks the checksum (written by an older dim-sklearn), does not hold a
+checkpoint's keys, was altered after writing or holds NaN or infinite values;
+an intact checkpoint of another run is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._utils import atomic_write
+from .._utils import write_atomically
 from ..exceptions import IncompatibleModelError
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_KEYS", "checksum", "load_checkpoint", "save_checkpoint"]
@@ -82,10 +88,44 @@ def _non_finite(obj: Any) -> bool:
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` (the keys of :data:`CHECKPOINT_KEYS` but ``checksum``) and its checksum to ``path``.
 
-    Atomic: a failed write leaves the file that was there.
+    Atomic: a failed write leaves the file that was there. The state is
+    serialised in memory first, so that a failing disk is reported as the
+    operating system's error (torch's own file writer reports a full disk as an
+    unexplained ``RuntimeError``).
+
+    Raises
+    ------
+    WriteError
+        The file cannot be written (a full disk, no permission, ...); the message names it and the cause.
     """
-    with atomic_write(path) as handle:
-        torch.save({**state, "checksum": checksum(state)}, handle)
+    buffer = io.BytesIO()
+    torch.save({**state, "checksum": checksum(state)}, buffer)
+    write_atomically({Path(path): buffer.getvalue()})
+
+
+def _is_zip(path: Path) -> bool:
+    """Whether ``path`` ends with a zip archive's directory (``zipfile.is_zipfile`` raises on some damaged ones)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return False
+
+
+def _read(path: Path, device: torch.device, damaged: str) -> Any:
+    """What ``path`` holds, read with ``weights_only=True``; any failure but the operating system's is the file's."""
+    if not _is_zip(path):  # torch would read anything else as a bare pickle, failing in countless ways
+        raise IncompatibleModelError(
+            f"{damaged}: it cannot be read (not a whole zip archive, as torch.save writes); delete it to start afresh"
+        )
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # a damaged archive fails anywhere in torch's reader and unpickler
+        # torch's own message may advise weights_only=False, which would execute code from the file
+        raise IncompatibleModelError(
+            f"{damaged}: it cannot be read ({type(exc).__name__}); delete it to start afresh"
+        ) from None
 
 
 def load_checkpoint(path: str | Path, device: torch.device, fingerprint: str) -> dict:
@@ -103,20 +143,17 @@ def load_checkpoint(path: str | Path, device: torch.device, fingerprint: str) ->
     Raises
     ------
     IncompatibleModelError
-        The file cannot be read, has no checksum or a wrong one, does not hold
-        a checkpoint's keys, or holds NaN or infinite values.
+        The file is not a zip archive written by ``torch.save`` or cannot be
+        read, has no checksum or a wrong one, does not hold a checkpoint's
+        keys, or holds NaN or infinite values; the message names the file.
+    OSError
+        The operating system cannot read the file (no permission, ...).
     ValueError
         The file is intact but belongs to another run.
     """
     path = Path(path)
     damaged = f"{path} is not a usable pretraining checkpoint"
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, AttributeError) as exc:
-        # torch's own message may advise weights_only=False, which would execute code from the file
-        raise IncompatibleModelError(
-            f"{damaged}: it cannot be read ({type(exc).__name__}); delete it to start afresh"
-        ) from None
+    state = _read(path, device, damaged)
     if isinstance(state, dict) and set(state) == CHECKPOINT_KEYS - {"checksum"}:
         raise IncompatibleModelError(
             f"{damaged}: it was written without a checksum (by an older dim-sklearn) and "
