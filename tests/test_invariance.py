@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
-from crystals import six_crystals
 from dim_sklearn import DeepInfoMaxFeaturizer, PointSetConfig, SiteNetRegressor, build_point_set, list_datasets
 from dim_sklearn.pointset import point_set_cell
 
