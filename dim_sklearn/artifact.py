@@ -21,8 +21,9 @@ from .io import (
 from .io import versions as installed_versions
 from .nn import EncoderConfig, SiteNetEncoder
 from .pointset import PointSetConfig
+from .pretrained import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
 
-__all__ = ["PretrainedEncoder"]
+__all__ = ["PretrainedEncoder", "resolve_encoder"]
 
 
 class PretrainedEncoder:
@@ -113,7 +114,7 @@ class PretrainedEncoder:
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> PretrainedEncoder:
-        """The artifact of a JSON document (as :meth:`as_dict` gives, or format 1) and its weights.
+        """The artifact of a JSON document (as :meth:`as_dict` gives) and its weights.
 
         Both are checked as :meth:`load` checks files.
 
@@ -132,7 +133,8 @@ class PretrainedEncoder:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PretrainedEncoder:
-        """The artifact saved in the folder ``path`` (either format; no code is executed); the encoder on the CPU.
+        """The encoder that ships under the name ``path`` ("dim-38k", :func:`~dim_sklearn.pretrained.list_pretrained`)
+        or that is saved in the folder ``path``; no code is executed; the encoder on the CPU.
 
         Raises
         ------
@@ -142,9 +144,44 @@ class PretrainedEncoder:
             Any part of the files is damaged, out of range or inconsistent (see
             :func:`~dim_sklearn.io.load_encoder`).
         """
+        if isinstance(path, str) and path in list_pretrained():
+            path = pretrained_path(path)
         return cls(*load_encoder(path))
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.config}, {self.point_set_config}, best_epoch={self.provenance['best_epoch']})"
         )
+
+
+def resolve_encoder(encoder: Any) -> PretrainedEncoder | None:
+    """The encoder an estimator's ``encoder`` parameter names.
+
+    Parameters
+    ----------
+    encoder : None, PretrainedEncoder, str, path or fitted DeepInfoMaxFeaturizer
+        None; the encoder itself; the name of a shipped encoder ("pretrained":
+        the default one, "dim-38k"); a folder holding a saved encoder; or a
+        fitted featurizer, whose ``encoder_`` is used.
+
+    Raises
+    ------
+    ValueError
+        An unfitted featurizer, or no shipped encoder of that name and no such folder.
+    TypeError
+        Anything else.
+    """
+    if encoder is None or isinstance(encoder, PretrainedEncoder):
+        return encoder
+    if isinstance(encoder, (str, os.PathLike)):
+        return PretrainedEncoder.load(DEFAULT_PRETRAINED if encoder == "pretrained" else encoder)
+    fitted = getattr(encoder, "encoder_", None)  # a fitted DeepInfoMaxFeaturizer holds its encoder there
+    if isinstance(fitted, PretrainedEncoder):
+        return fitted
+    if hasattr(encoder, "fit"):
+        raise ValueError(f"encoder: the {type(encoder).__name__} is not fitted; call its fit first")
+    raise TypeError(
+        f'encoder must be a shipped encoder\'s name ("pretrained", {", ".join(map(repr, list_pretrained()))}), '
+        "a PretrainedEncoder, a folder holding one, a fitted DeepInfoMaxFeaturizer, or None; "
+        f"got {type(encoder).__name__}"
+    )

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._utils import resolve_device, spawn_seeds
-from .artifact import PretrainedEncoder
+from .artifact import PretrainedEncoder, resolve_encoder
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
 from .io import PRETRAINING_SETTINGS, IncompatibleModelError
@@ -106,10 +106,28 @@ def embed_point_sets(
     return out
 
 
+def _model_params(encoder: PretrainedEncoder) -> dict[str, Any]:
+    """The featurizer parameters that define ``encoder``'s model: point-set construction and widths."""
+    config, point_set = encoder.config, encoder.point_set_config
+    return {
+        "max_atoms": point_set.max_atoms,
+        "oxidation": point_set.oxidation,
+        "width": config.width,
+        "local_dim": config.local_dim,
+        "global_width": config.global_width,
+        "global_dim": config.global_dim,
+        "n_rbf": config.n_rbf,
+    }
+
+
 class DeepInfoMaxFeaturizer(BaseFeaturizer):
     """Crystal vectors from a Site-Net encoder pretrained with Deep InfoMax.
 
-    ``fit`` pretrains the compact Site-Net encoder (about 62k parameters) on
+    With ``encoder`` set (a shipped encoder's name, a saved folder or a
+    :class:`~dim_sklearn.PretrainedEncoder`), ``fit`` takes that encoder as it
+    is and trains nothing, so a featurizer built from the shipped encoder keeps
+    it through ``clone``, ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.
+    Otherwise ``fit`` pretrains the compact Site-Net encoder (about 62k parameters) on
     unlabelled structures with the Deep InfoMax objective of Moran et al.
     (2025): local and global mutual-information terms with Jensen-Shannon
     critics, negatives from other crystals of the batch, and the domain-aware
@@ -129,6 +147,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     Parameters
     ----------
+    encoder : str, path, PretrainedEncoder or None, default=None
+        A trained encoder to use instead of pretraining: the name of a shipped
+        encoder ("dim-38k", :func:`~dim_sklearn.pretrained.list_pretrained`), a
+        folder written by :meth:`save`, or the encoder itself. The parameters
+        that define the model (``max_atoms``, ``oxidation``, the widths,
+        ``n_rbf``) must then be the encoder's (:meth:`from_pretrained` and
+        :meth:`load` set them so); the pretraining parameters are not used.
+        None: ``fit`` pretrains a new encoder.
     max_atoms : int, default=50
         Supercell size N (at most 1,000).
     max_sites : int, default=256
@@ -230,6 +256,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     """
 
     _parameter_constraints: ClassVar[dict] = {
+        "encoder": [None, str, os.PathLike, PretrainedEncoder],
         "max_atoms": [Interval(Integral, 1, MAX_ATOMS, closed="both")],
         "max_sites": [Interval(Integral, 1, MAX_SITES, closed="both")],
         "oxidation": ["boolean"],
@@ -251,6 +278,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     def __init__(
         self,
+        encoder: str | os.PathLike | PretrainedEncoder | None = None,
         max_atoms: int = 50,
         max_sites: int = 256,
         oxidation: bool = False,
@@ -279,6 +307,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         n_jobs: int | None = None,
         compile: CompileOption = "auto",
     ):
+        self.encoder = encoder
         self.max_atoms = max_atoms
         self.max_sites = max_sites
         self.oxidation = oxidation
@@ -366,6 +395,10 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             raise ValueError(
                 "X holds 0 structures; DeepInfoMaxFeaturizer.fit needs at least one (at least 4 to pretrain)"
             )
+        if self.encoder is not None:
+            self.encoder_ = self._given_encoder()
+            self.skipped_ = []
+            return self
         usable: Sequence[PointSet]
         if self.cache_dir:  # read back batch by batch: the memory of pretraining does not grow with the data
             usable, errors = stream_point_sets(
@@ -423,6 +456,20 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             {"settings": self._settings(), "history": history, "best_epoch": best_epoch},
         )
         return self
+
+    def _given_encoder(self) -> PretrainedEncoder:
+        """The encoder ``encoder`` names, checked against the parameters that define the model."""
+        encoder = resolve_encoder(self.encoder)
+        assert encoder is not None
+        differ = {name: value for name, value in _model_params(encoder).items() if getattr(self, name) != value}
+        if differ:
+            ours = ", ".join(f"{name}={getattr(self, name)!r}" for name in differ)
+            theirs = ", ".join(f"{name}={value!r}" for name, value in differ.items())
+            raise ValueError(
+                f"encoder={self.encoder!r} has {theirs}, but the featurizer was given {ours}: leave these "
+                f"parameters at the encoder's (from_pretrained and load set them), or set encoder=None to pretrain"
+            )
+        return encoder
 
     def _settings(self) -> dict[str, Any]:
         settings = {name: getattr(self, name) for name in PRETRAINING_SETTINGS}
@@ -539,7 +586,10 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
-        """A fitted featurizer from a folder written by :meth:`save` (no code is executed).
+        """A fitted featurizer from a folder written by :meth:`save` (no code is executed), or a shipped encoder's name.
+
+        Its ``encoder`` parameter is ``path``, so a clone fitted anywhere gives
+        the same vectors.
 
         The file is not trusted: every field is checked, by the same rules as
         :meth:`PretrainedEncoder.load <dim_sklearn.PretrainedEncoder.load>` and
@@ -562,22 +612,12 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             the encoder is not one this featurizer trains.
         """
         encoder = PretrainedEncoder.load(path)
-        config, point_set, settings = encoder.config, encoder.point_set_config, encoder.provenance["settings"]
+        point_set, settings = encoder.point_set_config, encoder.provenance["settings"]
         params = {name: settings[name] for name in PRETRAINING_SETTINGS if name in settings}
-        params.update(
-            max_atoms=point_set.max_atoms,
-            max_sites=point_set.max_sites,
-            oxidation=point_set.oxidation,
-            min_distance=point_set.min_distance,
-            width=config.width,
-            local_dim=config.local_dim,
-            global_width=config.global_width,
-            global_dim=config.global_dim,
-            n_rbf=config.n_rbf,
-        )
-        featurizer = cls(**params)
-        if featurizer._encoder_config() != config:
-            raise IncompatibleModelError(f"{path}: {config} is not an encoder {cls.__name__} trains")
+        params.update(_model_params(encoder), max_sites=point_set.max_sites, min_distance=point_set.min_distance)
+        featurizer = cls(encoder=path, **params)
+        if featurizer._encoder_config() != encoder.config:
+            raise IncompatibleModelError(f"{path}: {encoder.config} is not an encoder {cls.__name__} trains")
         featurizer.encoder_ = encoder
         return featurizer
 
@@ -606,4 +646,5 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 f"({', '.join(sorted(_RUNTIME_PARAMS | _INPUT_LIMITS))}); "
                 f"got {', '.join(sorted(unknown))}: fit a new featurizer to change the model"
             )
-        return cls.load(pretrained_path(name)).set_params(**params)
+        pretrained_path(name)  # a ValueError naming the shipped encoders for an unknown name
+        return cls.load(name).set_params(**params)

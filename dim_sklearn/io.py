@@ -18,9 +18,6 @@ A saved encoder is a folder with two files:
     ``history`` (per-epoch losses), ``best_epoch`` and ``metadata`` (free-form:
     corpus, timings, ...).
 
-Files of format 1, which stored the featurizer's parameters in place of the
-last two sections, are read and mapped onto format 2 (:func:`read_document`).
-
 Loading treats both files as untrusted and checks them before anything is
 allocated: the JSON's size and nesting depth are bounded before it is parsed;
 the encoder and point-set sections are checked field by field by the rules of
@@ -117,27 +114,6 @@ _SAFETENSORS_DTYPES = {
     torch.int64: "I64",
 }
 
-# Format 1 stored the featurizer's get_params(); these are the names it held then, frozen with the format (the
-# estimator's own parameter lists may change without changing what a format-1 file means).
-_V1_WIDTHS = ("width", "local_dim", "global_width", "global_dim", "n_rbf")
-_V1_SETTINGS = (
-    "kl_weight",
-    "domain_negatives",
-    "local_scrambled",
-    "batch_negatives",
-    "max_epochs",
-    "patience",
-    "batch_sites",
-    "lr",
-    "weight_decay",
-    "validation_fraction",
-    "random_state",
-)
-_V1_MACHINE = ("device", "cache_dir", "checkpoint_dir", "ignore_errors", "verbose")
-_V1_POINT_SET = {"max_sites": 256, "min_distance": 0.5}
-"""Point-set fields format 1 did not store: no estimator could set them, so they had these values."""
-_V1_LEGACY_SETTINGS = {"local_scrambled": False, "batch_negatives": False}
-"""Settings absent from the earliest format-1 files, whose encoders were trained without them."""
 
 
 def versions() -> dict[str, str]:
@@ -331,60 +307,9 @@ def _provenance(section: Any, where: Path | str) -> dict[str, Any]:
     return out
 
 
-def _from_format_1(config: dict[str, Any], where: Path | str) -> tuple[EncoderConfig, PointSetConfig, dict[str, Any]]:
-    """A format-1 document mapped onto the sections of format 2.
-
-    Format 1 stored the featurizer's ``get_params()`` as ``params``. Its widths
-    must agree with the encoder section; ``max_atoms`` and ``oxidation`` become
-    the point-set section, with the ``max_sites`` and ``min_distance`` of the
-    time (256, 0.5); the pretraining settings become the provenance's
-    ``settings`` (the earliest files lack ``local_scrambled`` and
-    ``batch_negatives``, which their encoders were trained without: false); the
-    settings of the machine are dropped; any other parameter is refused. The
-    top-level ``versions``, ``history``, ``best_epoch`` and ``metadata`` move
-    into the provenance.
-    """
-    encoder = _encoder_config(config.get("encoder"), where)
-    params = config.get("params")
-    if not isinstance(params, dict):
-        raise IncompatibleModelError(f"{where}: config.json has no estimator parameters")
-    unknown = sorted(set(params) - {*_V1_WIDTHS, *_V1_SETTINGS, *_V1_MACHINE, "max_atoms", "oxidation"})
-    if unknown:
-        raise IncompatibleModelError(f"{where}: unknown estimator parameter(s) {', '.join(map(str, unknown))}"[:400])
-    mismatched = [
-        f"{name}={params[name]!r:.40}"
-        for name in _V1_WIDTHS
-        if name in params and not (_is_int(params[name]) and params[name] == getattr(encoder, name))
-    ]
-    if mismatched:
-        raise IncompatibleModelError(
-            f"{where}: estimator parameters {', '.join(mismatched)} do not describe the encoder section {encoder}"
-        )
-    point_set = _point_set_config(
-        {"max_atoms": params.get("max_atoms"), "oxidation": params.get("oxidation"), **_V1_POINT_SET}, where
-    )
-    metadata = config.get("metadata")
-    provenance = _provenance(
-        {
-            "versions": config.get("versions", {}),
-            "settings": {
-                name: params.get(name, _V1_LEGACY_SETTINGS.get(name))
-                for name in _V1_SETTINGS
-                if name in params or name in _V1_LEGACY_SETTINGS
-            },
-            "history": config.get("history", []),
-            "best_epoch": config.get("best_epoch", 0),
-            "metadata": {} if metadata is None else metadata,
-        },
-        where,
-    )
-    return encoder, point_set, provenance
-
-
 def read_document(document: Any, where: Path | str) -> tuple[EncoderConfig, PointSetConfig, dict[str, Any]]:
     """The encoder configuration, point-set configuration and provenance of a ``config.json`` document.
 
-    Reads format 2 and format 1 (mapped as :func:`_from_format_1` describes).
     ``where`` names the document in error messages.
 
     Raises
@@ -401,14 +326,12 @@ def read_document(document: Any, where: Path | str) -> tuple[EncoderConfig, Poin
         encoder = _encoder_config(document.get("encoder"), where)
         point_set = _point_set_config(document.get("point_set"), where)
         provenance = _provenance(document.get("provenance"), where)
-    elif format_version == 1:
-        encoder, point_set, provenance = _from_format_1(document, where)
     else:
         writer = document.get("versions")
         writer = writer.get("dim-sklearn") if isinstance(writer, dict) else None
         writer = writer[:40] if isinstance(writer, str) else "an unknown version"
         raise IncompatibleModelError(
-            f"{where} has format version {format_version!r:.40}; this dim-sklearn reads versions 1 to "
+            f"{where} has format version {format_version!r:.40}; this dim-sklearn reads version "
             f"{FORMAT_VERSION} (written by {writer})"
         )
     if point_set.n_site_features != encoder.n_site_features:
@@ -483,7 +406,7 @@ def encoder_from_state(config: EncoderConfig, state: Mapping[str, torch.Tensor],
 
 
 def load_encoder(path: str | os.PathLike) -> tuple[SiteNetEncoder, PointSetConfig, dict[str, Any]]:
-    """Read a folder written by :func:`save_encoder` (or in format 1).
+    """Read a folder written by :func:`save_encoder`.
 
     Returns the encoder (CPU, eval mode), its point-set configuration and its
     provenance (the entries of :data:`PROVENANCE_FIELDS`).

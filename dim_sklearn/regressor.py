@@ -22,14 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._utils import resolve_device, spawn_seeds
-from .artifact import PretrainedEncoder
+from .artifact import PretrainedEncoder, resolve_encoder
 from .batching import PointSetBatch, SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
 from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, as_structure_list, build_point_sets
-from .pretrained import pretrained_path
 
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
 
@@ -193,9 +192,9 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     Parameters
     ----------
-    encoder : "pretrained", PretrainedEncoder, path, DeepInfoMaxFeaturizer or None, default=None
-        The starting point: "pretrained" (the encoder that ships with the
-        package, :meth:`DeepInfoMaxFeaturizer.from_pretrained`), a
+    encoder : str, PretrainedEncoder, path, DeepInfoMaxFeaturizer or None, default=None
+        The starting point: "pretrained" (the default encoder that ships with
+        the package) or a shipped encoder's name ("dim-38k"), a
         :class:`~dim_sklearn.PretrainedEncoder`, a folder holding one (written by
         :meth:`DeepInfoMaxFeaturizer.save`), or a fitted featurizer (its
         ``encoder_``); None starts from random weights.
@@ -387,22 +386,7 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     def _pretrained(self) -> PretrainedEncoder | None:
         """The starting encoder that ``encoder`` names; a folder is read here."""
-        encoder = self.encoder
-        if encoder is None or isinstance(encoder, PretrainedEncoder):
-            return encoder
-        if isinstance(encoder, str) and encoder == "pretrained":
-            return PretrainedEncoder.load(pretrained_path())
-        if isinstance(encoder, (str, os.PathLike)):
-            return PretrainedEncoder.load(encoder)
-        fitted = getattr(encoder, "encoder_", None)  # a fitted DeepInfoMaxFeaturizer holds its encoder there
-        if isinstance(fitted, PretrainedEncoder):
-            return fitted
-        if hasattr(encoder, "fit"):
-            raise ValueError(f"encoder: the {type(encoder).__name__} is not fitted; call its fit first")
-        raise TypeError(
-            f'encoder must be "pretrained", a PretrainedEncoder, a folder holding one, a fitted '
-            f"DeepInfoMaxFeaturizer, or None; got {type(encoder).__name__}"
-        )
+        return resolve_encoder(self.encoder)
 
     def _point_set_config(self, pretrained: PretrainedEncoder | None) -> PointSetConfig:
         """How structures become point sets: explicit parameters, else the pretrained encoder's."""

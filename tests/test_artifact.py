@@ -20,10 +20,6 @@ from dim_sklearn import (
 from dim_sklearn.nn import EncoderConfig, SiteNetEncoder
 
 DATA = Path(__file__).parent / "data"
-FORMAT_1 = DATA / "encoder_v1"
-"""Written by dim-sklearn 0.1.0 in format 1: DeepInfoMaxFeaturizer(max_atoms=20, oxidation=True, width=4,
-local_dim=2, global_width=4, global_dim=3, n_rbf=2, max_epochs=1, validation_fraction=0.34, random_state=0) fitted
-on ``six_crystals()``; its features on them are in encoder_v1_features.json."""
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -37,57 +33,15 @@ def fitted():
     ).fit(six_crystals())
 
 
-def test_a_format_1_file_loads_with_its_parameters_and_features():
-    loaded = DeepInfoMaxFeaturizer.load(FORMAT_1)
-    params = loaded.get_params()
-    assert {
-        k: params[k]
-        for k in (
-            "max_atoms",
-            "oxidation",
-            "width",
-            "local_dim",
-            "global_width",
-            "global_dim",
-            "n_rbf",
-            "max_epochs",
-            "validation_fraction",
-            "random_state",
-        )
-    } == {
-        "max_atoms": 20,
-        "oxidation": True,
-        "width": 4,
-        "local_dim": 2,
-        "global_width": 4,
-        "global_dim": 3,
-        "n_rbf": 2,
-        "max_epochs": 1,
-        "validation_fraction": 0.34,
-        "random_state": 0,
-    }
-    assert (params["max_sites"], params["min_distance"]) == (256, 0.5)  # what format 1 could not change
-    assert loaded.best_epoch_ == 1 and len(loaded.history_) == 1
-    assert loaded.metadata_ == {"corpus": {"n_structures": 6, "note": "hand-built crystals"}}
-    expected = json.loads((DATA / "encoder_v1_features.json").read_text())
-    np.testing.assert_allclose(loaded.transform(six_crystals()), expected, rtol=1e-6, atol=1e-7)
-
-
-def test_a_format_1_file_resaved_in_format_2_keeps_weights_provenance_and_features(tmp_path):
-    old = PretrainedEncoder.load(FORMAT_1)
-    assert old.point_set_config == PointSetConfig(max_atoms=20, max_sites=256, oxidation=True, min_distance=0.5)
-    assert old.provenance["versions"] == json.loads((FORMAT_1 / "config.json").read_text())["versions"]
-    old.save(tmp_path / "v2")
-    config = json.loads((tmp_path / "v2" / "config.json").read_text())
+def test_a_file_of_another_format_version_is_refused_naming_it(fitted, tmp_path):
+    fitted.save(tmp_path / "enc")
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
     assert config["format_version"] == 2
     assert set(config) == {"format", "format_version", "versions", "encoder", "point_set", "provenance"}
-    new = PretrainedEncoder.load(tmp_path / "v2")
-    assert new.config == old.config and new.point_set_config == old.point_set_config
-    assert new.provenance == old.provenance and _same_weights(new.state_dict(), old.state_dict())
-    np.testing.assert_array_equal(
-        DeepInfoMaxFeaturizer.load(tmp_path / "v2").transform(six_crystals()),
-        DeepInfoMaxFeaturizer.load(FORMAT_1).transform(six_crystals()),
-    )
+    for version in (1, 3):
+        (tmp_path / "enc" / "config.json").write_text(json.dumps({**config, "format_version": version}))
+        with pytest.raises(IncompatibleModelError, match=f"format version {version}; this dim-sklearn reads version 2"):
+            PretrainedEncoder.load(tmp_path / "enc")
 
 
 def test_the_featurizer_saves_its_point_set_limits_and_settings_in_the_artifact(fitted, tmp_path):
@@ -97,7 +51,7 @@ def test_the_featurizer_saves_its_point_set_limits_and_settings_in_the_artifact(
     assert encoder.provenance["history"] is fitted.history_ and fitted.best_epoch_ == 1
     fitted.save(tmp_path / "enc")
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
-    assert loaded.get_params() == fitted.get_params()
+    assert loaded.get_params() == {**fitted.get_params(), "encoder": tmp_path / "enc"}
     assert loaded.encoder_.point_set_config == encoder.point_set_config
     np.testing.assert_array_equal(loaded.transform(six_crystals()), fitted.transform(six_crystals()))
 

@@ -1,7 +1,6 @@
 """Saved models and pretraining checkpoints are untrusted input: damaged or hostile files fail clearly, early."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,6 @@ from dim_sklearn import DeepInfoMaxFeaturizer
 from dim_sklearn.io import IncompatibleModelError
 
 FAST = dict(batch_sites=300, patience=50, random_state=0)
-FORMAT_1 = Path(__file__).parent / "data" / "encoder_v1"
-"""A small encoder saved in format 1 (before the artifact's sections), by dim-sklearn 0.1.0."""
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +34,6 @@ def _copy(source, folder):
 def model(saved, tmp_path):
     """A fresh copy of the saved folder, to damage."""
     return _copy(saved[0], tmp_path / "model")
-
-
-@pytest.fixture
-def model_v1(tmp_path):
-    """A fresh copy of the format-1 folder, to damage."""
-    return _copy(FORMAT_1, tmp_path / "model_v1")
 
 
 def _edit_config(folder, edit):
@@ -98,29 +89,6 @@ def test_every_config_field_is_checked_and_no_oversized_encoder_is_built(model, 
     assert all(max(c.width, c.local_dim, c.global_width, c.global_dim) <= io.MAX_WIDTH for c in built)
 
 
-@pytest.mark.parametrize(
-    "edit, message",
-    [
-        (lambda c: c["encoder"].update(width=8000), "width must be an integer from 1 to 1024, got 8000"),
-        (lambda c: c["params"].update(max_atoms=100000), "max_atoms must be an integer from 1 to 1000, got 100000"),
-        (lambda c: c["params"].update(max_atoms=50.0), "max_atoms must be an integer"),
-        (lambda c: c["params"].update(oxidation=False), "gives 8 site features, the encoder reads 9"),
-        (lambda c: c["params"].update(width=8), "estimator parameters width=8 do not describe the encoder"),
-        (lambda c: c["params"].update(kl_weight="0.1"), "'kl_weight' parameter"),
-        (lambda c: c["params"].update(hidden_layers=3), "unknown estimator parameter.* hidden_layers"),
-        (lambda c: c.update(params=None), "no estimator parameters"),
-        (lambda c: c.update(history={"loss": 1}), "history"),
-        (lambda c: c.update(best_epoch=-1), "best_epoch"),
-        (lambda c: c.update(metadata=[1]), "metadata"),
-    ],
-)
-def test_format_1_files_are_checked_as_strictly(model_v1, edit, message):
-    _edit_config(model_v1, edit)
-    with pytest.raises(IncompatibleModelError, match=message) as info:
-        DeepInfoMaxFeaturizer.load(model_v1)
-    assert str(model_v1) in str(info.value)
-
-
 def test_oversized_and_deeply_nested_json_is_refused_unparsed(model):
     config = model / "config.json"
     config.write_text("[" * 200_000 + "]" * 200_000)
@@ -143,8 +111,7 @@ def test_brackets_and_escapes_inside_strings_do_not_count_as_nesting(model, save
     np.testing.assert_array_equal(loaded.transform(structures[:5]), saved[1])
 
 
-@pytest.mark.parametrize("version", [2, 1])
-def test_settings_of_the_machine_are_not_taken_from_the_file(model, model_v1, tmp_path, version):
+def test_settings_of_the_machine_are_not_taken_from_the_file(model, tmp_path):
     hostile = {
         "cache_dir": "../escaped_cache",
         "checkpoint_dir": "/tmp/elsewhere",
@@ -152,9 +119,8 @@ def test_settings_of_the_machine_are_not_taken_from_the_file(model, model_v1, tm
         "ignore_errors": True,
         "verbose": 2,
     }
-    folder = model if version == 2 else model_v1
-    _edit_config(folder, lambda c: (c["provenance"]["settings"] if version == 2 else c["params"]).update(hostile))
-    loaded = DeepInfoMaxFeaturizer.load(folder)
+    _edit_config(model, lambda c: c["provenance"]["settings"].update(hostile))
+    loaded = DeepInfoMaxFeaturizer.load(model)
     defaults = DeepInfoMaxFeaturizer().get_params()
     assert {k: loaded.get_params()[k] for k in hostile} == {k: defaults[k] for k in hostile}
     assert loaded.set_params(cache_dir=str(tmp_path / "mine")).cache_dir == str(tmp_path / "mine")

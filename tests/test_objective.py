@@ -1,7 +1,5 @@
 """The DIM objective's options and diagnostics, on small hand-built crystals (no data folder needed)."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -122,44 +120,7 @@ def test_featurizer_objective_options_round_trip(tmp_path):
     ).fit(structures * 2)
     feat.save(tmp_path / "enc")
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
-    assert loaded.get_params() == feat.get_params()
-    np.testing.assert_array_equal(loaded.transform(structures), feat.transform(structures))
-
-
-def test_encoder_saved_before_the_radial_basis_option_still_loads(tmp_path):
-    """A folder from before ``n_rbf`` existed (format 1, no such key anywhere) loads as the raw-distance encoder."""
-    structures = _crystals()
-    feat = DeepInfoMaxFeaturizer(n_rbf=0, max_epochs=0, random_state=0).fit(structures)
-    feat.save(tmp_path / "old")
-    config_path = tmp_path / "old" / "config.json"
-    config = json.loads(config_path.read_text())
-    new_options = (
-        "n_rbf",
-        "rbf_cutoff",
-        "local_scrambled",
-        "batch_negatives",
-        "max_sites",
-        "min_distance",
-        "n_jobs",
-        "compile",
-    )
-    config_path.write_text(
-        json.dumps(
-            {  # format 1 stored the featurizer's parameters
-                "format": config["format"],
-                "format_version": 1,
-                "versions": config["versions"],
-                "encoder": {k: v for k, v in config["encoder"].items() if k not in new_options},
-                "params": {k: v for k, v in feat.get_params().items() if k not in new_options},
-                "history": [],
-                "best_epoch": 0,
-                "metadata": {},
-            }
-        )
-    )
-    loaded = DeepInfoMaxFeaturizer.load(tmp_path / "old")
-    assert loaded.n_rbf == 0 and loaded.encoder_.config.n_rbf == 0
-    assert not loaded.local_scrambled and not loaded.batch_negatives  # trained without them
+    assert loaded.get_params() == {**feat.get_params(), "encoder": tmp_path / "enc"}
     np.testing.assert_array_equal(loaded.transform(structures), feat.transform(structures))
 
 
