@@ -90,6 +90,34 @@ def real(low: float, high: float | None = None, *, low_open: bool = False, high_
 boolean: Rule = ("True or False", lambda v: isinstance(v, (bool, np.bool_)))
 """A bool."""
 
+seed: Rule = (
+    "None, an integer from 0 to 2**32 - 1 or a numpy RandomState",
+    lambda v: v is None or (is_int(v) and 0 <= v < 2**32) or isinstance(v, np.random.RandomState),
+)
+"""What scikit-learn accepts as ``random_state``."""
+
+
+def optional(rule: Rule) -> Rule:
+    """None, or a value that passes ``rule``."""
+    words, ok = rule
+    return f"None or {words}", lambda v: v is None or ok(v)
+
+
+def either(*rules: Rule) -> Rule:
+    """A value that passes any of ``rules``."""
+    return " or ".join(words for words, _ in rules), lambda v: any(ok(v) for _, ok in rules)
+
+
+def one_of(*values: str) -> Rule:
+    """One of the strings ``values``."""
+    words = ", ".join(map(repr, values))
+    return (f"one of {words}" if len(values) > 1 else words), lambda v: isinstance(v, str) and v in values
+
+
+def instance_of(words: str, *types: type) -> Rule:
+    """An instance of one of ``types``, described as ``words``."""
+    return words, lambda v: isinstance(v, types)
+
 
 def check_fields(config: Any, **rules: Rule) -> None:
     """Check the named fields of a settings object; one ``ValueError`` lists every field that breaks its rule."""

@@ -7,27 +7,33 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from matminer.featurizers.base import BaseFeaturizer
 from sklearn.utils import InputTags, Tags, TransformerTags
-from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._utils import resolve_device, spawn_seeds
+from ._utils import (
+    Rule,
+    boolean,
+    check_fields,
+    either,
+    instance_of,
+    integer,
+    one_of,
+    optional,
+    resolve_device,
+    spawn_seeds,
+)
 from .artifact import PretrainedEncoder, resolve_encoder
 from .batching import SiteBudgetBatchSampler, collate_point_sets
 from .cache import PointSetCache
 from .io import PRETRAINING_SETTINGS, IncompatibleModelError
-from .nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
+from .nn import DeepInfoMax, EncoderConfig, ObjectiveSettings, SiteNetEncoder
 from .nn.compiled import CompileOption, resolve_compile, set_compiled
-from .nn.encoder import MAX_RBF, MAX_WIDTH
 from .pointset import (
-    MAX_ATOMS,
-    MAX_SITES,
     PointSet,
     PointSetConfig,
     StructureError,
@@ -120,6 +126,11 @@ def _model_params(encoder: PretrainedEncoder) -> dict[str, Any]:
     }
 
 
+_ENCODER_TYPES = (str, os.PathLike, PretrainedEncoder)
+_ENCODER_PARAMS = ("width", "local_dim", "global_width", "global_dim", "n_rbf")
+"""The encoder's fields that are featurizer parameters (the rest follow from the point sets)."""
+
+
 class DeepInfoMaxFeaturizer(BaseFeaturizer):
     """Crystal vectors from a Site-Net encoder pretrained with Deep InfoMax.
 
@@ -127,7 +138,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     :class:`~dim_sklearn.PretrainedEncoder`), ``fit`` takes that encoder as it
     is and trains nothing, so a featurizer built from the shipped encoder keeps
     it through ``clone``, ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.
-    Otherwise ``fit`` pretrains the compact Site-Net encoder (about 62k parameters) on
+    Otherwise ``fit`` pretrains the compact Site-Net encoder (about 63k parameters) on
     unlabelled structures with the Deep InfoMax objective of Moran et al.
     (2025): local and global mutual-information terms with Jensen-Shannon
     critics, negatives from other crystals of the batch, and the domain-aware
@@ -200,14 +211,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         at least two structures must be left for training.
     device : str, default="auto"
         "auto" (GPU if present), "cpu", "cuda", ...
-    random_state : int, RandomState or None
+    random_state : int, RandomState or None, default=None
         Seeds initialisation and training; an int gives bit-identical weights
         and features on CPU.
-    cache_dir : str, optional
+    cache_dir : str or None, default=None
         On-disk point-set cache shared by fit and transform. With one, ``fit``
         reads the point sets from the cache batch by batch instead of holding
         them all in memory.
-    checkpoint_dir : str, optional
+    checkpoint_dir : str or None, default=None
         Write the pretraining state after every epoch; an interrupted fit with
         the same data and settings resumes from it.
     ignore_errors : bool, default=False
@@ -255,49 +266,46 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     >>> df = feat.featurize_dataframe(df, "structure")              # doctest: +SKIP
     """
 
-    _parameter_constraints: ClassVar[dict] = {
-        "encoder": [None, str, os.PathLike, PretrainedEncoder],
-        "max_atoms": [Interval(Integral, 1, MAX_ATOMS, closed="both")],
-        "max_sites": [Interval(Integral, 1, MAX_SITES, closed="both")],
-        "oxidation": ["boolean"],
-        "min_distance": [Interval(Real, 0, None, closed="left")],
+    _PARAM_RULES: ClassVar[dict[str, Rule]] = {
+        "encoder": optional(instance_of("a shipped encoder's name, a folder or a PretrainedEncoder", *_ENCODER_TYPES)),
+        **PointSetConfig.FIELD_RULES,
         **{
-            name: [Interval(Integral, 1, MAX_WIDTH, closed="both")]
-            for name in ("width", "local_dim", "global_width", "global_dim")
+            name: EncoderConfig.FIELD_RULES[name]
+            for name in ("width", "local_dim", "global_width", "global_dim", "n_rbf")
         },
-        "n_rbf": [Options(Integral, {0}), Interval(Integral, 2, MAX_RBF, closed="both")],
         **PRETRAINING_SETTINGS,
-        "device": [str, torch.device],
-        "cache_dir": [str, os.PathLike, None],
-        "checkpoint_dir": [str, os.PathLike, None],
-        "ignore_errors": ["boolean"],
-        "verbose": ["verbose"],
-        "n_jobs": [Integral, None],
-        "compile": ["boolean", StrOptions({"auto"})],
+        "device": instance_of("a device name or a torch.device", str, torch.device),
+        "cache_dir": optional(instance_of("a folder", str, os.PathLike)),
+        "checkpoint_dir": optional(instance_of("a folder", str, os.PathLike)),
+        "ignore_errors": boolean,
+        "verbose": either(boolean, integer(0)),
+        "n_jobs": optional(instance_of("an integer", int, np.integer)),
+        "compile": either(boolean, one_of("auto")),
     }
+    """What each parameter must be: the settings dataclasses' own rules, and those of the run."""
 
     def __init__(
         self,
         encoder: str | os.PathLike | PretrainedEncoder | None = None,
-        max_atoms: int = 50,
-        max_sites: int = 256,
-        oxidation: bool = False,
-        min_distance: float = 0.5,
-        width: int = 64,
-        local_dim: int = 32,
-        global_width: int = 128,
-        global_dim: int = 64,
-        n_rbf: int = 16,
-        domain_negatives: bool = True,
-        local_scrambled: bool = True,
-        batch_negatives: bool = True,
-        kl_weight: float = 0.1,
-        max_epochs: int = 100,
-        patience: int = 10,
-        batch_sites: int = 300,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        validation_fraction: float = 0.05,
+        max_atoms: int = PointSetConfig.max_atoms,
+        max_sites: int = PointSetConfig.max_sites,
+        oxidation: bool = PointSetConfig.oxidation,
+        min_distance: float = PointSetConfig.min_distance,
+        width: int = EncoderConfig.width,
+        local_dim: int = EncoderConfig.local_dim,
+        global_width: int = EncoderConfig.global_width,
+        global_dim: int = EncoderConfig.global_dim,
+        n_rbf: int = EncoderConfig.n_rbf,
+        domain_negatives: bool = ObjectiveSettings.domain_negatives,
+        local_scrambled: bool = ObjectiveSettings.local_scrambled,
+        batch_negatives: bool = ObjectiveSettings.batch_negatives,
+        kl_weight: float = ObjectiveSettings.kl_weight,
+        max_epochs: int = PretrainSettings.max_epochs,
+        patience: int = PretrainSettings.patience,
+        batch_sites: int = PretrainSettings.batch_sites,
+        lr: float = PretrainSettings.lr,
+        weight_decay: float = PretrainSettings.weight_decay,
+        validation_fraction: float = PretrainSettings.validation_fraction,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         cache_dir: str | None = None,
@@ -390,7 +398,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         StructureError
             For the first structure that cannot be featurised, unless ``ignore_errors``.
         """
-        self._validate_params()
+        check_fields(self, **self._PARAM_RULES)
         if not as_structure_list(X):
             raise ValueError(
                 "X holds 0 structures; DeepInfoMaxFeaturizer.fit needs at least one (at least 4 to pretrain)"

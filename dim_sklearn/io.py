@@ -40,24 +40,24 @@ each applies the same checks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, InvalidParameterError, validate_parameter_constraints
 
-from ._utils import write_atomically
+from ._utils import Rule, seed, write_atomically
 from .exceptions import IncompatibleModelError
-from .nn import EncoderConfig, SiteNetEncoder
+from .nn import EncoderConfig, ObjectiveSettings, SiteNetEncoder
 from .nn.encoder import MAX_RBF, MAX_WIDTH
 from .pointset import PointSetConfig
+from .pretrain import PretrainSettings
 
 __all__ = [
     "FORMAT",
@@ -84,22 +84,14 @@ CONFIG = "config.json"
 PROVENANCE_FIELDS = ("versions", "settings", "history", "best_epoch", "metadata")
 """The entries of the provenance section."""
 
-PRETRAINING_SETTINGS: dict[str, list[Any]] = {
-    "kl_weight": [Interval(Real, 0, None, closed="left")],
-    "domain_negatives": ["boolean"],
-    "local_scrambled": ["boolean"],
-    "batch_negatives": ["boolean"],
-    "max_epochs": [Interval(Integral, 0, None, closed="left")],
-    "patience": [Interval(Integral, 1, None, closed="left")],
-    "batch_sites": [Interval(Integral, 1, None, closed="left")],
-    "lr": [Interval(Real, 0, None, closed="neither")],
-    "weight_decay": [Interval(Real, 0, None, closed="left")],
-    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-    "random_state": ["random_state"],
+PRETRAINING_SETTINGS: dict[str, Rule] = {
+    **ObjectiveSettings.FIELD_RULES,
+    **PretrainSettings.FIELD_RULES,
+    "random_state": seed,
 }
-"""The pretraining settings a saved encoder records, each with what it must be (scikit-learn parameter
-constraints): ``DeepInfoMaxFeaturizer`` checks its parameters of these names by them, and loading checks a file's
-recorded settings by them. Settings of other names are kept as information, unchecked."""
+"""The pretraining settings a saved encoder records, each with what it must be: ``DeepInfoMaxFeaturizer`` checks
+its parameters of these names by these rules, and loading checks a file's recorded settings by them. Settings of
+other names are kept as information, unchecked."""
 MAX_CONFIG_BYTES = 4 * 2**20
 """Largest ``config.json`` read (one with 100 epochs of history takes about 100 kB)."""
 MAX_JSON_DEPTH = 32
@@ -113,7 +105,6 @@ _SAFETENSORS_DTYPES = {
     torch.bfloat16: "BF16",
     torch.int64: "I64",
 }
-
 
 
 def versions() -> dict[str, str]:
@@ -221,7 +212,7 @@ def _encoder_config(section: Any, where: Path | str) -> EncoderConfig:
     """The encoder section checked field by field (by :class:`EncoderConfig`'s rules) before anything is built."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no encoder section")
-    unknown = sorted(set(section) - set(EncoderConfig.__dataclass_fields__))
+    unknown = sorted(set(section) - {f.name for f in dataclasses.fields(EncoderConfig)})
     if unknown:
         raise IncompatibleModelError(f"{where}: unknown encoder field(s) {', '.join(map(str, unknown))}"[:400])
     try:  # files written before the radial-basis option hold raw-distance encoders: no n_rbf means 0
@@ -241,7 +232,7 @@ def _point_set_config(section: Any, where: Path | str) -> PointSetConfig:
     """The point-set section checked field by field (all four present; type and range as the dataclass checks them)."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no point_set section")
-    fields = PointSetConfig.__dataclass_fields__
+    fields = [f.name for f in dataclasses.fields(PointSetConfig)]
     unknown = sorted(set(section) - set(fields))
     if unknown:
         raise IncompatibleModelError(f"{where}: unknown point_set field(s) {', '.join(map(str, unknown))}"[:400])
@@ -281,16 +272,12 @@ def provenance_problems(provenance: Mapping[str, Any]) -> list[str]:
 
 
 def _settings_problems(settings: Mapping[str, Any]) -> list[str]:
-    """The recorded settings of :data:`PRETRAINING_SETTINGS` that break their constraints, one message each."""
-    problems = []
-    for name in PRETRAINING_SETTINGS.keys() & settings.keys():
-        try:
-            validate_parameter_constraints(
-                {name: PRETRAINING_SETTINGS[name]}, {name: settings[name]}, caller_name="the pretraining settings"
-            )
-        except InvalidParameterError as exc:
-            problems.append(str(exc)[:300])
-    return sorted(problems)
+    """The recorded settings of :data:`PRETRAINING_SETTINGS` that break their rules, one message each."""
+    return sorted(
+        f"{name} must be {words}, got {settings[name]!r:.100}"
+        for name, (words, ok) in PRETRAINING_SETTINGS.items()
+        if name in settings and not ok(settings[name])
+    )
 
 
 def _provenance(section: Any, where: Path | str) -> dict[str, Any]:

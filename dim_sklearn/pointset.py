@@ -14,12 +14,12 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, overload
 
 import numpy as np
 import scipy.linalg
 
-from ._utils import boolean, check_fields, integer, real
+from ._utils import Rule, boolean, check_fields, integer, real
 from .elements import MAX_Z, SITE_PROPERTIES, site_property_table
 from .exceptions import StructureError
 
@@ -105,14 +105,16 @@ class PointSetConfig:
     oxidation: bool = False
     min_distance: float = 0.5
 
+    FIELD_RULES: ClassVar[dict[str, Rule]] = {
+        "max_atoms": integer(1, MAX_ATOMS),
+        "max_sites": integer(1, MAX_SITES),
+        "oxidation": boolean,
+        "min_distance": real(0),
+    }
+    """What each field must be; the estimators check their parameters of these names by the same rules."""
+
     def __post_init__(self) -> None:
-        check_fields(
-            self,
-            max_atoms=integer(1, MAX_ATOMS),
-            max_sites=integer(1, MAX_SITES),
-            oxidation=boolean,
-            min_distance=real(0),
-        )
+        check_fields(self, **self.FIELD_RULES)
 
     @property
     def n_site_features(self) -> int:

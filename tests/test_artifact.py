@@ -178,9 +178,12 @@ def _edited(source, folder, edit):
 
 
 HOSTILE = {
-    "lr 'evil'": (lambda c: c["provenance"]["settings"].update(lr="evil"), "'lr' parameter"),
-    "kl_weight -1": (lambda c: c["provenance"]["settings"].update(kl_weight=-1), "'kl_weight' parameter"),
-    "random_state -1": (lambda c: c["provenance"]["settings"].update(random_state=-1), "'random_state' parameter"),
+    "lr 'evil'": (
+        lambda c: c["provenance"]["settings"].update(lr="evil"),
+        "lr must be a finite number > 0, got 'evil'",
+    ),
+    "kl_weight -1": (lambda c: c["provenance"]["settings"].update(kl_weight=-1), "kl_weight must be a finite number"),
+    "random_state -1": (lambda c: c["provenance"]["settings"].update(random_state=-1), "random_state must be None"),
     "max_sites 1e12": (
         lambda c: c["point_set"].update(max_sites=10**12),
         "max_sites must be an integer from 1 to 1000",
@@ -222,7 +225,7 @@ def test_the_caps_hold_for_values_given_directly():
         EncoderConfig(global_width=100_000)
     with pytest.raises(ValueError, match="attention_hidden must be an integer from 1 to 1024"):
         SiteNetConfig(attention_hidden=100_000)
-    with pytest.raises(ValueError, match="'max_sites' parameter of DeepInfoMaxFeaturizer must be an int in the range"):
+    with pytest.raises(ValueError, match="DeepInfoMaxFeaturizer: max_sites must be an integer from 1 to 1000"):
         DeepInfoMaxFeaturizer(max_sites=10**12).fit(six_crystals())
     with pytest.raises(
         ValueError, match=r"'max_sites' parameter of SiteNetRegressor must be None or an int in the range \[1, 1000\]"
@@ -231,7 +234,7 @@ def test_the_caps_hold_for_values_given_directly():
     with pytest.raises(ValueError, match="max_sites must be an integer from 1 to 1000"):
         DeepInfoMaxFeaturizer.from_pretrained(max_sites=10**12).transform(six_crystals())
     encoder = SiteNetEncoder(EncoderConfig(width=4, local_dim=2, global_width=4, global_dim=3))
-    with pytest.raises(ValueError, match="unusable provenance: The 'lr' parameter of the pretraining settings"):
+    with pytest.raises(ValueError, match="unusable provenance: lr must be a finite number > 0"):
         PretrainedEncoder(encoder, PointSetConfig(), {"settings": {"lr": "evil"}})
 
 

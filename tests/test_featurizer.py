@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from dim_sklearn import DeepInfoMaxFeaturizer, StructureError
+from dim_sklearn import DeepInfoMaxFeaturizer, PointSetConfig, StructureError
 from dim_sklearn.io import IncompatibleModelError
 
 QUICK = dict(max_epochs=1, batch_sites=300, random_state=0)
@@ -178,14 +178,17 @@ def test_device_auto_resolves_to_cpu_here():
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"max_epochs": -1}, r"'max_epochs' parameter of DeepInfoMaxFeaturizer must be an int in the range \[0, inf\)"),
-        ({"width": 8000}, r"'width' parameter of DeepInfoMaxFeaturizer must be an int in the range \[1, 1024\]"),
-        ({"max_atoms": 100_000}, r"'max_atoms' parameter .* \[1, 1000\]"),
-        ({"validation_fraction": 1.0}, "'validation_fraction' parameter"),
-        ({"lr": float("nan")}, "'lr' parameter"),
-        ({"n_rbf": 1}, "'n_rbf' parameter"),
-        ({"max_sites": 0}, "'max_sites' parameter"),
-        ({"min_distance": -0.1}, "'min_distance' parameter"),
+        ({"max_epochs": -1}, r"DeepInfoMaxFeaturizer: max_epochs must be an integer >= 0, got -1"),
+        ({"width": 8000}, r"width must be an integer from 1 to 1024, got 8000"),
+        ({"max_atoms": 100_000}, r"max_atoms must be an integer from 1 to 1000"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\), got 1.0"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+        ({"n_rbf": 1}, r"n_rbf must be 0 \(raw distances\) or an integer from 2 to 256, got 1"),
+        ({"max_sites": 0}, "max_sites must be an integer from 1 to 1000, got 0"),
+        ({"min_distance": -0.1}, "min_distance must be a finite number >= 0"),
+        ({"encoder": 3}, "encoder must be None or a shipped encoder's name, a folder or a PretrainedEncoder, got 3"),
+        ({"compile": "yes"}, "compile must be True or False or 'auto', got 'yes'"),
+        ({"random_state": -1}, "random_state must be None, an integer from 0 to 2\\*\\*32 - 1 or a numpy RandomState"),
     ],
 )
 def test_parameters_are_checked_at_the_start_of_fit(structures, params, message):
@@ -214,3 +217,30 @@ def test_n_jobs_is_a_run_time_setting_shared_with_matminer(perovskite):
     assert DeepInfoMaxFeaturizer.from_pretrained(n_jobs=2).n_jobs == 2
     with pytest.raises(ValueError, match="n_jobs"):
         DeepInfoMaxFeaturizer(n_jobs="two", max_epochs=0).fit([perovskite] * 4)
+
+
+def test_defaults_and_rules_come_from_the_settings_dataclasses_and_the_docstring_states_them():
+    import ast
+    import dataclasses
+    import inspect
+    import re
+
+    from dim_sklearn.nn import EncoderConfig, ObjectiveSettings
+    from dim_sklearn.pretrain import PretrainSettings
+
+    signature = inspect.signature(DeepInfoMaxFeaturizer).parameters
+    shared = 0
+    for settings in (PointSetConfig, EncoderConfig, ObjectiveSettings, PretrainSettings):
+        for field in dataclasses.fields(settings):
+            if field.name in signature:
+                shared += 1
+                assert signature[field.name].default == field.default, field.name
+                assert DeepInfoMaxFeaturizer._PARAM_RULES[field.name] is settings.FIELD_RULES[field.name]
+    assert shared == 19
+    documented = {}
+    for names, values in re.findall(r"^    ([\w, ]+) : .*default=(.+)$", DeepInfoMaxFeaturizer.__doc__, re.M):
+        names, values = names.split(", "), [v.strip() for v in values.split(", ")]
+        documented.update(zip(names, values if len(values) == len(names) else [", ".join(values)]))
+    assert set(documented) == set(signature)
+    for name, text in documented.items():
+        assert ast.literal_eval(text) == signature[name].default, name

@@ -64,7 +64,7 @@ def _edit_config(folder, edit):
         (lambda c: c["point_set"].update(hidden=1), "unknown point_set field"),
         (lambda c: c["point_set"].pop("max_sites"), "lacks max_sites"),
         (lambda c: c.pop("point_set"), "no point_set section"),
-        (lambda c: c["provenance"]["settings"].update(kl_weight="0.1"), "'kl_weight' parameter"),
+        (lambda c: c["provenance"]["settings"].update(kl_weight="0.1"), "kl_weight must be a finite number"),
         (lambda c: c["provenance"]["settings"].update(kl_weight=[0.1]), "settings is not an object of numbers"),
         (lambda c: c["provenance"].update(versions={"torch": 2}), "versions is not an object of strings"),
         (lambda c: c["provenance"].update(history={"loss": 1}), "history"),

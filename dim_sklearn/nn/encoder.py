@@ -28,14 +28,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._utils import check_fields, integer, is_int, real
+from .._utils import Rule, check_fields, either, integer, is_int, real
 from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
 
@@ -66,7 +66,7 @@ MAX_RBF = 256
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Widths of the compact Site-Net encoder (the DIM paper's, about 63k parameters) and its distance input.
+    """Widths of the compact Site-Net encoder (the DIM paper's; 62,913 parameters by default) and its distance input.
 
     ``n_rbf=0`` feeds the raw distance, as the paper; the default expands it on
     16 Gaussians, which let Deep InfoMax learn geometry (docs/deep-infomax.md).
@@ -83,18 +83,15 @@ class EncoderConfig:
     n_rbf: int = 16
     rbf_cutoff: float = 8.0
 
+    FIELD_RULES: ClassVar[dict[str, Rule]] = {
+        **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"), integer(1, MAX_WIDTH)),
+        "n_rbf": either(("0 (raw distances)", lambda v: is_int(v) and v == 0), integer(2, MAX_RBF)),
+        "rbf_cutoff": real(0, low_open=True),
+    }
+    """What each field must be; the estimators check their parameters of these names by the same rules."""
+
     def __post_init__(self) -> None:
-        check_fields(
-            self,
-            **dict.fromkeys(
-                ("n_site_features", "width", "local_dim", "global_width", "global_dim"), integer(1, MAX_WIDTH)
-            ),
-            n_rbf=(
-                f"0 (raw distances) or an integer from 2 to {MAX_RBF}",
-                lambda v: is_int(v) and (v == 0 or 2 <= v <= MAX_RBF),
-            ),
-            rbf_cutoff=real(0, low_open=True),
-        )
+        check_fields(self, **self.FIELD_RULES)
 
     @property
     def n_distance_features(self) -> int:

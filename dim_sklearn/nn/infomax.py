@@ -43,12 +43,14 @@ dimensions, sites (or crystals) and the batch.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._utils import Rule, boolean, check_fields, real
 from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
 from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, gather_rows, segment_mean
@@ -56,7 +58,7 @@ from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, gather_rows, 
 if TYPE_CHECKING:
     from ..batching import PointSetBatch
 
-__all__ = ["CHANCE", "DeepInfoMax", "cyclic_key_index", "gaussian_kl", "partner_sites"]
+__all__ = ["CHANCE", "DeepInfoMax", "ObjectiveSettings", "cyclic_key_index", "gaussian_kl", "partner_sites"]
 
 
 CHANCE = 2 * math.log(2)
@@ -106,6 +108,27 @@ def _environment_scores(activation, fused):
 ENVIRONMENT_SCORES = PairBlock(_environment_scores(mish, fused=False), _environment_scores(mish_plain, fused=True))
 """``<folded_r, mish(neighbours_rk + distances_rk)>`` for every (row, key): the pair-level part of
 :meth:`EnvironmentCritic.score`."""
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """Settings of the Deep InfoMax objective that a saved encoder records (see :class:`DeepInfoMax`)."""
+
+    kl_weight: float = 0.1
+    domain_negatives: bool = True
+    local_scrambled: bool = True
+    batch_negatives: bool = True
+
+    FIELD_RULES: ClassVar[dict[str, Rule]] = {
+        "kl_weight": real(0),
+        "domain_negatives": boolean,
+        "local_scrambled": boolean,
+        "batch_negatives": boolean,
+    }
+    """What each field must be; the featurizer and saved encoders' settings are checked by the same rules."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, **self.FIELD_RULES)
 
 
 class EnvironmentCritic(nn.Module):
@@ -210,10 +233,10 @@ class DeepInfoMax(nn.Module):
         encoder: SiteNetEncoder,
         critic_width: int = 64,
         critic_dim: int = 128,
-        kl_weight: float = 0.1,
-        domain_negatives: bool = True,
-        local_scrambled: bool = True,
-        batch_negatives: bool = True,
+        kl_weight: float = ObjectiveSettings.kl_weight,
+        domain_negatives: bool = ObjectiveSettings.domain_negatives,
+        local_scrambled: bool = ObjectiveSettings.local_scrambled,
+        batch_negatives: bool = ObjectiveSettings.batch_negatives,
     ):
         super().__init__()
         config = encoder.config

@@ -20,7 +20,7 @@ concatenated pair, without materialising it.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,7 +55,7 @@ class SiteNetConfig:
     post_pool_layers: int = 3
 
     def __post_init__(self) -> None:
-        check_fields(self, **{name: integer(1, MAX_WIDTH) for name in self.__dataclass_fields__})
+        check_fields(self, **{f.name: integer(1, MAX_WIDTH) for f in fields(self)})
 
     @property
     def output_dim(self) -> int:

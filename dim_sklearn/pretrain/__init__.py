@@ -32,12 +32,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._utils import check_fields, derive_seed, integer, real, resolve_device
+from .._utils import Rule, check_fields, derive_seed, integer, real, resolve_device
 from ..batching import (
     DistributedSiteBudgetBatchSampler,
     SiteBudgetBatchSampler,
@@ -72,16 +73,18 @@ class PretrainSettings:
     weight_decay: float = 1e-4
     validation_fraction: float = 0.05
 
+    FIELD_RULES: ClassVar[dict[str, Rule]] = {
+        "max_epochs": integer(0),
+        "patience": integer(1),
+        "batch_sites": integer(1),
+        "lr": real(0, low_open=True),
+        "weight_decay": real(0),
+        "validation_fraction": real(0, 1, high_open=True),
+    }
+    """What each field must be; the featurizer and saved encoders' settings are checked by the same rules."""
+
     def __post_init__(self) -> None:
-        check_fields(
-            self,
-            max_epochs=integer(0),
-            patience=integer(1),
-            batch_sites=integer(1),
-            lr=real(0, low_open=True),
-            weight_decay=real(0),
-            validation_fraction=real(0, 1, high_open=True),
-        )
+        check_fields(self, **self.FIELD_RULES)
 
 
 def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: PretrainSettings) -> str:
