@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._utils import Rule, seed, write_atomically
+from ._utils import Rule, is_int, seed, write_atomically
 from .exceptions import IncompatibleModelError
 from .nn import EncoderConfig, ObjectiveSettings, SiteNetEncoder
 from .nn.encoder import MAX_RBF, MAX_WIDTH
@@ -204,10 +204,6 @@ def _nesting_depth(text: str) -> int:
     return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _encoder_config(section: Any, where: Path | str) -> EncoderConfig:
     """The encoder section checked field by field (by :class:`EncoderConfig`'s rules) before anything is built."""
     if not isinstance(section, dict):
@@ -264,7 +260,7 @@ def provenance_problems(provenance: Mapping[str, Any]) -> list[str]:
         problems += _settings_problems(settings)
     if not (isinstance(provenance["history"], list) and all(isinstance(row, dict) for row in provenance["history"])):
         problems.append("the history is not a list of objects")
-    if not (_is_int(provenance["best_epoch"]) and provenance["best_epoch"] >= 0):
+    if not is_int(provenance["best_epoch"]) or provenance["best_epoch"] < 0:
         problems.append(f"best_epoch is {provenance['best_epoch']!r:.40}, not an epoch")
     if not isinstance(provenance["metadata"], dict):
         problems.append("the metadata is not an object")
