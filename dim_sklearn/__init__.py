@@ -1,12 +1,12 @@
 """dim-sklearn: Deep InfoMax pretraining of Site-Net crystal encoders.
 
-:class:`DeepInfoMaxFeaturizer` pretrains a Site-Net encoder with Deep InfoMax on
+[`DeepInfoMaxFeaturizer`][dim_sklearn.DeepInfoMaxFeaturizer] pretrains a Site-Net encoder with Deep InfoMax on
 unlabelled structures and turns structures into fixed-length vectors; it is a
-scikit-learn transformer and a matminer featurizer. :class:`SiteNetRegressor`
+scikit-learn transformer and a matminer featurizer. [`SiteNetRegressor`][dim_sklearn.SiteNetRegressor]
 (skorch) fine-tunes that encoder, or trains one from scratch, on labels; a trained encoder is saved and
-loaded as a :class:`PretrainedEncoder`. Crystals become Site-Net
-point sets (:mod:`dim_sklearn.pointset`), batched by a budget of unique sites
-(:mod:`dim_sklearn.batching`); real data sets load by name (:mod:`dim_sklearn.datasets`).
+loaded as a [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder]. Crystals become Site-Net
+point sets (``dim_sklearn.pointset``), batched by a budget of unique sites
+(``dim_sklearn.batching``); real data sets load by name (``dim_sklearn.datasets``).
 """
 
 from ._version import __version__ as __version__

@@ -132,7 +132,7 @@ def check_fields(config: Any, **rules: Rule) -> None:
 
 @contextmanager
 def _reported_as_write_error(target: Path) -> Iterator[None]:
-    """Re-raise the operating system's failures inside the block as :class:`WriteError` naming ``target``."""
+    """Re-raise the operating system's failures inside the block as ``WriteError`` naming ``target``."""
     try:
         yield
     except WriteError:
@@ -142,7 +142,7 @@ def _reported_as_write_error(target: Path) -> Iterator[None]:
 
 
 class ScratchFile:
-    """The write end of :func:`atomic_write`: bytes written go to disk at once, failures name the target file.
+    """The write end of ``atomic_write``: bytes written go to disk at once, failures name the target file.
 
     Attributes
     ----------
@@ -158,7 +158,7 @@ class ScratchFile:
         self.target = target
 
     def write(self, data: bytes) -> None:
-        """Write and flush ``data``; a failure (a full disk, ...) raises :class:`WriteError` naming the target."""
+        """Write and flush ``data``; a failure (a full disk, ...) raises ``WriteError`` naming the target."""
         with _reported_as_write_error(self.target):
             self._handle.write(data)
             self._handle.flush()
@@ -180,7 +180,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[ScratchFile]:
     Readers see the old file or the whole new one, never a part; two writers
     sharing a folder never share a scratch file. The operating system's
     failures (a full disk, a folder that cannot be created or written, ...)
-    raise :class:`WriteError` naming ``path``; on any exception the scratch
+    raise [`WriteError`][dim_sklearn.WriteError] naming ``path``; on any exception the scratch
     file is removed and ``path`` is left as it was. A pipe or a device (for
     example ``/dev/stdout``) is written in place.
     """
@@ -213,7 +213,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[ScratchFile]:
 def write_atomically(files: Mapping[Path, bytes]) -> None:
     """Write several files (path -> contents) so that none is replaced unless every one was written whole.
 
-    Each goes through :func:`atomic_write`; the scratch files are all written
+    Each goes through ``atomic_write``; the scratch files are all written
     before the first is renamed into place, so a full disk leaves every target
     as it was.
 

@@ -30,12 +30,12 @@ class PretrainedEncoder:
     """A trained Site-Net encoder as one artifact: its weights, what it reads and where it came from.
 
     It owns what using the encoder needs, independent of any estimator: the
-    :class:`~dim_sklearn.nn.SiteNetEncoder` module (widths and weights) and the
-    :class:`~dim_sklearn.PointSetConfig` that turns structures into its input.
-    :class:`~dim_sklearn.DeepInfoMaxFeaturizer` keeps its fitted encoder as
-    one (``encoder_``); :class:`~dim_sklearn.SiteNetRegressor` takes one, or a
+    ``dim_sklearn.nn.SiteNetEncoder`` module (widths and weights) and the
+    [`PointSetConfig`][dim_sklearn.PointSetConfig] that turns structures into its input.
+    [`DeepInfoMaxFeaturizer`][dim_sklearn.DeepInfoMaxFeaturizer] keeps its fitted encoder as
+    one (``encoder_``); [`SiteNetRegressor`][dim_sklearn.SiteNetRegressor] takes one, or a
     folder holding one, as ``encoder``. It is saved as a folder in the format of
-    :mod:`dim_sklearn.io` and loads without executing code.
+    ``dim_sklearn.io`` and loads without executing code.
 
     Parameters
     ----------
@@ -51,7 +51,7 @@ class PretrainedEncoder:
         ``history`` (list of per-epoch dicts), ``best_epoch`` (int) and
         ``metadata`` (JSON object: corpus, timings, ...). The rest are empty.
         Checked as loading checks a file's (the recorded pretraining settings
-        of :data:`~dim_sklearn.io.PRETRAINING_SETTINGS` by their constraints):
+        of ``dim_sklearn.io.PRETRAINING_SETTINGS`` by their constraints):
         a ``ValueError`` names what is wrong.
 
     Attributes
@@ -114,9 +114,9 @@ class PretrainedEncoder:
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> PretrainedEncoder:
-        """The artifact of a JSON document (as :meth:`as_dict` gives) and its weights.
+        """The artifact of a JSON document (as ``as_dict`` gives) and its weights.
 
-        Both are checked as :meth:`load` checks files.
+        Both are checked as [`load`][dim_sklearn.PretrainedEncoder.load] checks files.
 
         Raises
         ------
@@ -133,8 +133,10 @@ class PretrainedEncoder:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PretrainedEncoder:
-        """The encoder that ships under the name ``path`` ("dim-38k", :func:`~dim_sklearn.pretrained.list_pretrained`)
-        or that is saved in the folder ``path``; no code is executed; the encoder on the CPU.
+        """The encoder that ships under the name ``path`` or that is saved in the folder ``path``, on the CPU.
+
+        The shipped names are those of [`list_pretrained`][dim_sklearn.pretrained.list_pretrained] ("dim-38k").
+        No code is executed.
 
         Raises
         ------
@@ -142,7 +144,7 @@ class PretrainedEncoder:
             ``path`` is not a saved encoder.
         IncompatibleModelError
             Any part of the files is damaged, out of range or inconsistent (see
-            :func:`~dim_sklearn.io.load_encoder`).
+            ``dim_sklearn.io.load_encoder``).
         """
         if isinstance(path, str) and path in list_pretrained():
             path = pretrained_path(path)

@@ -89,7 +89,7 @@ class PointSetBatch:
 
 
 def collate_point_sets(point_sets: Sequence[PointSet]) -> PointSetBatch:
-    """Pad and stack point sets into one :class:`PointSetBatch`.
+    """Pad and stack point sets into one ``PointSetBatch``.
 
     Parameters
     ----------
@@ -133,7 +133,7 @@ class SiteBudgetBatchSampler:
     is closed when the next crystal would take it past the budget, so the number
     of crystals per batch varies. Use as ``DataLoader(dataset, batch_sampler=...)``.
     The order of pass ``e`` depends only on the seed and ``e``; each pass moves to
-    the next epoch, and :meth:`set_epoch` jumps to one (for resuming).
+    the next epoch, and ``set_epoch`` jumps to one (for resuming).
 
     Parameters
     ----------
@@ -238,18 +238,18 @@ def _split_by_sites(batch: list[int], n_sites: np.ndarray, parts: int) -> list[l
 
 
 class DistributedSiteBudgetBatchSampler:
-    """One rank's share of every batch of a :class:`SiteBudgetBatchSampler`, for data-parallel training.
+    """One rank's share of every batch of a ``SiteBudgetBatchSampler``, for data-parallel training.
 
     Every rank plans the same passes as ``SiteBudgetBatchSampler(n_sites,
     max_sites, shuffle, random_state)``: same order, same batches of at most
     ``max_sites`` sites (so a step of all ranks together sees what one step of a
     single process sees). A batch of fewer than ``2 * num_replicas`` crystals is
-    merged into a neighbour (:func:`merge_small_batches`); then each batch is cut,
+    merged into a neighbour (``merge_small_batches``); then each batch is cut,
     in order, into ``num_replicas`` runs of nearly equal sites with at least two
     crystals each, and rank ``r`` takes run ``r``. Every rank thus takes the same
     number of batches per pass, about ``max_sites / num_replicas`` sites each.
     With ``num_replicas=1`` the batches are those of the single-process sampler
-    after :func:`merge_small_batches`.
+    after ``merge_small_batches``.
 
     Parameters
     ----------

@@ -5,11 +5,11 @@ everything else in the file, and raw little-endian arrays, read back with a
 single ``numpy.frombuffer``: no pickling, so a cache folder from elsewhere
 cannot execute code. An entry whose size, format or checksum is wrong (a
 truncated file, one flipped bit anywhere) is never used: it gives a
-:class:`~dim_sklearn.DamagedCacheEntryWarning` naming the file, and the point
+[`DamagedCacheEntryWarning`][dim_sklearn.DamagedCacheEntryWarning] naming the file, and the point
 set is built again and written in its place. Writes go to a temporary file
 that is renamed into place, so concurrent writers, killed runs and full disks
 never leave a torn entry; a write that fails raises
-:class:`~dim_sklearn.WriteError` naming the entry's file.
+[`WriteError`][dim_sklearn.WriteError] naming the entry's file.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ class PointSetCache:
         return self.directory / key[:2] / f"{key}.bin"
 
     def get(self, structure: Structure, config: PointSetConfig) -> PointSet | None:
-        """The cached point set of ``structure``, or None on a miss or a damaged entry (see :meth:`read`)."""
+        """The cached point set of ``structure``, or None on a miss or a damaged entry (see ``read``)."""
         return self.read(structure_key(structure, config))
 
     def read(self, key: str) -> PointSet | None:
-        """The point set stored under ``key`` (a :func:`structure_key`), or None on a miss or a damaged entry.
+        """The point set stored under ``key`` (a ``structure_key``), or None on a miss or a damaged entry.
 
         Warns
         -----

@@ -331,8 +331,9 @@ def _skipped_summary(
 def input_entries(inputs: Sequence[str], data_home: str | None = None) -> list[Entry]:
     """One entry per structure of ``pretrain``'s inputs: files and folders as for ``featurize``, data sets by name.
 
-    An input that exists as a file or folder is read as one (:func:`~dim_sklearn.structure_files.expand_paths`);
-    otherwise it must name a data set, whose structures are loaded with ids ``NAME[i]``.
+    An input that exists as a file or folder is read as one
+    ([`expand_paths`][dim_sklearn.structure_files.expand_paths]); otherwise it must name a data set, whose structures
+    are loaded with ids ``NAME[i]``.
 
     Raises
     ------

@@ -143,7 +143,7 @@ def _info(name: str) -> DatasetInfo:
 
 
 def list_datasets(data_home: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The data sets :func:`load_dataset` knows, and whether each is at hand.
+    """The data sets [`load_dataset`][dim_sklearn.load_dataset] knows, and whether each is at hand.
 
     Returns
     -------
@@ -186,7 +186,7 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        One of :func:`list_datasets`' index. ``"mp_crysxpp_2k"`` is embedded in
+        One of [`list_datasets`][dim_sklearn.list_datasets]' index. ``"mp_crysxpp_2k"`` is embedded in
         the package: 2,000 structures of the mp_crysxpp test split with their
         formation energies (Materials Project data, CC BY 4.0; cite Jain et al.,
         APL Mater. 1, 011002 (2013) and Das et al., npj Comput. Mater. 8, 43

@@ -2,7 +2,7 @@
 
 A run of K processes (ranks) is started by torch's own launcher, ``torchrun``
 (``torch.distributed.run``), which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR`` and ``MASTER_PORT`` in each process; :func:`init_from_env` joins
+``MASTER_ADDR`` and ``MASTER_PORT`` in each process; [`init_from_env`][dim_sklearn.distributed.init_from_env] joins
 the group they describe, with the gloo backend on CPU and nccl on CUDA. Outside
 such a group every function here is the single-process identity: rank 0 of 1.
 """

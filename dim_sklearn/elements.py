@@ -27,7 +27,7 @@ crystals, every gap is filled, in this order, from the first source that has it:
 4. the value of the nearest lighter element of the same group that has one
    (At takes iodine's radius and density, Fr takes caesium's).
 
-:func:`filled_values` lists every value that did not come from Magpie.
+``filled_values`` lists every value that did not come from Magpie.
 """
 
 from __future__ import annotations

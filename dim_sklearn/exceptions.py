@@ -1,6 +1,6 @@
 """The errors dim-sklearn raises on purpose, under one base class, and the warning it gives on a damaged cache entry.
 
-Catch :class:`DimSklearnError` to handle every one of them; each subclass also
+Catch [`DimSklearnError`][dim_sklearn.DimSklearnError] to handle every one of them; each subclass also
 derives from the built-in error a caller would otherwise expect (a structure
 that cannot be featurised is a ``ValueError``, a missing data file a
 ``FileNotFoundError``, a file that cannot be written an ``OSError``).

@@ -48,8 +48,8 @@ __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
 
 _RUNTIME_PARAMS = frozenset({"device", "cache_dir", "ignore_errors", "verbose", "n_jobs", "compile"})
 _INPUT_LIMITS = frozenset({"max_sites", "min_distance"})
-"""Point-set checks that refuse structures but never change a vector: :meth:`DeepInfoMaxFeaturizer.from_pretrained`
-takes them with the run-time settings."""
+"""Point-set checks that refuse structures but never change a vector: ``DeepInfoMaxFeaturizer.from_pretrained`` takes
+them with the run-time settings."""
 _POSITION = re.compile(r"^structure \d+: ")  # StructureError's prefix; skipped_ gives the position apart
 
 _SITE_NET_BIBTEX = """@article{moran2023sitenet,
@@ -90,7 +90,7 @@ def embed_point_sets(
     """Crystal vectors (means) of point sets, in order: float32 array (n, global_dim).
 
     The encoder itself stays where it is; a copy runs on a GPU or compiled
-    (``compile``: see :func:`~dim_sklearn.nn.compiled.resolve_compile`).
+    (``compile``: see ``dim_sklearn.nn.compiled.resolve_compile``).
     """
     device = resolve_device(device)
     compiled = resolve_compile(compile, len(point_sets), device)
@@ -135,9 +135,10 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     """Crystal vectors from a Site-Net encoder pretrained with Deep InfoMax.
 
     With ``encoder`` set (a shipped encoder's name, a saved folder or a
-    :class:`~dim_sklearn.PretrainedEncoder`), ``fit`` takes that encoder as it
-    is and trains nothing, so a featurizer built from the shipped encoder keeps
-    it through ``clone``, ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.
+    [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder]), ``fit`` takes that
+    encoder as it is and trains nothing, so a featurizer built from the shipped
+    encoder keeps it through ``clone``, ``Pipeline``, ``cross_val_score`` and
+    ``GridSearchCV``.
     Otherwise ``fit`` pretrains the compact Site-Net encoder (about 63k parameters) on
     unlabelled structures with the Deep InfoMax objective of Moran et al.
     (2025): local and global mutual-information terms with Jensen-Shannon
@@ -160,25 +161,36 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     ----------
     encoder : str, path, PretrainedEncoder or None, default=None
         A trained encoder to use instead of pretraining: the name of a shipped
-        encoder ("dim-38k", :func:`~dim_sklearn.pretrained.list_pretrained`), a
-        folder written by :meth:`save`, or the encoder itself. The parameters
-        that define the model (``max_atoms``, ``oxidation``, the widths,
-        ``n_rbf``) must then be the encoder's (:meth:`from_pretrained` and
-        :meth:`load` set them so); the pretraining parameters are not used.
-        None: ``fit`` pretrains a new encoder.
+        encoder ("dim-38k", [`list_pretrained`][dim_sklearn.pretrained.list_pretrained]),
+        a folder written by [`save`][dim_sklearn.DeepInfoMaxFeaturizer.save], or
+        the encoder itself. The parameters that define the model (``max_atoms``,
+        ``oxidation``, the widths, ``n_rbf``) must then be the encoder's
+        ([`from_pretrained`][dim_sklearn.DeepInfoMaxFeaturizer.from_pretrained]
+        and [`load`][dim_sklearn.DeepInfoMaxFeaturizer.load] set them so); the
+        pretraining parameters are not used. None: ``fit`` pretrains a new
+        encoder.
     max_atoms : int, default=50
         Supercell size N (at most 1,000).
     max_sites : int, default=256
         Structures whose input cell holds more sites are refused (checked
-        before the costly primitive-cell search; see :class:`~dim_sklearn.PointSetConfig`);
-        at most 1,000.
+        before the costly primitive-cell search; see
+        [`PointSetConfig`][dim_sklearn.PointSetConfig]); at most 1,000.
     oxidation : bool, default=False
         Add the oxidation state as a ninth site feature.
     min_distance : float, default=0.5
         Structures with atoms closer than this (Angstrom) are refused as overlapping.
-    width, local_dim, global_width, global_dim : int, default=64, 32, 128, 64
-        Encoder widths (at most 1,024); ``global_dim`` is the number of output
-        features.
+    width : int, default=64
+        Hidden width of the encoder: the site and distance embeddings, the
+        attention and value MLPs and the global encoder's layers before and
+        after its mean over sites (at most 1,024).
+    local_dim : int, default=32
+        Size of each site's local vector mu_i (at most 1,024).
+    global_width : int, default=128
+        Width of the global encoder's per-site layer that is averaged over a
+        crystal's unique sites (at most 1,024).
+    global_dim : int, default=64
+        Size of the crystal vector mu_g: the number of output features (at most
+        1,024).
     n_rbf : int, default=16
         Expand each distance on this many Gaussian radial basis functions
         (0 to 8 Angstrom) in the encoder and the local critic; 0 gives the raw
@@ -187,7 +199,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Use the composition-swapped, structure-swapped and scrambled negatives.
     local_scrambled : bool, default=True
         Add the site's own environment with shuffled keys as a fourth local
-        negative (see :class:`~dim_sklearn.nn.DeepInfoMax`).
+        negative (see ``dim_sklearn.nn.DeepInfoMax``).
     batch_negatives : bool, default=True
         Global negatives from every other crystal of the batch, not one.
     kl_weight : float, default=0.1
@@ -202,10 +214,13 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         in skorch's ``EarlyStopping``, but any decrease is an improvement).
     batch_sites : int, default=300
         Unique sites per pretraining batch (the paper: 1,200).
-    lr, weight_decay : float, default=1e-3, 1e-4
-        AdamW (amsgrad, eps 1e-7) settings of both optimisers (the paper's lr:
-        1e-4). The defaults of ``n_rbf``, the negatives, ``batch_sites`` and ``lr``
-        were chosen on the mp_crysxpp training split (docs/deep-infomax.md).
+    lr : float, default=1e-3
+        Learning rate of both AdamW optimisers (amsgrad, eps 1e-7), encoder and
+        critics (the paper's: 1e-4). The defaults of ``n_rbf``, the negatives,
+        ``batch_sites`` and ``lr`` were chosen on the mp_crysxpp training split
+        (docs/deep-infomax.md).
+    weight_decay : float, default=1e-4
+        Weight decay of both AdamW optimisers.
     validation_fraction : float, default=0.05
         Share of the structures held out to monitor the DIM loss, in [0, 1);
         at least two structures must be left for training.
@@ -223,8 +238,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         the same data and settings resumes from it.
     ignore_errors : bool, default=False
         In ``fit`` skip, and in ``transform`` give a NaN row for, structures that
-        cannot be featurised; otherwise raise :class:`~dim_sklearn.StructureError`
-        naming the structure's position.
+        cannot be featurised; otherwise raise
+        [`StructureError`][dim_sklearn.StructureError] naming the structure's
+        position.
     verbose : bool, default=False
         Progress bars and per-epoch losses.
     n_jobs : int or None, default=None
@@ -233,7 +249,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     compile : bool or "auto", default="auto"
         Run the encoder's pair blocks compiled with ``torch.compile`` in
         pretraining and ``transform`` (about twice as fast after a minute of
-        compiling; :mod:`dim_sklearn.nn.compiled`). "auto" compiles runs that
+        compiling; ``dim_sklearn.nn.compiled``). "auto" compiles runs that
         pass at least 50,000 crystals through the network (training structures
         times ``max_epochs``; structures to transform); where compiling is
         impossible, it warns and runs eagerly. Compiled and eager results agree
@@ -243,9 +259,10 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     ----------
     encoder_ : PretrainedEncoder
         The pretrained encoder (on the CPU), with its point-set configuration
-        and provenance; what :meth:`save` writes.
+        and provenance; what [`save`][dim_sklearn.DeepInfoMaxFeaturizer.save]
+        writes.
     history_ : list of dict
-        Per-epoch training and held-out losses (see :func:`~dim_sklearn.pretrain.pretrain`).
+        Per-epoch training and held-out losses (see ``dim_sklearn.pretrain.pretrain``).
     best_epoch_ : int
         Epoch whose weights were kept.
     skipped_ : list of (int, str)
@@ -253,8 +270,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         structure left out of pretraining, and why (empty when every structure
         was used). Not saved: a loaded featurizer has none.
     metadata_ : dict
-        What :meth:`save` was given about the model (for the shipped encoders:
-        corpus, settings, held-out DIM terms); empty after ``fit``.
+        What [`save`][dim_sklearn.DeepInfoMaxFeaturizer.save] was given about
+        the model (for the shipped encoders: corpus, settings, held-out DIM
+        terms); empty after ``fit``.
         ``history_``, ``best_epoch_`` and ``metadata_`` read ``encoder_.provenance``.
 
     Examples
@@ -581,7 +599,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """Write the fitted encoder (``encoder_``) to the folder ``path``: safetensors weights and a JSON config.
 
         ``metadata`` (JSON-serialisable: corpus, timings, ...) is stored with it
-        and comes back as ``metadata_`` from :meth:`load`; by default, the
+        and comes back as ``metadata_`` from
+        [`load`][dim_sklearn.DeepInfoMaxFeaturizer.load]; by default, the
         ``metadata_`` it has.
         """
         check_is_fitted(self, "encoder_")
@@ -594,22 +613,22 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepInfoMaxFeaturizer:
-        """A fitted featurizer from a folder written by :meth:`save` (no code is executed), or a shipped encoder's name.
+        """A fitted featurizer from a folder written by ``save`` (no code is executed), or a shipped encoder's name.
 
         Its ``encoder`` parameter is ``path``, so a clone fitted anywhere gives
         the same vectors.
 
         The file is not trusted: every field is checked, by the same rules as
-        :meth:`PretrainedEncoder.load <dim_sklearn.PretrainedEncoder.load>` and
+        [`PretrainedEncoder.load`][dim_sklearn.PretrainedEncoder.load] and
         ``SiteNetRegressor(encoder=path)`` apply (see
-        :func:`~dim_sklearn.io.load_encoder`). The parameters are read from
+        ``dim_sklearn.io.load_encoder``). The parameters are read from
         the encoder's sections: the widths from its configuration, ``max_atoms``,
         ``max_sites``, ``oxidation`` and ``min_distance`` from its point-set
         configuration, the pretraining parameters from its recorded settings
         (checked on loading as ``fit`` checks them; one not recorded takes its default). The
         settings of the machine and run (``device``, ``cache_dir``,
         ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``, ``compile``) are not
-        taken from it but left at their defaults; set them with :meth:`set_params`.
+        taken from it but left at their defaults; set them with ``set_params``.
 
         Raises
         ------
@@ -636,7 +655,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Parameters
         ----------
         name : str, default="dim-38k"
-            One of :func:`~dim_sklearn.pretrained.list_pretrained`.
+            One of [`list_pretrained`][dim_sklearn.pretrained.list_pretrained].
         **params
             Run-time settings only: ``device``, ``cache_dir``, ``ignore_errors``,
             ``verbose``, ``n_jobs``, ``compile``, and the input limits ``max_sites`` and ``min_distance``.

@@ -1,4 +1,4 @@
-"""The file format of a trained encoder (:class:`~dim_sklearn.PretrainedEncoder`): writing it, and reading it safely.
+"""The file format of a trained encoder (``PretrainedEncoder``): writing it, and reading it safely.
 
 A saved encoder is a folder with two files:
 
@@ -9,9 +9,9 @@ A saved encoder is a folder with two files:
   names an estimator's parameter:
 
   - ``encoder``: the encoder's widths and distance input
-    (:class:`~dim_sklearn.nn.EncoderConfig`);
+    (``dim_sklearn.nn.EncoderConfig``);
   - ``point_set``: how structures become the encoder's input
-    (:class:`~dim_sklearn.PointSetConfig`: ``max_atoms``, ``max_sites``,
+    ([`PointSetConfig`][dim_sklearn.PointSetConfig]: ``max_atoms``, ``max_sites``,
     ``oxidation``, ``min_distance``);
   - ``provenance``: where the weights came from: ``versions`` (of the run that
     trained them), ``settings`` (the pretraining settings, for information),
@@ -21,20 +21,20 @@ A saved encoder is a folder with two files:
 Loading treats both files as untrusted and checks them before anything is
 allocated: the JSON's size and nesting depth are bounded before it is parsed;
 the encoder and point-set sections are checked field by field by the rules of
-:class:`~dim_sklearn.nn.EncoderConfig` and :class:`~dim_sklearn.PointSetConfig`,
+``dim_sklearn.nn.EncoderConfig`` and [`PointSetConfig`][dim_sklearn.PointSetConfig],
 which hold the package's caps (widths at most
-:data:`~dim_sklearn.nn.encoder.MAX_WIDTH`, ``max_atoms`` at most
-:data:`~dim_sklearn.pointset.MAX_ATOMS`, ``max_sites`` at most
-:data:`~dim_sklearn.pointset.MAX_SITES`: a file cannot raise them); the
+``dim_sklearn.nn.encoder.MAX_WIDTH``, ``max_atoms`` at most
+``dim_sklearn.pointset.MAX_ATOMS``, ``max_sites`` at most
+``dim_sklearn.pointset.MAX_SITES``: a file cannot raise them); the
 provenance is checked for type, and its recorded pretraining settings by the
 rules ``DeepInfoMaxFeaturizer.fit`` applies to them
-(:data:`PRETRAINING_SETTINGS`); the names, shapes and dtypes of the tensors are
+(``PRETRAINING_SETTINGS``); the names, shapes and dtypes of the tensors are
 read from the safetensors header and compared with the encoder the JSON
 describes; the weights must be finite. Any failure raises
-:class:`IncompatibleModelError` naming the file. Every loader
-(:meth:`PretrainedEncoder.load <dim_sklearn.PretrainedEncoder.load>`,
+[`IncompatibleModelError`][dim_sklearn.IncompatibleModelError] naming the file. Every loader
+([`PretrainedEncoder.load`][dim_sklearn.PretrainedEncoder.load],
 ``DeepInfoMaxFeaturizer.load`` and ``from_pretrained``,
-``SiteNetRegressor(encoder=folder)``) reads through :func:`load_encoder`, so
+``SiteNetRegressor(encoder=folder)``) reads through ``load_encoder``, so
 each applies the same checks.
 """
 
@@ -121,7 +121,7 @@ def versions() -> dict[str, str]:
 def encoder_document(config: EncoderConfig, point_set: PointSetConfig, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON document (``config.json``) of an encoder, in the current format.
 
-    ``provenance`` holds the entries of :data:`PROVENANCE_FIELDS`; ``versions``
+    ``provenance`` holds the entries of ``PROVENANCE_FIELDS``; ``versions``
     at the top records the versions writing the document.
     """
     return {
@@ -165,8 +165,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     Raises
     ------
     IncompatibleModelError
-        Larger than :data:`MAX_CONFIG_BYTES`, nested deeper than
-        :data:`MAX_JSON_DEPTH`, not UTF-8 JSON, or not an object.
+        Larger than ``MAX_CONFIG_BYTES``, nested deeper than
+        ``MAX_JSON_DEPTH``, not UTF-8 JSON, or not an object.
     """
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
@@ -205,7 +205,7 @@ def _nesting_depth(text: str) -> int:
 
 
 def _encoder_config(section: Any, where: Path | str) -> EncoderConfig:
-    """The encoder section checked field by field (by :class:`EncoderConfig`'s rules) before anything is built."""
+    """The encoder section checked field by field (by ``EncoderConfig``'s rules) before anything is built."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no encoder section")
     unknown = sorted(set(section) - {f.name for f in dataclasses.fields(EncoderConfig)})
@@ -242,10 +242,10 @@ def _point_set_config(section: Any, where: Path | str) -> PointSetConfig:
 
 
 def provenance_problems(provenance: Mapping[str, Any]) -> list[str]:
-    """What is wrong with the entries of a provenance (all of :data:`PROVENANCE_FIELDS`); empty when nothing is.
+    """What is wrong with the entries of a provenance (all of ``PROVENANCE_FIELDS``); empty when nothing is.
 
     Checks the type of each entry, and the recorded pretraining settings of
-    :data:`PRETRAINING_SETTINGS` by their constraints.
+    ``PRETRAINING_SETTINGS`` by their constraints.
     """
     scalar = (bool, int, float, str, type(None))
     problems = []
@@ -268,7 +268,7 @@ def provenance_problems(provenance: Mapping[str, Any]) -> list[str]:
 
 
 def _settings_problems(settings: Mapping[str, Any]) -> list[str]:
-    """The recorded settings of :data:`PRETRAINING_SETTINGS` that break their rules, one message each."""
+    """The recorded settings of ``PRETRAINING_SETTINGS`` that break their rules, one message each."""
     return sorted(
         f"{name} must be {words}, got {settings[name]!r:.100}"
         for name, (words, ok) in PRETRAINING_SETTINGS.items()
@@ -277,7 +277,7 @@ def _settings_problems(settings: Mapping[str, Any]) -> list[str]:
 
 
 def _provenance(section: Any, where: Path | str) -> dict[str, Any]:
-    """The provenance section checked (:func:`provenance_problems`); absent entries are empty."""
+    """The provenance section checked (``provenance_problems``); absent entries are empty."""
     if not isinstance(section, dict):
         raise IncompatibleModelError(f"{where} has no provenance section")
     unknown = sorted(set(section) - set(PROVENANCE_FIELDS))
@@ -389,10 +389,10 @@ def encoder_from_state(config: EncoderConfig, state: Mapping[str, torch.Tensor],
 
 
 def load_encoder(path: str | os.PathLike) -> tuple[SiteNetEncoder, PointSetConfig, dict[str, Any]]:
-    """Read a folder written by :func:`save_encoder`.
+    """Read a folder written by ``save_encoder``.
 
     Returns the encoder (CPU, eval mode), its point-set configuration and its
-    provenance (the entries of :data:`PROVENANCE_FIELDS`).
+    provenance (the entries of ``PROVENANCE_FIELDS``).
 
     Raises
     ------

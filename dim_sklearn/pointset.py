@@ -2,7 +2,7 @@
 
 A crystal becomes a set of *queries*, its unique (primitive-cell) sites, and
 *keys*, every site of a near-orthorhombic supercell of at most ``max_atoms``
-atoms. Each key is an image of one unique site; :attr:`PointSet.key_site`
+atoms. Each key is an image of one unique site; ``PointSet.key_site``
 states which, explicitly. Pair features are minimum-image distances inside the
 supercell, in Angstrom.
 """
@@ -85,13 +85,13 @@ class PointSetConfig:
     Parameters
     ----------
     max_atoms : int, default=50
-        Largest supercell (N), at most :data:`MAX_ATOMS`. A primitive cell of
+        Largest supercell (N), at most ``MAX_ATOMS``. A primitive cell of
         more than ``max_atoms / 2`` sites is used as is.
     max_sites : int, default=256
         Largest number of sites accepted in the input cell, checked before the
         primitive-cell search (whose cost grows with about the cube of the
-        site count); larger crystals raise :class:`StructureError`. At most
-        :data:`MAX_SITES`. The default admits every structure of the real data
+        site count); larger crystals raise [`StructureError`][dim_sklearn.StructureError]. At most
+        ``MAX_SITES``. The default admits every structure of the real data
         sets (up to 200 sites).
     oxidation : bool, default=False
         Append the site's oxidation state (0 when undecorated) as a ninth feature.
@@ -253,7 +253,7 @@ def _metric_symmetries(lattice: np.ndarray) -> np.ndarray:
     """Basis changes G (rows in {-1, 0, 1}, determinant +-1) with ``G L`` of nearly the metric of ``L``.
 
     For a Niggli-reduced basis ``L`` these are the lattice's point symmetries and
-    its near-symmetries within :data:`_NEAR_SYMMETRY`; the identity comes first.
+    its near-symmetries within ``_NEAR_SYMMETRY``; the identity comes first.
     """
     metric = lattice @ lattice.T
     tolerance = _NEAR_SYMMETRY * np.trace(metric)
@@ -354,7 +354,7 @@ def _check_structure(structure: Any, config: PointSetConfig) -> None:
 
 @contextmanager
 def _pymatgen_step(what: str) -> Iterator[None]:
-    """Report pymatgen's own failures on a structure as :class:`StructureError`; anything else propagates."""
+    """Report pymatgen's own failures on a structure as ``StructureError``; anything else propagates."""
     try:
         yield
     except _PYMATGEN_FAILURES as exc:
@@ -447,7 +447,7 @@ def _supercell_distances(lattice: np.ndarray, frac: np.ndarray, counts: np.ndarr
 
 
 def point_set_cell(structure: Structure, config: PointSetConfig | None = None) -> tuple[Structure, np.ndarray]:
-    """The primitive cell in the basis :func:`build_point_set` uses, and its supercell matrix.
+    """The primitive cell in the basis [`build_point_set`][dim_sklearn.build_point_set] uses, and its supercell matrix.
 
     Equivalent cells of one crystal (permuted axes, another primitive or a
     conventional cell, a shifted origin) give the same cell up to a symmetry of
@@ -476,7 +476,7 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
     """Turn one ordered crystal into its Site-Net point set.
 
     The result does not depend on the cell the crystal is written in (see
-    :func:`point_set_cell`) beyond the order of its sites and keys.
+    [`point_set_cell`][dim_sklearn.pointset.point_set_cell]) beyond the order of its sites and keys.
 
     Parameters
     ----------
@@ -494,9 +494,9 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
     StructureError
         Not a Structure, not periodic in all three directions, empty,
         disordered, more sites than ``config.max_sites``, NaN or infinite
-        lattice or coordinates, a lattice vector longer than :data:`MAX_LENGTH`,
-        a fractional coordinate beyond :data:`MAX_FRACTIONAL`, a zero-volume or
-        near-singular lattice (:data:`MIN_CONDITIONING`), an element without
+        lattice or coordinates, a lattice vector longer than ``MAX_LENGTH``,
+        a fractional coordinate beyond ``MAX_FRACTIONAL``, a zero-volume or
+        near-singular lattice (``MIN_CONDITIONING``), an element without
         feature data, atoms closer than ``config.min_distance``, or a failure of
         pymatgen's primitive-cell search or lattice reduction.
     """
@@ -708,7 +708,7 @@ _Chunk = tuple[list[PointSet | None], list[str | None], list[_Caught]]
 
 
 def _build_chunk_in_worker(entries: list, start: int, config: PointSetConfig, cache: Any) -> _Chunk:
-    """:func:`_build_chunk` in a worker process, collecting every error, with the warnings it gave."""
+    """``_build_chunk`` in a worker process, collecting every error, with the warnings it gave."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         point_sets, errors = _build_chunk(entries, start, config, cache, True)

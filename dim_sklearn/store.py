@@ -1,8 +1,8 @@
 """Point sets streamed from the on-disk cache, so that pretraining never holds them all in memory.
 
-:func:`stream_point_sets` builds the point sets of a structure list into a
-:class:`~dim_sklearn.PointSetCache` (reading the ones already there) and
-returns a :class:`CachedPointSets`: a sequence that keeps only each point set's
+[`stream_point_sets`][dim_sklearn.store.stream_point_sets] builds the point sets of a structure list into a
+[`PointSetCache`][dim_sklearn.PointSetCache] (reading the ones already there) and
+returns a [`CachedPointSets`][dim_sklearn.store.CachedPointSets]: a sequence that keeps only each point set's
 cache key and site count, and reads a point set from its file when it is
 indexed. The pretraining loop reads each batch's point sets this way, so its
 memory does not grow with the number of structures.
@@ -28,7 +28,7 @@ class CachedPointSets(Sequence):
     ----------
     cache : PointSetCache
     keys : sequence of str
-        The cache key (:func:`~dim_sklearn.cache.structure_key`) of each point set.
+        The cache key (``dim_sklearn.cache.structure_key``) of each point set.
     n_sites : sequence of int
         Unique sites of each point set (what batching needs without reading them).
     """
@@ -75,7 +75,7 @@ def stream_point_sets(
     verbose: bool = False,
     n_jobs: int | None = None,
 ) -> tuple[CachedPointSets, list[str | None]]:
-    """Write the point sets of ``structures`` to ``cache`` and return the usable ones as a :class:`CachedPointSets`.
+    """Write the point sets of ``structures`` to ``cache`` and return the usable ones as a ``CachedPointSets``.
 
     Structures are built (or found in the cache) a chunk at a time, in order;
     no more than a chunk of point sets is in memory at once.
@@ -90,7 +90,7 @@ def stream_point_sets(
     verbose : bool, default=False
         Show a progress bar.
     n_jobs : int or None, default=None
-        As in :func:`~dim_sklearn.build_point_sets`.
+        As in [`build_point_sets`][dim_sklearn.build_point_sets].
 
     Returns
     -------

@@ -61,9 +61,9 @@ def read_cif(path: str | os.PathLike) -> tuple[Any, str | None]:
     The file's cell, fractional coordinates and occupancies are checked before
     pymatgen builds the structure, which would otherwise take impossible values
     silently or fail with a message about something else: cell lengths in
-    (0, :data:`~dim_sklearn.pointset.MAX_LENGTH`] A, angles in (0, 180) degrees
+    (0, ``dim_sklearn.pointset.MAX_LENGTH``] A, angles in (0, 180) degrees
     with a volume, finite coordinates within
-    +-:data:`~dim_sklearn.pointset.MAX_FRACTIONAL`, occupancies in [0, 1], a
+    +-``dim_sklearn.pointset.MAX_FRACTIONAL``, occupancies in [0, 1], a
     complete cell (or a crystal system to complete it), labelled atom sites.
     pymatgen's own failures are reported in words that point at the file
     (atom sites that coincide, rather than "Occupancy 2.0 exceeded tolerance").
@@ -94,10 +94,10 @@ def _cif_problem(path: str | os.PathLike) -> str | None:
     infinite coordinates, missing atom sites or an empty loop with messages
     about integers. Here, in every data block with atom sites: the cell must
     be complete (or completed by the crystal system the block names), every
-    site labelled, cell lengths numbers in (0, :data:`~dim_sklearn.pointset.MAX_LENGTH`] A, cell
+    site labelled, cell lengths numbers in (0, ``dim_sklearn.pointset.MAX_LENGTH``] A, cell
     angles in (0, 180) degrees with a non-zero volume, fractional coordinates
-    finite numbers within +-:data:`~dim_sklearn.pointset.MAX_FRACTIONAL` (the
-    limits :func:`~dim_sklearn.build_point_set` applies), and occupancies that
+    finite numbers within +-``dim_sklearn.pointset.MAX_FRACTIONAL`` (the
+    limits [`build_point_set`][dim_sklearn.build_point_set] applies), and occupancies that
     are numbers in [0, 1]. A file that is not CIF syntax at all is left to
     pymatgen's parser, which says so.
     """
@@ -235,7 +235,7 @@ def _read_json(path: Path) -> list[Entry]:
 def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Entry]:
     """One entry per input structure, in input order.
 
-    CIF files are read later (:meth:`Entry.read`), JSON structure files now.
+    CIF files are read later (``Entry.read``), JSON structure files now.
 
     Raises
     ------
@@ -275,7 +275,7 @@ def read_entries(entries: Sequence[Entry]) -> tuple[list[Any], list[str], list[t
     structures : list of Structure
         The readable structures, in input order.
     labels : list of str
-        One per structure: its CIF's path, else its id (:func:`entry_label`).
+        One per structure: its CIF's path, else its id (``entry_label``).
     unreadable : list of (str, str)
         The label and the reason of each entry that could not be read.
     """
@@ -321,7 +321,7 @@ def write_features(
     Parameters
     ----------
     entries : sequence of Entry
-        The input structures, from :func:`expand_paths`.
+        The input structures, from [`expand_paths`][dim_sklearn.structure_files.expand_paths].
     featurizer : DeepInfoMaxFeaturizer
         A fitted featurizer.
     output : path
@@ -336,8 +336,10 @@ def write_features(
 
     Returns
     -------
-    n_rows, n_failed : int
-        Rows written, and how many of them have a reason.
+    n_rows : int
+        Rows written.
+    n_failed : int
+        How many of them have a reason (structures that could not be featurised).
 
     Raises
     ------

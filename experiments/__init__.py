@@ -9,6 +9,6 @@ from the repository root::
     python -m experiments demo            # the main job, on the embedded data set
     python -m experiments study --quick   # the label-masking study (see experiments.study)
 
-:mod:`experiments.protocol` holds what every experiment shares: targets, splits,
+[`experiments.protocol`][experiments.protocol] holds what every experiment shares: targets, splits,
 label subsets, budgets and the untrained baseline.
 """

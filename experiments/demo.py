@@ -60,11 +60,11 @@ def run_demo(
 ) -> tuple[pd.DataFrame, dict]:
     """Test MAE of every method at every label count.
 
-    The split is :func:`~experiments.protocol.holdout_split` of the rows with a
+    The split is [`holdout_split`][experiments.protocol.holdout_split] of the rows with a
     finite target. For each label count, ``repeats`` random labelled subsets of
-    the training split (:func:`~experiments.protocol.streamed_subsets`) train the
+    the training split ([`streamed_subsets`][experiments.protocol.streamed_subsets]) train the
     forests (the same subsets for every feature set); the untrained encoder is
-    :func:`~experiments.protocol.untrained_encoder`. The first
+    [`untrained_encoder`][experiments.protocol.untrained_encoder]. The first
     subset of each of ``finetune_counts`` is also fine-tuned from both starts,
     for ``finetune_samples`` structures seen (at most 100 epochs, early stopping
     with patience 10).

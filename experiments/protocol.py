@@ -3,21 +3,21 @@
 One protocol for the demo, the label-masking study, the benchmarks and the
 learning tests:
 
-- Split: :func:`holdout_split`, an 80/20 ``train_test_split(positions,
+- Split: [`holdout_split`][experiments.protocol.holdout_split], an 80/20 ``train_test_split(positions,
   test_size=0.2, random_state=0)``; Matbench tasks use their official fold 0
-  instead (:func:`load_split`).
+  instead ([`load_split`][experiments.protocol.load_split]).
 - Label counts larger than the training split are capped at its size
-  (:func:`capped_label_counts`).
+  ([`capped_label_counts`][experiments.protocol.capped_label_counts]).
 - Label subsets, two draws that the published figures depend on, each kept
   exactly:
 
-  - keyed (the study and the benchmarks): :func:`label_subset` draws subset
+  - keyed (the study and the benchmarks): [`label_subset`][experiments.protocol.label_subset] draws subset
     ``seed`` of ``n`` labels from ``default_rng([seed, n])``, so a subset depends
     only on its seed and size;
-  - streamed (the demo): :func:`streamed_subsets` draws every subset from one
+  - streamed (the demo): [`streamed_subsets`][experiments.protocol.streamed_subsets] draws every subset from one
     ``default_rng(0)`` stream, ``repeats`` per size, the sizes in increasing order.
 
-- The untrained baseline: :func:`untrained_encoder`, the encoder at its random
+- The untrained baseline: [`untrained_encoder`][experiments.protocol.untrained_encoder], the encoder at its random
   initialisation (``max_epochs=0``, ``random_state=0``).
 """
 

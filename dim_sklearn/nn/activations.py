@@ -37,7 +37,7 @@ class _MishFunction(torch.autograd.Function):
 
 
 def mish_plain(x: torch.Tensor) -> torch.Tensor:
-    """Mish in plain tensor operations (the formula of :func:`mish`), for ``torch.compile`` to fuse."""
+    """Mish in plain tensor operations (the formula of ``mish``), for ``torch.compile`` to fuse."""
     return x * (1 - 2 / ((1 + torch.exp(x)).square() + 1))
 
 
@@ -51,7 +51,7 @@ def mish(x: torch.Tensor) -> torch.Tensor:
 
 
 class Mish(nn.Module):
-    """Module form of :func:`mish`."""
+    """Module form of ``mish``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mish(x)

@@ -5,14 +5,14 @@ The (query, key) pair tensors of Site-Net hold tens of thousands of rows of
 element-wise work on them (mish, LayerNorm, sums of gathered projections), one
 memory pass per eager kernel. ``torch.compile`` (inductor: C++ with OpenMP on the
 CPU, Triton on a GPU) fuses those passes, forward and backward. A
-:class:`PairBlock` is a function of tensors only, so one compilation (with
+``PairBlock`` is a function of tensors only, so one compilation (with
 dynamic shapes) serves every batch and every model of the process.
 
 Compiling needs a working C++ compiler (or Triton on a GPU) and takes about a
 minute the first time a block runs with and without gradients; it pays on long
-runs. Where compiling is impossible, :func:`compile_available` says so once with
+runs. Where compiling is impossible, ``compile_available`` says so once with
 a warning, and the blocks run in their eager form: the same function, written
-for the eager kernels (:func:`~dim_sklearn.nn.activations.mish`).
+for the eager kernels (``dim_sklearn.nn.activations.mish``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ About ten minutes of eager work on two CPU cores, against about a minute of comp
 
 
 RECOMPILE_LIMIT = 64
-"""Graphs a :class:`PairBlock` may compile (torch's own default is 8 per function)."""
+"""Graphs a ``PairBlock`` may compile (torch's own default is 8 per function)."""
 
 
 @functools.cache
@@ -64,8 +64,8 @@ def compile_available(device_type: str = "cpu") -> bool:
 def resolve_compile(option: CompileOption, crystal_passes: int, device: torch.device | str = "cpu") -> bool:
     """Whether a run that passes ``crystal_passes`` crystals through the network on ``device`` compiles.
 
-    ``True`` compiles where :func:`compile_available`; ``"auto"`` only on runs of at
-    least :data:`AUTO_COMPILE_PASSES` crystals; ``False`` never.
+    ``True`` compiles where ``compile_available``; ``"auto"`` only on runs of at
+    least ``AUTO_COMPILE_PASSES`` crystals; ``False`` never.
     """
     if option == "auto":
         option = crystal_passes >= AUTO_COMPILE_PASSES

@@ -71,7 +71,7 @@ class EncoderConfig:
     ``n_rbf=0`` feeds the raw distance, as the paper; the default expands it on
     16 Gaussians, which let Deep InfoMax learn geometry (docs/deep-infomax.md).
     Every width (``n_site_features`` included) is an integer from 1 to
-    :data:`MAX_WIDTH`; ``n_rbf`` is 0 or from 2 to :data:`MAX_RBF`; a value
+    ``MAX_WIDTH``; ``n_rbf`` is 0 or from 2 to ``MAX_RBF``; a value
     outside raises a ``ValueError`` naming the field.
     """
 
@@ -181,7 +181,7 @@ class RowChunks:
     about 40% of the pair tensors are padding). Rows are independent: sorted by
     key count and cut where the padded size of the chunks is smallest, they are
     processed chunk by chunk with ``[rows, :n_keys]`` and put back in order by
-    :meth:`gather`. A chunk costs a fixed overhead too, counted as
+    ``gather``. A chunk costs a fixed overhead too, counted as
     ``overhead_pairs`` pairs.
 
     Parameters
@@ -233,7 +233,7 @@ def _attention_pool(activation):
 
 
 ATTENTION_POOL = PairBlock(_attention_pool(mish), _attention_pool(mish_plain))
-"""The pair-level part of :meth:`LocalEncoder.attend`: from the first pair layers (:func:`pair_input`, the
+"""The pair-level part of ``LocalEncoder.attend``: from the first pair layers (``pair_input``, the
 attention and value parts side by side) to the
 attention-weighted sum of values. The gathers stay outside it: their eager backward (``index_add_``) scales
 over threads, where a compiled scatter's atomic additions do not."""
@@ -284,7 +284,8 @@ class LocalEncoder(nn.Module):
 
         Returns
         -------
-        mu, logvar : (n_sites, local_dim) each
+        mu : (n_sites, local_dim)
+        logvar : (n_sites, local_dim)
         """
         query, key = self.project_sites(site_features)
         return self.attend(query, key, key_index, self.project_distances(distance_values), distance_index, key_mask)
@@ -313,10 +314,12 @@ class LocalEncoder(nn.Module):
 
         Parameters
         ----------
-        query, key : per-site projections from :meth:`project_sites`
+        query : per-site projections from ``project_sites``
+        key : per-site projections from ``project_sites``
         key_index : (n_sites, max_keys)
-        distance : per-distance projections from :meth:`project_distances`
-        distance_index, key_mask : (n_sites, max_keys)
+        distance : per-distance projections from ``project_distances``
+        distance_index : (n_sites, max_keys)
+        key_mask : (n_sites, max_keys)
         chunks : RowChunks, optional
             How to split the rows (by default from ``key_mask``); the result does not depend on it.
         """
@@ -374,7 +377,7 @@ class SiteNetEncoder(nn.Module):
         self.global_ = GlobalEncoder(self.config)
 
     def forward(self, batch: PointSetBatch) -> torch.Tensor:
-        """Crystal vectors mu_g of a :class:`~dim_sklearn.batching.PointSetBatch`, shape (n_crystals, global_dim)."""
+        """Crystal vectors mu_g of a ``dim_sklearn.batching.PointSetBatch``, shape (n_crystals, global_dim)."""
         local, _ = self.local(
             batch.site_features, batch.key_index, batch.distance_values, batch.distance_index, batch.key_mask
         )

@@ -107,12 +107,12 @@ def _environment_scores(activation, fused):
 
 ENVIRONMENT_SCORES = PairBlock(_environment_scores(mish, fused=False), _environment_scores(mish_plain, fused=True))
 """``<folded_r, mish(neighbours_rk + distances_rk)>`` for every (row, key): the pair-level part of
-:meth:`EnvironmentCritic.score`."""
+``EnvironmentCritic.score``."""
 
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """Settings of the Deep InfoMax objective that a saved encoder records (see :class:`DeepInfoMax`)."""
+    """Settings of the Deep InfoMax objective that a saved encoder records (see ``DeepInfoMax``)."""
 
     kl_weight: float = 0.1
     domain_negatives: bool = True
@@ -158,7 +158,7 @@ class EnvironmentCritic(nn.Module):
         """Scores (rows, max_keys) of projected site vectors ``query = site(local)`` against their environments.
 
         ``neighbours`` is ``neighbour_species(site_features)`` gathered onto the
-        keys, ``distances`` is :meth:`embed_distances` of the distinct distances
+        keys, ``distances`` is ``embed_distances`` of the distinct distances
         gathered onto the pairs (both (rows, max_keys, width)): gathered once,
         each serves every environment that pairs it with the other.
         """
@@ -206,13 +206,16 @@ class DeepInfoMax(nn.Module):
     the critic, the critic's site and distance projections serve every
     environment, and the global objective's fake environments reuse the local
     encoder's projections. Rows are processed in chunks of similar key counts
-    (:class:`~dim_sklearn.nn.encoder.RowChunks`).
+    (``dim_sklearn.nn.encoder.RowChunks``).
 
     Parameters
     ----------
     encoder : SiteNetEncoder
-    critic_width, critic_dim : int, default=64, 128
-        Hidden and output width of the separable critics.
+    critic_width : int, default=64
+        Hidden width of the separable critics' projections.
+    critic_dim : int, default=128
+        Size of the space the critics project both sides into; the score is
+        their dot product.
     kl_weight : float, default=0.1
     domain_negatives : bool, default=True
         Add the composition-swapped, structure-swapped and scrambled negatives

@@ -19,15 +19,17 @@ class SiteNetModel(nn.Module):
     Parameters
     ----------
     encoder : nn.Module
-        Maps a :class:`~dim_sklearn.batching.PointSetBatch` to crystal vectors
+        Maps a ``dim_sklearn.batching.PointSetBatch`` to crystal vectors
         (n_crystals, encoder_dim): a pretrained or fresh
-        :class:`~dim_sklearn.nn.SiteNetEncoder`, or the original
-        :class:`~dim_sklearn.nn.SiteNet`.
+        ``dim_sklearn.nn.SiteNetEncoder``, or the original
+        ``dim_sklearn.nn.SiteNet``.
     head : nn.Module
         Crystal vector -> one standardised value per crystal.
-    target_mean, target_scale : float, default=0.0, 1.0
-        Prediction = ``target_mean + target_scale * head(...)``; kept as buffers
-        so they travel with ``state_dict``.
+    target_mean : float, default=0.0
+        Prediction = ``target_mean + target_scale * head(...)``; kept as a buffer
+        so that it travels with ``state_dict``.
+    target_scale : float, default=1.0
+        Multiplies ``head(...)`` in that prediction; also a buffer.
     nonnegative : bool, default=False
         Clamp predictions at zero in the forward pass while passing the gradient
         through unchanged (the original Site-Net's band-gap output).

@@ -40,7 +40,7 @@ __all__ = ["SiteNet", "SiteNetConfig"]
 @dataclass(frozen=True)
 class SiteNetConfig:
     """Sizes of the original Site-Net (defaults: the paper's), each an integer from 1 to
-    :data:`~dim_sklearn.nn.encoder.MAX_WIDTH`."""
+    ``dim_sklearn.nn.encoder.MAX_WIDTH``."""
 
     n_site_features: int = 8
     n_elements: int = 95

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path =
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    """Run what ``args`` (parsed by :func:`add_arguments`) ask; ``command`` is recorded with the results."""
+    """Run what ``args`` (parsed by ``add_arguments``) ask; ``command`` is recorded with the results."""
     work = (
         Path(args.work_dir)
         if args.work_dir

@@ -2,7 +2,7 @@
 
 DIM features come from an encoder pretrained on the split's training structures
 (no labels); the untrained encoder is the same architecture at its random
-initialisation (:func:`experiments.protocol.untrained_encoder`); the
+initialisation ([`experiments.protocol.untrained_encoder`][experiments.protocol.untrained_encoder]); the
 hand-crafted baselines are matminer featurizers.
 """
 
@@ -117,7 +117,7 @@ RAW_UNTRAINED = "untrained, raw distances"
 """The untrained encoder with the paper's raw-distance input, beside the default (radial-basis) one."""
 
 SHIPPED = "DIM shipped"
-"""The encoder that ships with the package (:meth:`DeepInfoMaxFeaturizer.from_pretrained`), pretrained once on
+"""The encoder that ships with the package (``DeepInfoMaxFeaturizer.from_pretrained``), pretrained once on
 every data set's training structures; every split's test structures are outside its corpus."""
 
 RBF_SCRATCH = "untrained (radial-basis)"
@@ -294,7 +294,7 @@ def _history_summary(featurizer: DeepInfoMaxFeaturizer) -> dict:
 
 
 def shipped_encoder(cache_dir: str | None = None) -> tuple[DeepInfoMaxFeaturizer, dict]:
-    """The shipped encoder and its pretraining record in the layout of :func:`pretrained_encoder`'s.
+    """The shipped encoder and its pretraining record in the layout of ``pretrained_encoder``'s.
 
     The record's ``weights`` is a short hash of the weights file: feature tables are cached under it.
     """

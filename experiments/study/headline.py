@@ -6,7 +6,7 @@ over label subsets or seeds. It uses DIM when its feature or start name says so
 union with CHGNet's features counts on CHGNet's side, since it shows what CHGNet
 gives rather than what DIM adds. The mean predictor is left out.
 
-The generated text also replaces marked blocks of other pages (:func:`refresh_block`),
+The generated text also replaces marked blocks of other pages (``refresh_block``),
 so the user guide and the README quote the table they come from.
 """
 

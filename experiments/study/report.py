@@ -251,7 +251,7 @@ def _change_cell(changes: pd.DataFrame, n: int) -> str:
 
 
 def _scratch(group: pd.DataFrame) -> str:
-    """The from-scratch start in the shipped encoder's architecture: :data:`RBF_SCRATCH` where it was run (targets
+    """The from-scratch start in the shipped encoder's architecture: ``RBF_SCRATCH`` where it was run (targets
     whose "untrained" fine-tuning predates the radial-basis default), else "untrained"."""
     return RBF_SCRATCH if RBF_SCRATCH in set(group[group.model == "fine-tuned"].features) else "untrained"
 

@@ -184,7 +184,7 @@ def run_representation(
 
 def starts(dim) -> tuple[tuple[str, object, str], ...]:
     """The fine-tuning starts as (name, ``encoder``, ``init``): random weights, the split's DIM encoder, the shipped
-    encoder, ``init="auto"`` between the shipped encoder and random weights, and (:data:`RBF_SCRATCH`, when asked
+    encoder, ``init="auto"`` between the shipped encoder and random weights, and (``RBF_SCRATCH``, when asked
     for) random weights again."""
     return (
         ("untrained", None, "encoder"),
@@ -231,7 +231,7 @@ def run_transfer(
     features: tuple[str, ...] | None = None,
     kept: dict[str, dict] | None = None,
 ) -> None:
-    """SiteNetRegressor fine-tuned from each of :func:`starts`; ``kept`` receives, per ``init="auto"`` row (its
+    """SiteNetRegressor fine-tuned from each of ``starts``; ``kept`` receives, per ``init="auto"`` row (its
     ledger key joined by "|"), the start it kept and the best validation loss of each."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
     for n_labels in _label_counts(split, budget, sizes):
