@@ -533,7 +533,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         return features, errors
 
     def transform(self, X: Any) -> np.ndarray:
-        """Crystal vectors of structures ``X``: float array of shape (n_structures, global_dim).
+        """Crystal vectors of structures ``X``: float64 array of shape (n_structures, global_dim).
 
         No structures give an empty array of shape (0, global_dim), as for any
         other number of rows.
