@@ -72,3 +72,8 @@ def test_the_pages_quote_the_headline_of_the_published_ledger():
         (REPO / "docs" / "results" / "label_masking.md", headline_lines(table)),
     ]:
         assert "\n".join(lines) in path.read_text(), f"{path.name}: run python -m experiments study --report-only"
+
+
+def test_a_ledger_with_one_side_only_has_no_headline():
+    table = headline(_ledger([(50, 0, "untrained (radial-basis)", "fine-tuned", 0.3)]))
+    assert table.empty and headline_lines(table) == []

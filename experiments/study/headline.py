@@ -49,7 +49,7 @@ def headline(frame: pd.DataFrame) -> pd.DataFrame:
     )
     options["option"] = [_option_name(f, m) for f, m in zip(options.features, options.model)]
     options["dim"] = options.features.map(uses_dim)
-    rows = []
+    rows: list[dict] = []
     for (dataset, target, n), cell in options.groupby(["dataset", "target", "n_labels"], sort=False):
         with_dim, without = cell[cell.dim], cell[~cell.dim]
         if with_dim.empty or without.empty:
@@ -69,7 +69,8 @@ def headline(frame: pd.DataFrame) -> pd.DataFrame:
                 "won": bool(ratio <= LEVEL),
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["dataset", "target", "n_labels", "dim_option", "dim_mae", "other_option", "other_mae", "ratio", "won"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _option_name(features: str, model: str) -> str:
@@ -92,7 +93,9 @@ def headline_sentence(table: pd.DataFrame) -> str:
 
 
 def headline_lines(table: pd.DataFrame) -> list[str]:
-    """Markdown: the ratio per target and label count, then each cell's two winning options."""
+    """Markdown: the ratio per target and label count, then each cell's two winning options (none without cells)."""
+    if table.empty:
+        return []
     counts = sorted(table.n_labels.unique())
     lines = [
         "| target | " + " | ".join(f"{n:,}" for n in counts) + " | best option without DIM |",

@@ -622,15 +622,20 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
         "[label_masking.csv](label_masking.csv) (one row per fit); do not edit by hand.*",
         "",
     ]
-    lines += [
-        "## The best model with DIM against the best without",
-        "",
-        "Per target and label count, the option (features and model, or fine-tuning start) with the lowest mean "
-        "test MAE among those that use a DIM encoder, against the same among those that do not.",
-        "",
-        *headline_lines(headline(frame)),
-        "",
-    ]
+    table = headline(frame)
+    lines += (
+        []
+        if table.empty
+        else [
+            "## The best model with DIM against the best without",
+            "",
+            "Per target and label count, the option (features and model, or fine-tuning start) with the lowest mean "
+            "test MAE among those that use a DIM encoder, against the same among those that do not.",
+            "",
+            *headline_lines(table),
+            "",
+        ]
+    )
     lines += [
         "## Protocol",
         "",
