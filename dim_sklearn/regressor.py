@@ -19,7 +19,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
 from skorch.dataset import ValidSplit
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from ._utils import resolve_device, spawn_seeds
 from .artifact import PretrainedEncoder, resolve_encoder
@@ -29,6 +29,7 @@ from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetMo
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
 from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, as_structure_list, build_point_sets
+from .training import LastFiniteWeights, site_counts, warn_diverged
 
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
 
@@ -68,14 +69,6 @@ class CrystalDataset(Dataset):
 def collate_labelled(items: Sequence[tuple[PointSet, np.ndarray]]) -> tuple[PointSetBatch, torch.Tensor]:
     """``(PointSetBatch, targets of shape (n, 1))`` from ``CrystalDataset`` items."""
     return collate_point_sets([p for p, _ in items]), torch.from_numpy(np.stack([t for _, t in items]))
-
-
-def _site_counts(dataset: Dataset) -> np.ndarray:
-    if isinstance(dataset, Subset):
-        return _site_counts(dataset.dataset)[np.asarray(dataset.indices)]
-    if isinstance(dataset, CrystalDataset):
-        return dataset.n_sites
-    raise TypeError(f"SiteNetRegressor needs a CrystalDataset (or a Subset of one), got {type(dataset).__name__}")
 
 
 def _as_targets(y: Any) -> np.ndarray | None:
@@ -126,30 +119,25 @@ def _training_targets(X: Any, y: Any, method: str) -> np.ndarray | None:
 class DivergenceGuard(Callback):
     """Stop fine-tuning when the training loss or the weights turn NaN or infinite, keeping the last finite weights.
 
-    A copy of the module's weights is kept after every finite epoch; on
-    divergence they are restored, a ``RuntimeWarning`` says so, and training
-    stops as skorch's ``EarlyStopping`` stops it.
+    A copy of the module's weights is kept after every finite epoch
+    (:class:`~dim_sklearn.training.LastFiniteWeights`); on divergence they are
+    restored, a ``RuntimeWarning`` says so, and training stops as skorch's
+    ``EarlyStopping`` stops it.
+
+    Attributes
+    ----------
+    kept_ : LastFiniteWeights
+        The weights of the last finite epoch and its number.
     """
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
-        self.state_ = copy.deepcopy(net.module_.state_dict())
-        self.epoch_ = len(net.history) - 1
+        self.kept_ = LastFiniteWeights(net.module_, len(net.history) - 1)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        loss = net.history[-1, "train_loss"]
-        if np.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-            self.state_ = copy.deepcopy(net.module_.state_dict())
-            self.epoch_ = net.history[-1, "epoch"]
-            return
-        net.module_.load_state_dict(self.state_)
-        kept = f"the weights of epoch {self.epoch_}" if self.epoch_ > 0 else "the initial weights"
-        warnings.warn(
-            f"fine-tuning diverged in epoch {net.history[-1, 'epoch']} (training loss {loss}); stopped, keeping "
-            f"{kept}: lower lr",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        raise KeyboardInterrupt
+        epoch, loss = net.history[-1, "epoch"], net.history[-1, "train_loss"]
+        if not self.kept_.update(epoch, loss, net.module_):
+            warn_diverged("fine-tuning", epoch, loss, self.kept_.epoch)
+            raise KeyboardInterrupt
 
 
 class _ResolvedDevice:
@@ -481,7 +469,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         """Batches by a budget of unique sites: shuffled per epoch in training, in order otherwise."""
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = {k: v for k, v in self.get_params_for(prefix).items() if k not in ("batch_size", "shuffle")}
-        sizes = _site_counts(dataset)
+        sizes = site_counts(dataset)
         budget = max(self.batch_sites, int(sizes.max(initial=1)))
         if training:
             sampler = SiteBudgetBatchSampler(sizes, budget, shuffle=True, random_state=self.shuffle_seed_)

@@ -16,8 +16,8 @@ from dim_sklearn import DeepInfoMaxFeaturizer
 REPO = Path(__file__).resolve().parents[1]
 SPHINX_ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|obj|exc):`?~?[\w.]+")
 """A cross-reference written for Sphinx (``:class:`~dim_sklearn.PointSetConfig```), which the site shows as text."""
-SPHINX_SYNTAX_LEFT = {"dim_sklearn.SiteNetRegressor", "dim_sklearn.pretrain.early_stopping.EarlyStopping"}
-"""Objects whose docstrings still write Sphinx cross-references (regressor.py, pretrain/)."""
+SPHINX_SYNTAX_LEFT = {"dim_sklearn.SiteNetRegressor"}
+"""Objects whose docstrings still write Sphinx cross-references (regressor.py)."""
 
 
 @pytest.fixture(scope="module")
