@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence, Sized
+from collections.abc import Iterator, Sequence, Sized
 from numbers import Integral, Real
 from typing import Any, ClassVar, cast
 
@@ -140,17 +141,9 @@ class DivergenceGuard(Callback):
             raise KeyboardInterrupt
 
 
-class _ResolvedDevice:
-    """``net.device`` reads as a torch device string ("auto" resolved); the setting is kept as given."""
-
-    def __get__(self, net: Any, owner: type | None = None) -> Any:
-        if net is None:
-            return self
-        setting = net.__dict__.get("device_setting_", "auto")
-        return None if setting is None else str(resolve_device(setting))
-
-    def __set__(self, net: Any, value: Any) -> None:
-        net.__dict__["device_setting_"] = value
+def _torch_device(device: str | torch.device | None) -> str | torch.device | None:
+    """A ``device`` setting as torch takes it: "auto" resolved (the GPU when there is one, else the CPU)."""
+    return str(resolve_device("auto")) if device == "auto" else device
 
 
 class SiteNetRegressor(NeuralNetRegressor):
@@ -226,29 +219,58 @@ class SiteNetRegressor(NeuralNetRegressor):
         identical results on CPU.
     cache_dir : str, optional
         On-disk point-set cache.
-    lr, max_epochs, optimizer, criterion, train_split, callbacks, warm_start, verbose :
-        As in skorch (``max_epochs`` at least 1); defaults ``lr=1e-4``,
-        ``max_epochs=500``, AdamW, MSELoss, ``ValidSplit(0.05, random_state=0)``,
-        ``verbose=0``. Default callbacks ``early_stopping``,
-        ``gradient_clipping``, ``divergence_guard`` (and ``freezer``) can be
-        tuned as ``callbacks__early_stopping__patience``.
-    device : str, default="auto"
-        GPU when there is one, else the CPU.
     compile : bool, default=False
         Run the compact encoder's pair blocks compiled with ``torch.compile``
         in ``fit`` and ``predict`` (:mod:`dim_sklearn.nn.compiled`): faster on
         long fits (thousands of labels), after about a minute of compiling once
         per process; where compiling is impossible, a warning and eager code.
+    module : type, default=SiteNetModel
+        The module skorch builds from the encoder, the head and the target scaling.
+    criterion : type, default=torch.nn.MSELoss
+        The loss, computed on standardised targets (see ``standardize_target``).
+    optimizer : type, default=torch.optim.AdamW
+        With amsgrad, eps 1e-7 and weight decay 1e-4 unless ``optimizer__*``
+        arguments say otherwise.
+    lr : float, default=1e-4
+        Learning rate.
+    max_epochs : int, default=500
+        At most this many epochs (at least 1); early stopping usually ends
+        the fit sooner.
+    train_split : callable or None, default=ValidSplit(0.05, random_state=0)
+        skorch's split of the labels into training and validation; None
+        trains on all of them and stops early on the training loss.
+    callbacks : list or None, default=None
+        skorch callbacks, run after the default ones: ``early_stopping``,
+        ``gradient_clipping``, ``divergence_guard`` (and ``freezer``), which
+        are tuned as ``callbacks__early_stopping__patience=50`` or removed as
+        ``callbacks__early_stopping=None``.
+    warm_start : bool, default=False
+        As in skorch: ``fit`` goes on from the fitted state instead of
+        starting afresh.
+    verbose : int, default=0
+        1 prints skorch's table of epochs.
+    device : str, torch.device or None, default="auto"
+        Where the model runs: "auto" takes the GPU when there is one, else the
+        CPU; "cpu", "cuda" or any torch device as given; None leaves the
+        placement to the caller, as in skorch. Kept as given by
+        ``get_params``, ``clone`` and pickling; ``device_`` is the device in
+        use.
     **kwargs
         Any other skorch argument, e.g. ``optimizer__weight_decay``.
 
     Attributes
     ----------
     module_ : SiteNetModel
+        The model: encoder, head and target scaling.
+    device_ : str, torch.device or None
+        The device the model is on: ``device``, "auto" resolved (after
+        unpickling, on the machine that unpickled it).
     point_set_config_ : PointSetConfig
         How structures become point sets (from the parameters, else the encoder).
-    target_mean_, target_scale_ : float
-        The target standardisation of the last fresh ``fit``.
+    target_mean_ : float
+        Mean of the targets of the last fresh ``fit`` (0 without standardisation).
+    target_scale_ : float
+        Their standard deviation (1 without standardisation or for constant targets).
     init_ : str
         With ``init="auto"``: the start that was kept, "encoder" or "scratch".
     init_valid_losses_ : dict
@@ -262,7 +284,8 @@ class SiteNetRegressor(NeuralNetRegressor):
     (n_test,)
     """
 
-    device = _ResolvedDevice()
+    device: str | torch.device | None
+    device_: str | torch.device | None
 
     _parameter_constraints: ClassVar[dict] = {
         "encoder": [None, PretrainedEncoder, str, os.PathLike, HasMethods(["fit", "transform"])],
@@ -349,26 +372,47 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
-    def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
-        params = super().get_params(deep=deep, **kwargs)
-        params["device"] = self.__dict__.get("device_setting_", "auto")
-        return params
-
     def __sklearn_clone__(self) -> SiteNetRegressor:
         """Clone the parameters, but share the encoder (or fitted featurizer) instead of copying it."""
         params = self.get_params(deep=False)
         return type(self)(**{k: v if k == "encoder" else clone(v, safe=False) for k, v in params.items()})
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["device"] = self.device  # skorch maps CUDA tensors with it when unpickling
-        return state
+    # ------------------------------------------------------------------ device
+    # skorch (1.4) hands ``device`` to torch as it is, which takes no "auto": where it places the module and
+    # criterion, maps loaded weights, and in callbacks during training. While skorch does these, ``device`` holds
+    # the device it names; otherwise it is the parameter as given, and ``device_`` the device in use.
+
+    @contextlib.contextmanager
+    def _device_resolved(self) -> Iterator[None]:
+        """Within, ``device`` and ``device_`` hold the device ``device`` names; after, ``device`` is as given.
+
+        ``device_`` keeps the device skorch used, after its own fallback (to
+        the CPU when weights saved on a GPU are loaded without one).
+        """
+        given: str | torch.device | None = self.device
+        self.device = self.device_ = _torch_device(given)
+        try:
+            yield
+        finally:
+            self.device_, self.device = self.device, given
+
+    def _initialize_module(self, reason: str | None = None) -> SiteNetRegressor:
+        with self._device_resolved():
+            return super()._initialize_module(reason=reason)
+
+    def _initialize_criterion(self, reason: str | None = None) -> SiteNetRegressor:
+        with self._device_resolved():
+            return super()._initialize_criterion(reason=reason)
+
+    def load_params(self, *args: Any, **kwargs: Any) -> None:
+        """skorch's ``load_params``, mapping the weights to the device ``device`` names."""
+        with self._device_resolved():
+            super().load_params(*args, **kwargs)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        setting = state.get("device_setting_", "auto")
-        super().__setstate__(state)
-        self.__dict__.pop("device", None)
-        self.device = setting
+        """skorch's unpickling, mapping the weights to the device ``device`` names on this machine."""
+        super().__setstate__({**state, "device": _torch_device(state["device"])})
+        self.device_, self.device = self.device, state["device"]
 
     # ------------------------------------------------------------------ model
 
@@ -440,7 +484,7 @@ class SiteNetRegressor(NeuralNetRegressor):
                 nonnegative=self.nonnegative,
                 **self.get_params_for("module"),
             )
-        set_compiled(self.module_, resolve_compile(self.compile, 0, self.device))
+        set_compiled(self.module_, resolve_compile(self.compile, 0, self.device_ or "cpu"))
         return self
 
     def get_default_callbacks(self) -> list[tuple[str, Any]]:
@@ -480,7 +524,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         return iterator(dataset, batch_sampler=sampler, collate_fn=collate_labelled, **kwargs)
 
     def infer(self, x: PointSetBatch, **fit_params: Any) -> torch.Tensor:
-        return self.module_(x.to(self.device), **fit_params)
+        return self.module_(x if self.device_ is None else x.to(self.device_), **fit_params)
 
     def get_loss(self, y_pred: torch.Tensor, y_true: torch.Tensor, X: Any = None, training: bool = False):
         """The criterion on standardised values (``target_scale`` divides both sides)."""
@@ -542,7 +586,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         y = _training_targets(X, y, "partial_fit")
         if not self.initialized_:
             self._set_target_scaling(y)
-        return super().partial_fit(X, y, classes, **fit_params)
+        with self._device_resolved():  # callbacks read it: EpochScoring maps its cached predictions to it
+            return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions for structures ``X``: float32 array of shape (n,); no structures give an empty array.

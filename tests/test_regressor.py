@@ -7,7 +7,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
-from skorch.callbacks import Callback, Checkpoint, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, Checkpoint, EpochScoring, LRScheduler, ProgressBar
 from skorch.exceptions import NotInitializedError
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, StructureError
@@ -90,11 +90,13 @@ def test_standard_skorch_callbacks_work(structures, targets, tmp_path):
             ProgressBar(),
             Checkpoint(dirname=str(tmp_path / "ckpt")),
             ("lr", LRScheduler("StepLR", step_size=1)),
+            EpochScoring("neg_mean_absolute_error", name="train_mae", on_train=True),  # on cached predictions
         ],
         callbacks__early_stopping__patience=5,
         **QUICK,
     ).fit(structures, targets)
     assert (tmp_path / "ckpt" / "params.pt").is_file()
+    assert reg.history[-1, "train_mae"] < 0
     assert reg.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.1**2)
     assert dict(reg.callbacks_)["early_stopping"].patience == 5
     no_stopping = SiteNetRegressor(callbacks__early_stopping=None, **QUICK).fit(structures, targets)
@@ -122,13 +124,28 @@ def test_pickle_and_save_load_params_round_trips(featurizer, structures, targets
     expected = reg.predict(structures)
     restored = pickle.loads(pickle.dumps(reg))
     np.testing.assert_array_equal(restored.predict(structures), expected)
-    assert restored.get_params()["device"] == "auto"
+    assert restored.get_params()["device"] == "auto" and restored.device_ == reg.device_
 
     reg.save_params(f_params=tmp_path / "params.pt", f_history=tmp_path / "history.json")
     other = SiteNetRegressor(encoder=featurizer).initialize()
     other.load_params(f_params=tmp_path / "params.pt", f_history=tmp_path / "history.json")
     np.testing.assert_array_equal(other.predict(structures), expected)  # target scaling travels as buffers
     assert len(other.history) == len(reg.history)
+
+
+def test_device_stays_as_given_and_device_is_where_the_model_runs(structures, targets):
+    reg = SiteNetRegressor(**QUICK)
+    assert reg.get_params()["device"] == "auto" and reg.device == "auto"
+    reg.fit(structures, targets)
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert reg.get_params()["device"] == "auto" and reg.device_ == where
+    assert next(reg.module_.parameters()).device.type == where
+    assert clone(reg).get_params()["device"] == "auto"
+    reg.set_params(criterion__reduction="mean")  # skorch rebuilds the criterion of a fitted net on the device
+    assert reg.get_params()["device"] == "auto" and reg.criterion_.reduction == "mean"
+    on_cpu = SiteNetRegressor(device="cpu", **QUICK).fit(structures, targets)
+    assert on_cpu.get_params()["device"] == "cpu" and on_cpu.device_ == "cpu"
+    assert clone(on_cpu.set_params(device="auto")).get_params()["device"] == "auto"
 
 
 def test_bad_structures_and_targets_give_clear_errors(structures, targets, featurizer):
