@@ -35,7 +35,9 @@ from .training import LastFiniteWeights, site_counts, warn_diverged
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
 
 PRESETS = ("compact", "sitenet")
-INITS = ("encoder", "auto")
+STARTS = ("encoder", "scratch")
+"""The starts ``init="auto"`` fine-tunes from, in the order it tries them (a tie keeps the first)."""
+INITS = (*STARTS, "auto")
 VALIDATION_SPLIT = ValidSplit(0.05, random_state=0)
 """The default ``train_split``: 5% of the labels, the same draw for the same data."""
 
@@ -196,13 +198,18 @@ class SiteNetRegressor(NeuralNetRegressor):
         encoder's, else 0.5.
     freeze_encoder : bool, default=False
         Train only the head (skorch ``Freezer`` on ``encoder.*``).
-    init : {"encoder", "auto"}, default="encoder"
+    init : {"encoder", "scratch", "auto"}, default="encoder"
         "encoder": start from ``encoder`` (random weights when it is None).
-        "auto": fine-tune twice on the same validation split, from ``encoder``
-        and from the same architecture at random weights, and keep the run with
-        the lower best validation loss, so pretraining never leaves the model
-        worse on held-out labels (twice the fitting time). Needs an encoder and
-        a ``train_split``.
+        "scratch": start from random weights in ``encoder``'s architecture,
+        with its point-set settings (the seeds of "encoder"; without an
+        encoder, the same as "encoder").
+        "auto": fit a clone with each of "encoder" and "scratch" on the same
+        validation split (the default ``train_split`` is seeded) and keep the
+        one with the lower best validation loss, so pretraining never leaves
+        the model worse on held-out labels (twice the fitting time). This net
+        then holds the kept clone's fitted state (module, optimizer, history,
+        callbacks); ``init_`` and ``init_valid_losses_`` say which and why.
+        Needs an encoder and a ``train_split``.
     nonnegative : bool, default=False
         Clamp predictions at zero with an identity gradient (band gaps).
     standardize_target : bool, default=True
@@ -272,8 +279,9 @@ class SiteNetRegressor(NeuralNetRegressor):
     target_scale_ : float
         Their standard deviation (1 without standardisation or for constant targets).
     init_ : str
-        With ``init="auto"``: the start that was kept, "encoder" or "scratch".
-    init_valid_losses_ : dict
+        With ``init="auto"``: the start that was kept, "encoder" or "scratch"
+        (the ``init`` of the fitted clone whose state this net holds).
+    init_valid_losses_ : dict of str to float
         With ``init="auto"``: the best validation loss of each start.
 
     Examples
@@ -468,7 +476,7 @@ class SiteNetRegressor(NeuralNetRegressor):
                 encoder: nn.Module = sitenet
                 head: nn.Module = nn.Linear(sitenet.config.output_dim, 1)
             else:
-                if pretrained is not None and getattr(self, "_start", "encoder") == "scratch":
+                if pretrained is not None and self.init == "scratch":
                     encoder = SiteNetEncoder(pretrained.config)
                 elif pretrained is not None:
                     encoder = copy.deepcopy(pretrained.module).cpu()
@@ -558,28 +566,36 @@ class SiteNetRegressor(NeuralNetRegressor):
         y = _training_targets(X, y, "fit")
         if self.warm_start and self.initialized_:
             return super().fit(X, y, **fit_params)
+        if self.init == "auto":
+            return self._fit_best_start(X, y, **fit_params)
         self._set_target_scaling(y)
-        if self.init == "encoder":
-            return super().fit(X, y, **fit_params)
+        return super().fit(X, y, **fit_params)
+
+    def _fit_best_start(self, X: Any, y: np.ndarray | None, **fit_params: Any) -> SiteNetRegressor:
+        """``init="auto"``: fit a clone from each of :data:`STARTS`; take over the one with the lower validation loss.
+
+        Raises
+        ------
+        ValueError
+            ``encoder`` or ``train_split`` is None.
+        """
         if self.encoder is None or self.train_split is None:
             raise ValueError(
                 "init='auto' compares the encoder with random weights on the validation loss: "
                 "it needs an encoder and a train_split"
             )
-        runs: dict[str, tuple[float, dict[str, torch.Tensor], Any]] = {}
-        for start in ("encoder", "scratch"):
-            self._start = start
-            try:
-                super().fit(X, y, **fit_params)
-            finally:
-                del self._start
-            best = min(row["valid_loss"] for row in self.history)
-            runs[start] = (best, copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.history))
-        self.init_ = min(runs, key=lambda start: runs[start][0])
-        self.init_valid_losses_ = {start: float(run[0]) for start, run in runs.items()}
-        self.module_.load_state_dict(runs[self.init_][1])
-        self.history_ = runs[self.init_][2]
+        fits = {start: clone(self).set_params(init=start).fit(X, y, **fit_params) for start in STARTS}
+        losses = {start: float(min(net.history[:, "valid_loss"])) for start, net in fits.items()}
+        kept = min(losses, key=losses.__getitem__)
+        self._take_fitted_state(fits[kept])
+        self.init_, self.init_valid_losses_ = kept, losses
         return self
+
+    def _take_fitted_state(self, net: SiteNetRegressor) -> None:
+        """Hold ``net``'s fitted state (every attribute but the parameters), keeping this net's parameters."""
+        parameters = {name: self.__dict__[name] for name in self._get_param_names()}
+        self.__dict__.update(net.__dict__)
+        self.__dict__.update(parameters)
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
         """One more epoch on ``X`` and ``y`` (checked as :meth:`fit` checks them), initialising first if needed."""

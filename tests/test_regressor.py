@@ -215,23 +215,35 @@ def test_fine_tuned_from_dim_with_100_labels_beats_the_mean_by_a_wide_margin(mp_
 
 def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, structures, targets):
     auto = SiteNetRegressor(encoder=featurizer, init="auto", max_epochs=3, random_state=0).fit(structures, targets)
+    assert auto.get_params()["init"] == "auto"
     assert set(auto.init_valid_losses_) == {"encoder", "scratch"}
     assert all(type(loss) is float for loss in auto.init_valid_losses_.values())  # plain numbers, as in JSON
     assert auto.init_ == min(auto.init_valid_losses_, key=auto.init_valid_losses_.get)
-    assert min(row["valid_loss"] for row in auto.history) == min(auto.init_valid_losses_.values())
     # the kept model is the plain fit from that start, bit for bit (same seeds, same validation split)
     plain = {
-        "encoder": SiteNetRegressor(encoder=featurizer, max_epochs=3, random_state=0),
-        "scratch": SiteNetRegressor(max_epochs=3, random_state=0),
+        start: SiteNetRegressor(encoder=featurizer, init=start, max_epochs=3, random_state=0).fit(structures, targets)
+        for start in ("encoder", "scratch")
     }
     for start, reg in plain.items():
-        reg.fit(structures, targets)
-        assert min(row["valid_loss"] for row in reg.history) == pytest.approx(auto.init_valid_losses_[start])
-    np.testing.assert_array_equal(auto.predict(structures), plain[auto.init_].predict(structures))
+        assert min(reg.history[:, "valid_loss"]) == auto.init_valid_losses_[start]
+    kept = plain[auto.init_]
+    columns = ("epoch", "train_loss", "valid_loss")
+    assert auto.history[:, columns] == kept.history[:, columns]  # its own history, not a copy of another run
+    np.testing.assert_array_equal(auto.predict(structures), kept.predict(structures))
     with pytest.raises(ValueError, match="needs an encoder"):
         SiteNetRegressor(init="auto", max_epochs=1).fit(structures, targets)
     with pytest.raises(ValueError, match="'init' parameter of SiteNetRegressor"):
         SiteNetRegressor(init="best", max_epochs=1).fit(structures, targets)
+
+
+def test_init_scratch_is_the_encoders_architecture_at_random_weights(featurizer):
+    scratch = SiteNetRegressor(encoder=featurizer, init="scratch", random_state=0).initialize()
+    assert scratch.point_set_config_ == featurizer.encoder_.point_set_config
+    # the featurizer's architecture is the default one: the same weights as a model without an encoder
+    no_encoder = SiteNetRegressor(random_state=0).initialize()
+    _assert_same_weights(scratch.module_.state_dict(), no_encoder.module_.state_dict())
+    encoder_start = _encoder_state(SiteNetRegressor(encoder=featurizer, random_state=0).initialize().module_)
+    assert not torch.equal(_encoder_state(scratch.module_)["global_.mu.weight"], encoder_start["global_.mu.weight"])
 
 
 def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets):
