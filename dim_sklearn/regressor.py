@@ -123,9 +123,9 @@ class DivergenceGuard(Callback):
     """Stop fine-tuning when the training loss or the weights turn NaN or infinite, keeping the last finite weights.
 
     A copy of the module's weights is kept after every finite epoch
-    (:class:`~dim_sklearn.training.LastFiniteWeights`); on divergence they are
-    restored, a ``RuntimeWarning`` says so, and training stops as skorch's
-    ``EarlyStopping`` stops it.
+    ([`LastFiniteWeights`][dim_sklearn.training.LastFiniteWeights]); on
+    divergence they are restored, a ``RuntimeWarning`` says so, and training
+    stops as skorch's ``EarlyStopping`` stops it.
 
     Attributes
     ----------
@@ -157,10 +157,12 @@ class SiteNetRegressor(NeuralNetRegressor):
     Linear 64->64, mish, Linear 64->1, all parameters trained (AdamW lr 1e-4,
     amsgrad, eps 1e-7, weight decay 1e-4; MSE; 5% of the labels held out for
     validation, the best-validation weights kept). The encoder starts from a
-    :class:`~dim_sklearn.PretrainedEncoder` (the shipped one, a folder saved by
-    :meth:`DeepInfoMaxFeaturizer.save`, or a fitted featurizer's), or from
-    random weights. Crystals are batched by a budget of unique sites
-    (``batch_sites``); skorch's ``batch_size`` is not used.
+    [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder] (the shipped one, a
+    folder saved by
+    [`DeepInfoMaxFeaturizer.save`][dim_sklearn.DeepInfoMaxFeaturizer.save], or
+    a fitted featurizer's), or from random weights. Crystals are batched by a
+    budget of unique sites (``batch_sites``); skorch's ``batch_size`` is not
+    used.
 
     The pretrained weights are loaded while the module is built, so they are the
     starting point of every ``fit``, also after ``clone``, ``set_params`` and
@@ -178,9 +180,11 @@ class SiteNetRegressor(NeuralNetRegressor):
     encoder : str, PretrainedEncoder, path, DeepInfoMaxFeaturizer or None, default=None
         The starting point: "pretrained" (the default encoder that ships with
         the package) or a shipped encoder's name ("dim-38k"), a
-        :class:`~dim_sklearn.PretrainedEncoder`, a folder holding one (written by
-        :meth:`DeepInfoMaxFeaturizer.save`), or a fitted featurizer (its
-        ``encoder_``); None starts from random weights.
+        [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder], a folder holding
+        one (written by
+        [`DeepInfoMaxFeaturizer.save`][dim_sklearn.DeepInfoMaxFeaturizer.save]),
+        or a fitted featurizer (its ``encoder_``); None starts from random
+        weights.
     preset : {"compact", "sitenet"}, default="compact"
         "compact": the DIM encoder (about 62k parameters) + head. "sitenet": the
         original, larger supervised Site-Net (about 300k parameters), from
@@ -192,7 +196,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         Oxidation state as a site feature; default: the encoder's, else False.
     max_sites : int, optional
         Refuse structures whose input cell holds more sites (at most 1,000);
-        default: the encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
+        default: the encoder's, else 256 (see
+        [`PointSetConfig`][dim_sklearn.PointSetConfig]).
     min_distance : float, optional
         Refuse structures with atoms closer than this (Angstrom); default: the
         encoder's, else 0.5.
@@ -228,7 +233,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         On-disk point-set cache.
     compile : bool, default=False
         Run the compact encoder's pair blocks compiled with ``torch.compile``
-        in ``fit`` and ``predict`` (:mod:`dim_sklearn.nn.compiled`): faster on
+        in ``fit`` and ``predict`` (``dim_sklearn.nn.compiled``): faster on
         long fits (thousands of labels), after about a minute of compiling once
         per process; where compiling is impossible, a warning and eager code.
     module : type, default=SiteNetModel
@@ -509,7 +514,7 @@ class SiteNetRegressor(NeuralNetRegressor):
     # ------------------------------------------------------------------ data
 
     def get_dataset(self, X: Any, y: Any = None) -> Dataset:
-        """A :class:`CrystalDataset` of the structures ``X`` (a Dataset passes through)."""
+        """A ``CrystalDataset`` of the structures ``X`` (a Dataset passes through)."""
         if isinstance(X, Dataset):
             return X
         self.check_is_fitted(["point_set_config_"])  # set when the module is built
@@ -572,7 +577,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         return super().fit(X, y, **fit_params)
 
     def _fit_best_start(self, X: Any, y: np.ndarray | None, **fit_params: Any) -> SiteNetRegressor:
-        """``init="auto"``: fit a clone from each of :data:`STARTS`; take over the one with the lower validation loss.
+        """``init="auto"``: fit a clone from each of ``STARTS``; take over the one with the lower validation loss.
 
         Raises
         ------
@@ -598,7 +603,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.__dict__.update(parameters)
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
-        """One more epoch on ``X`` and ``y`` (checked as :meth:`fit` checks them), initialising first if needed."""
+        """One more epoch on ``X`` and ``y`` (checked as ``fit`` checks them), initialising first if needed."""
         y = _training_targets(X, y, "partial_fit")
         if not self.initialized_:
             self._set_target_scaling(y)
