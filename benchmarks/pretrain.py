@@ -28,6 +28,8 @@ memory figure without a full epoch.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import os
 import resource
 import subprocess
@@ -39,8 +41,8 @@ import warnings
 import numpy as np
 import torch
 
-import dim_sklearn.pretrain as pretrain_module
 from dim_sklearn import PointSetCache, PointSetConfig, build_point_sets, load_dataset
+from dim_sklearn.batching import DistributedSiteBudgetBatchSampler
 from dim_sklearn.distributed import all_gather_objects, init_from_env, rank_and_world
 from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
 from dim_sklearn.pretrain import PretrainSettings, pretrain
@@ -56,23 +58,27 @@ def _peak_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cap_batches(limit: int) -> None:
-    """End every epoch's training pass after ``limit`` batches (on every rank alike)."""
+class _FirstBatches(DistributedSiteBudgetBatchSampler):
+    """The first ``limit`` batches of every training pass (on every rank alike)."""
 
-    class Capped(pretrain_module.DistributedSiteBudgetBatchSampler):
-        def _plan(self) -> list[list[int]]:
-            return super()._plan()[:limit]
+    def __init__(self, *args, limit: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limit = limit
 
-    pretrain_module.DistributedSiteBudgetBatchSampler = Capped
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.limit)
 
 
 def _pretrain(point_sets, args) -> tuple[list[dict], float, float]:
     torch.manual_seed(0)
     model = DeepInfoMax(SiteNetEncoder(EncoderConfig()))
     settings = PretrainSettings(max_epochs=args.epochs, patience=args.epochs + 1, batch_sites=args.batch_sites)
+    sampler = DistributedSiteBudgetBatchSampler
+    if args.max_batches:
+        sampler = functools.partial(_FirstBatches, limit=args.max_batches)
     start = time.perf_counter()
     before_mb = _peak_mb()
-    history, _ = pretrain(model, point_sets, settings, random_state=0, device="cpu")
+    history, _ = pretrain(model, point_sets, settings, random_state=0, device="cpu", batch_sampler=sampler)
     return history, time.perf_counter() - start, before_mb
 
 
@@ -122,8 +128,6 @@ def main() -> None:
     rank, world = rank_and_world()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.max_batches:
-        _cap_batches(args.max_batches)
     if args.store:
         _run_streamed(args.store, args)
         return

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence, Sized
+from collections.abc import Iterator, Sequence, Sized
 from numbers import Integral, Real
 from typing import Any, ClassVar, cast
 
@@ -19,7 +20,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
 from skorch.dataset import ValidSplit
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from ._utils import resolve_device, spawn_seeds
 from .artifact import PretrainedEncoder, resolve_encoder
@@ -29,11 +30,14 @@ from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetMo
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
 from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, as_structure_list, build_point_sets
+from .training import LastFiniteWeights, site_counts, warn_diverged
 
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]
 
 PRESETS = ("compact", "sitenet")
-INITS = ("encoder", "auto")
+STARTS = ("encoder", "scratch")
+"""The starts ``init="auto"`` fine-tunes from, in the order it tries them (a tie keeps the first)."""
+INITS = (*STARTS, "auto")
 VALIDATION_SPLIT = ValidSplit(0.05, random_state=0)
 """The default ``train_split``: 5% of the labels, the same draw for the same data."""
 
@@ -68,14 +72,6 @@ class CrystalDataset(Dataset):
 def collate_labelled(items: Sequence[tuple[PointSet, np.ndarray]]) -> tuple[PointSetBatch, torch.Tensor]:
     """``(PointSetBatch, targets of shape (n, 1))`` from ``CrystalDataset`` items."""
     return collate_point_sets([p for p, _ in items]), torch.from_numpy(np.stack([t for _, t in items]))
-
-
-def _site_counts(dataset: Dataset) -> np.ndarray:
-    if isinstance(dataset, Subset):
-        return _site_counts(dataset.dataset)[np.asarray(dataset.indices)]
-    if isinstance(dataset, CrystalDataset):
-        return dataset.n_sites
-    raise TypeError(f"SiteNetRegressor needs a CrystalDataset (or a Subset of one), got {type(dataset).__name__}")
 
 
 def _as_targets(y: Any) -> np.ndarray | None:
@@ -126,43 +122,30 @@ def _training_targets(X: Any, y: Any, method: str) -> np.ndarray | None:
 class DivergenceGuard(Callback):
     """Stop fine-tuning when the training loss or the weights turn NaN or infinite, keeping the last finite weights.
 
-    A copy of the module's weights is kept after every finite epoch; on
+    A copy of the module's weights is kept after every finite epoch
+    ([`LastFiniteWeights`][dim_sklearn.training.LastFiniteWeights]); on
     divergence they are restored, a ``RuntimeWarning`` says so, and training
     stops as skorch's ``EarlyStopping`` stops it.
+
+    Attributes
+    ----------
+    kept_ : LastFiniteWeights
+        The weights of the last finite epoch and its number.
     """
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
-        self.state_ = copy.deepcopy(net.module_.state_dict())
-        self.epoch_ = len(net.history) - 1
+        self.kept_ = LastFiniteWeights(net.module_, len(net.history) - 1)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        loss = net.history[-1, "train_loss"]
-        if np.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-            self.state_ = copy.deepcopy(net.module_.state_dict())
-            self.epoch_ = net.history[-1, "epoch"]
-            return
-        net.module_.load_state_dict(self.state_)
-        kept = f"the weights of epoch {self.epoch_}" if self.epoch_ > 0 else "the initial weights"
-        warnings.warn(
-            f"fine-tuning diverged in epoch {net.history[-1, 'epoch']} (training loss {loss}); stopped, keeping "
-            f"{kept}: lower lr",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        raise KeyboardInterrupt
+        epoch, loss = net.history[-1, "epoch"], net.history[-1, "train_loss"]
+        if not self.kept_.update(epoch, loss, net.module_):
+            warn_diverged("fine-tuning", epoch, loss, self.kept_.epoch)
+            raise KeyboardInterrupt
 
 
-class _ResolvedDevice:
-    """``net.device`` reads as a torch device string ("auto" resolved); the setting is kept as given."""
-
-    def __get__(self, net: Any, owner: type | None = None) -> Any:
-        if net is None:
-            return self
-        setting = net.__dict__.get("device_setting_", "auto")
-        return None if setting is None else str(resolve_device(setting))
-
-    def __set__(self, net: Any, value: Any) -> None:
-        net.__dict__["device_setting_"] = value
+def _torch_device(device: str | torch.device | None) -> str | torch.device | None:
+    """A ``device`` setting as torch takes it: "auto" resolved (the GPU when there is one, else the CPU)."""
+    return str(resolve_device("auto")) if device == "auto" else device
 
 
 class SiteNetRegressor(NeuralNetRegressor):
@@ -174,10 +157,12 @@ class SiteNetRegressor(NeuralNetRegressor):
     Linear 64->64, mish, Linear 64->1, all parameters trained (AdamW lr 1e-4,
     amsgrad, eps 1e-7, weight decay 1e-4; MSE; 5% of the labels held out for
     validation, the best-validation weights kept). The encoder starts from a
-    :class:`~dim_sklearn.PretrainedEncoder` (the shipped one, a folder saved by
-    :meth:`DeepInfoMaxFeaturizer.save`, or a fitted featurizer's), or from
-    random weights. Crystals are batched by a budget of unique sites
-    (``batch_sites``); skorch's ``batch_size`` is not used.
+    [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder] (the shipped one, a
+    folder saved by
+    [`DeepInfoMaxFeaturizer.save`][dim_sklearn.DeepInfoMaxFeaturizer.save], or
+    a fitted featurizer's), or from random weights. Crystals are batched by a
+    budget of unique sites (``batch_sites``); skorch's ``batch_size`` is not
+    used.
 
     The pretrained weights are loaded while the module is built, so they are the
     starting point of every ``fit``, also after ``clone``, ``set_params`` and
@@ -195,9 +180,11 @@ class SiteNetRegressor(NeuralNetRegressor):
     encoder : str, PretrainedEncoder, path, DeepInfoMaxFeaturizer or None, default=None
         The starting point: "pretrained" (the default encoder that ships with
         the package) or a shipped encoder's name ("dim-38k"), a
-        :class:`~dim_sklearn.PretrainedEncoder`, a folder holding one (written by
-        :meth:`DeepInfoMaxFeaturizer.save`), or a fitted featurizer (its
-        ``encoder_``); None starts from random weights.
+        [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder], a folder holding
+        one (written by
+        [`DeepInfoMaxFeaturizer.save`][dim_sklearn.DeepInfoMaxFeaturizer.save]),
+        or a fitted featurizer (its ``encoder_``); None starts from random
+        weights.
     preset : {"compact", "sitenet"}, default="compact"
         "compact": the DIM encoder (about 62k parameters) + head. "sitenet": the
         original, larger supervised Site-Net (about 300k parameters), from
@@ -209,19 +196,25 @@ class SiteNetRegressor(NeuralNetRegressor):
         Oxidation state as a site feature; default: the encoder's, else False.
     max_sites : int, optional
         Refuse structures whose input cell holds more sites (at most 1,000);
-        default: the encoder's, else 256 (see :class:`~dim_sklearn.PointSetConfig`).
+        default: the encoder's, else 256 (see
+        [`PointSetConfig`][dim_sklearn.PointSetConfig]).
     min_distance : float, optional
         Refuse structures with atoms closer than this (Angstrom); default: the
         encoder's, else 0.5.
     freeze_encoder : bool, default=False
         Train only the head (skorch ``Freezer`` on ``encoder.*``).
-    init : {"encoder", "auto"}, default="encoder"
+    init : {"encoder", "scratch", "auto"}, default="encoder"
         "encoder": start from ``encoder`` (random weights when it is None).
-        "auto": fine-tune twice on the same validation split, from ``encoder``
-        and from the same architecture at random weights, and keep the run with
-        the lower best validation loss, so pretraining never leaves the model
-        worse on held-out labels (twice the fitting time). Needs an encoder and
-        a ``train_split``.
+        "scratch": start from random weights in ``encoder``'s architecture,
+        with its point-set settings (the seeds of "encoder"; without an
+        encoder, the same as "encoder").
+        "auto": fit a clone with each of "encoder" and "scratch" on the same
+        validation split (the default ``train_split`` is seeded) and keep the
+        one with the lower best validation loss, so pretraining never leaves
+        the model worse on held-out labels (twice the fitting time). This net
+        then holds the kept clone's fitted state (module, optimizer, history,
+        callbacks); ``init_`` and ``init_valid_losses_`` say which and why.
+        Needs an encoder and a ``train_split``.
     nonnegative : bool, default=False
         Clamp predictions at zero with an identity gradient (band gaps).
     standardize_target : bool, default=True
@@ -238,32 +231,62 @@ class SiteNetRegressor(NeuralNetRegressor):
         identical results on CPU.
     cache_dir : str, optional
         On-disk point-set cache.
-    lr, max_epochs, optimizer, criterion, train_split, callbacks, warm_start, verbose :
-        As in skorch (``max_epochs`` at least 1); defaults ``lr=1e-4``,
-        ``max_epochs=500``, AdamW, MSELoss, ``ValidSplit(0.05, random_state=0)``,
-        ``verbose=0``. Default callbacks ``early_stopping``,
-        ``gradient_clipping``, ``divergence_guard`` (and ``freezer``) can be
-        tuned as ``callbacks__early_stopping__patience``.
-    device : str, default="auto"
-        GPU when there is one, else the CPU.
     compile : bool, default=False
         Run the compact encoder's pair blocks compiled with ``torch.compile``
-        in ``fit`` and ``predict`` (:mod:`dim_sklearn.nn.compiled`): faster on
+        in ``fit`` and ``predict`` (``dim_sklearn.nn.compiled``): faster on
         long fits (thousands of labels), after about a minute of compiling once
         per process; where compiling is impossible, a warning and eager code.
+    module : type, default=SiteNetModel
+        The module skorch builds from the encoder, the head and the target scaling.
+    criterion : type, default=torch.nn.MSELoss
+        The loss, computed on standardised targets (see ``standardize_target``).
+    optimizer : type, default=torch.optim.AdamW
+        With amsgrad, eps 1e-7 and weight decay 1e-4 unless ``optimizer__*``
+        arguments say otherwise.
+    lr : float, default=1e-4
+        Learning rate.
+    max_epochs : int, default=500
+        At most this many epochs (at least 1); early stopping usually ends
+        the fit sooner.
+    train_split : callable or None, default=ValidSplit(0.05, random_state=0)
+        skorch's split of the labels into training and validation; None
+        trains on all of them and stops early on the training loss.
+    callbacks : list or None, default=None
+        skorch callbacks, run after the default ones: ``early_stopping``,
+        ``gradient_clipping``, ``divergence_guard`` (and ``freezer``), which
+        are tuned as ``callbacks__early_stopping__patience=50`` or removed as
+        ``callbacks__early_stopping=None``.
+    warm_start : bool, default=False
+        As in skorch: ``fit`` goes on from the fitted state instead of
+        starting afresh.
+    verbose : int, default=0
+        1 prints skorch's table of epochs.
+    device : str, torch.device or None, default="auto"
+        Where the model runs: "auto" takes the GPU when there is one, else the
+        CPU; "cpu", "cuda" or any torch device as given; None leaves the
+        placement to the caller, as in skorch. Kept as given by
+        ``get_params``, ``clone`` and pickling; ``device_`` is the device in
+        use.
     **kwargs
         Any other skorch argument, e.g. ``optimizer__weight_decay``.
 
     Attributes
     ----------
     module_ : SiteNetModel
+        The model: encoder, head and target scaling.
+    device_ : str, torch.device or None
+        The device the model is on: ``device``, "auto" resolved (after
+        unpickling, on the machine that unpickled it).
     point_set_config_ : PointSetConfig
         How structures become point sets (from the parameters, else the encoder).
-    target_mean_, target_scale_ : float
-        The target standardisation of the last fresh ``fit``.
+    target_mean_ : float
+        Mean of the targets of the last fresh ``fit`` (0 without standardisation).
+    target_scale_ : float
+        Their standard deviation (1 without standardisation or for constant targets).
     init_ : str
-        With ``init="auto"``: the start that was kept, "encoder" or "scratch".
-    init_valid_losses_ : dict
+        With ``init="auto"``: the start that was kept, "encoder" or "scratch"
+        (the ``init`` of the fitted clone whose state this net holds).
+    init_valid_losses_ : dict of str to float
         With ``init="auto"``: the best validation loss of each start.
 
     Examples
@@ -274,7 +297,8 @@ class SiteNetRegressor(NeuralNetRegressor):
     (n_test,)
     """
 
-    device = _ResolvedDevice()
+    device: str | torch.device | None
+    device_: str | torch.device | None
 
     _parameter_constraints: ClassVar[dict] = {
         "encoder": [None, PretrainedEncoder, str, os.PathLike, HasMethods(["fit", "transform"])],
@@ -361,26 +385,47 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
-    def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
-        params = super().get_params(deep=deep, **kwargs)
-        params["device"] = self.__dict__.get("device_setting_", "auto")
-        return params
-
     def __sklearn_clone__(self) -> SiteNetRegressor:
         """Clone the parameters, but share the encoder (or fitted featurizer) instead of copying it."""
         params = self.get_params(deep=False)
         return type(self)(**{k: v if k == "encoder" else clone(v, safe=False) for k, v in params.items()})
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["device"] = self.device  # skorch maps CUDA tensors with it when unpickling
-        return state
+    # ------------------------------------------------------------------ device
+    # skorch (1.4) hands ``device`` to torch as it is, which takes no "auto": where it places the module and
+    # criterion, maps loaded weights, and in callbacks during training. While skorch does these, ``device`` holds
+    # the device it names; otherwise it is the parameter as given, and ``device_`` the device in use.
+
+    @contextlib.contextmanager
+    def _device_resolved(self) -> Iterator[None]:
+        """Within, ``device`` and ``device_`` hold the device ``device`` names; after, ``device`` is as given.
+
+        ``device_`` keeps the device skorch used, after its own fallback (to
+        the CPU when weights saved on a GPU are loaded without one).
+        """
+        given: str | torch.device | None = self.device
+        self.device = self.device_ = _torch_device(given)
+        try:
+            yield
+        finally:
+            self.device_, self.device = self.device, given
+
+    def _initialize_module(self, reason: str | None = None) -> SiteNetRegressor:
+        with self._device_resolved():
+            return super()._initialize_module(reason=reason)
+
+    def _initialize_criterion(self, reason: str | None = None) -> SiteNetRegressor:
+        with self._device_resolved():
+            return super()._initialize_criterion(reason=reason)
+
+    def load_params(self, *args: Any, **kwargs: Any) -> None:
+        """skorch's ``load_params``, mapping the weights to the device ``device`` names."""
+        with self._device_resolved():
+            super().load_params(*args, **kwargs)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        setting = state.get("device_setting_", "auto")
-        super().__setstate__(state)
-        self.__dict__.pop("device", None)
-        self.device = setting
+        """skorch's unpickling, mapping the weights to the device ``device`` names on this machine."""
+        super().__setstate__({**state, "device": _torch_device(state["device"])})
+        self.device_, self.device = self.device, state["device"]
 
     # ------------------------------------------------------------------ model
 
@@ -436,7 +481,7 @@ class SiteNetRegressor(NeuralNetRegressor):
                 encoder: nn.Module = sitenet
                 head: nn.Module = nn.Linear(sitenet.config.output_dim, 1)
             else:
-                if pretrained is not None and getattr(self, "_start", "encoder") == "scratch":
+                if pretrained is not None and self.init == "scratch":
                     encoder = SiteNetEncoder(pretrained.config)
                 elif pretrained is not None:
                     encoder = copy.deepcopy(pretrained.module).cpu()
@@ -452,7 +497,7 @@ class SiteNetRegressor(NeuralNetRegressor):
                 nonnegative=self.nonnegative,
                 **self.get_params_for("module"),
             )
-        set_compiled(self.module_, resolve_compile(self.compile, 0, self.device))
+        set_compiled(self.module_, resolve_compile(self.compile, 0, self.device_ or "cpu"))
         return self
 
     def get_default_callbacks(self) -> list[tuple[str, Any]]:
@@ -469,7 +514,7 @@ class SiteNetRegressor(NeuralNetRegressor):
     # ------------------------------------------------------------------ data
 
     def get_dataset(self, X: Any, y: Any = None) -> Dataset:
-        """A :class:`CrystalDataset` of the structures ``X`` (a Dataset passes through)."""
+        """A ``CrystalDataset`` of the structures ``X`` (a Dataset passes through)."""
         if isinstance(X, Dataset):
             return X
         self.check_is_fitted(["point_set_config_"])  # set when the module is built
@@ -481,7 +526,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         """Batches by a budget of unique sites: shuffled per epoch in training, in order otherwise."""
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = {k: v for k, v in self.get_params_for(prefix).items() if k not in ("batch_size", "shuffle")}
-        sizes = _site_counts(dataset)
+        sizes = site_counts(dataset)
         budget = max(self.batch_sites, int(sizes.max(initial=1)))
         if training:
             sampler = SiteBudgetBatchSampler(sizes, budget, shuffle=True, random_state=self.shuffle_seed_)
@@ -492,7 +537,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         return iterator(dataset, batch_sampler=sampler, collate_fn=collate_labelled, **kwargs)
 
     def infer(self, x: PointSetBatch, **fit_params: Any) -> torch.Tensor:
-        return self.module_(x.to(self.device), **fit_params)
+        return self.module_(x if self.device_ is None else x.to(self.device_), **fit_params)
 
     def get_loss(self, y_pred: torch.Tensor, y_true: torch.Tensor, X: Any = None, training: bool = False):
         """The criterion on standardised values (``target_scale`` divides both sides)."""
@@ -526,35 +571,44 @@ class SiteNetRegressor(NeuralNetRegressor):
         y = _training_targets(X, y, "fit")
         if self.warm_start and self.initialized_:
             return super().fit(X, y, **fit_params)
+        if self.init == "auto":
+            return self._fit_best_start(X, y, **fit_params)
         self._set_target_scaling(y)
-        if self.init == "encoder":
-            return super().fit(X, y, **fit_params)
+        return super().fit(X, y, **fit_params)
+
+    def _fit_best_start(self, X: Any, y: np.ndarray | None, **fit_params: Any) -> SiteNetRegressor:
+        """``init="auto"``: fit a clone from each of ``STARTS``; take over the one with the lower validation loss.
+
+        Raises
+        ------
+        ValueError
+            ``encoder`` or ``train_split`` is None.
+        """
         if self.encoder is None or self.train_split is None:
             raise ValueError(
                 "init='auto' compares the encoder with random weights on the validation loss: "
                 "it needs an encoder and a train_split"
             )
-        runs: dict[str, tuple[float, dict[str, torch.Tensor], Any]] = {}
-        for start in ("encoder", "scratch"):
-            self._start = start
-            try:
-                super().fit(X, y, **fit_params)
-            finally:
-                del self._start
-            best = min(row["valid_loss"] for row in self.history)
-            runs[start] = (best, copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.history))
-        self.init_ = min(runs, key=lambda start: runs[start][0])
-        self.init_valid_losses_ = {start: float(run[0]) for start, run in runs.items()}
-        self.module_.load_state_dict(runs[self.init_][1])
-        self.history_ = runs[self.init_][2]
+        fits = {start: clone(self).set_params(init=start).fit(X, y, **fit_params) for start in STARTS}
+        losses = {start: float(min(net.history[:, "valid_loss"])) for start, net in fits.items()}
+        kept = min(losses, key=losses.__getitem__)
+        self._take_fitted_state(fits[kept])
+        self.init_, self.init_valid_losses_ = kept, losses
         return self
 
+    def _take_fitted_state(self, net: SiteNetRegressor) -> None:
+        """Hold ``net``'s fitted state (every attribute but the parameters), keeping this net's parameters."""
+        parameters = {name: self.__dict__[name] for name in self._get_param_names()}
+        self.__dict__.update(net.__dict__)
+        self.__dict__.update(parameters)
+
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
-        """One more epoch on ``X`` and ``y`` (checked as :meth:`fit` checks them), initialising first if needed."""
+        """One more epoch on ``X`` and ``y`` (checked as ``fit`` checks them), initialising first if needed."""
         y = _training_targets(X, y, "partial_fit")
         if not self.initialized_:
             self._set_target_scaling(y)
-        return super().partial_fit(X, y, classes, **fit_params)
+        with self._device_resolved():  # callbacks read it: EpochScoring maps its cached predictions to it
+            return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions for structures ``X``: float32 array of shape (n,); no structures give an empty array.

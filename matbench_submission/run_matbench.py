@@ -228,7 +228,7 @@ def run_fold(
             "batch_sites": regressor.batch_sites,
             "patience": regressor.patience,
         },
-        "compute": compute(regressor.device),
+        "compute": compute(regressor.device_),
         "seconds": round(time.perf_counter() - start, 1),
     }
     return np.asarray(predictions, dtype=float), params

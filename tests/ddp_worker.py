@@ -13,11 +13,22 @@ import sys
 
 import torch
 
-import dim_sklearn.pretrain as pretrain_module
 from dim_sklearn import build_point_sets, load_dataset
 from dim_sklearn.distributed import init_from_env, rank_and_world
 from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
-from dim_sklearn.pretrain import PretrainSettings, pretrain
+from dim_sklearn.pretrain import PretrainCallback, PretrainSettings, pretrain
+
+
+class DieAfterEpoch(PretrainCallback):
+    """Exit abruptly, as a killed process would, once epoch ``epoch`` is saved."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, model, history):
+        if len(history) == self.epoch:
+            os._exit(1)
+
 
 result, settings = sys.argv[1], PretrainSettings(**json.loads(sys.argv[2]))
 checkpoint_dir = sys.argv[3] if len(sys.argv) > 3 else None
@@ -28,20 +39,10 @@ rank, world = rank_and_world()
 point_sets = build_point_sets(load_dataset("mp_cs419")[0][:80])
 torch.manual_seed(0)
 model = DeepInfoMax(SiteNetEncoder())
-
-if die_after is not None and rank == 1:
-    real_barrier, saved_epochs = pretrain_module.barrier, []
-
-    def barrier_then_die() -> None:
-        saved_epochs.append(1)
-        if len(saved_epochs) == die_after:
-            os._exit(1)
-        real_barrier()
-
-    pretrain_module.barrier = barrier_then_die
+callbacks = [DieAfterEpoch(die_after)] if die_after is not None and rank == 1 else []
 
 history, best_epoch = pretrain(
-    model, point_sets, settings, random_state=0, device=device, checkpoint_dir=checkpoint_dir
+    model, point_sets, settings, random_state=0, device=device, checkpoint_dir=checkpoint_dir, callbacks=callbacks
 )
 if rank == 0:
     torch.save({"world": world, "history": history, "best_epoch": best_epoch, "weights": model.state_dict()}, result)

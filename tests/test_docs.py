@@ -16,8 +16,6 @@ from dim_sklearn import DeepInfoMaxFeaturizer
 REPO = Path(__file__).resolve().parents[1]
 SPHINX_ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|obj|exc):`?~?[\w.]+")
 """A cross-reference written for Sphinx (``:class:`~dim_sklearn.PointSetConfig```), which the site shows as text."""
-SPHINX_SYNTAX_LEFT = {"dim_sklearn.SiteNetRegressor", "dim_sklearn.pretrain.early_stopping.EarlyStopping"}
-"""Objects whose docstrings still write Sphinx cross-references (regressor.py, pretrain/)."""
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +72,7 @@ def test_api_page_shows_cross_references_as_links_not_sphinx_text(api):
     assert sorted(api) == sorted(documented)  # every object of the page is checked
     for name, part in api.items():
         roles = SPHINX_ROLE.findall(visible(part))
-        if name in SPHINX_SYNTAX_LEFT:
-            assert roles, f"{name} no longer shows Sphinx cross-references: take it out of SPHINX_SYNTAX_LEFT"
-        else:
-            assert not roles, f"{name} shows {roles}: write [`Name`][dim_sklearn.Name] or ``name``"
+        assert not roles, f"{name} shows {roles}: write [`Name`][dim_sklearn.Name] or ``name``"
     featurizer = api["dim_sklearn.DeepInfoMaxFeaturizer"]
     for target in ("dim_sklearn.PretrainedEncoder", "dim_sklearn.PointSetConfig", "dim_sklearn.StructureError"):
         assert f'href="#{target}"' in featurizer, target

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dim_sklearn.pretrain.early_stopping import EarlyStopping
+from dim_sklearn.training import EarlyStopping
 
 
 def test_stops_after_patience_epochs_without_improvement_and_keeps_the_best_weights():

@@ -7,7 +7,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
-from skorch.callbacks import Callback, Checkpoint, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, Checkpoint, EpochScoring, LRScheduler, ProgressBar
 from skorch.exceptions import NotInitializedError
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, StructureError
@@ -90,11 +90,13 @@ def test_standard_skorch_callbacks_work(structures, targets, tmp_path):
             ProgressBar(),
             Checkpoint(dirname=str(tmp_path / "ckpt")),
             ("lr", LRScheduler("StepLR", step_size=1)),
+            EpochScoring("neg_mean_absolute_error", name="train_mae", on_train=True),  # on cached predictions
         ],
         callbacks__early_stopping__patience=5,
         **QUICK,
     ).fit(structures, targets)
     assert (tmp_path / "ckpt" / "params.pt").is_file()
+    assert reg.history[-1, "train_mae"] < 0
     assert reg.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.1**2)
     assert dict(reg.callbacks_)["early_stopping"].patience == 5
     no_stopping = SiteNetRegressor(callbacks__early_stopping=None, **QUICK).fit(structures, targets)
@@ -122,13 +124,28 @@ def test_pickle_and_save_load_params_round_trips(featurizer, structures, targets
     expected = reg.predict(structures)
     restored = pickle.loads(pickle.dumps(reg))
     np.testing.assert_array_equal(restored.predict(structures), expected)
-    assert restored.get_params()["device"] == "auto"
+    assert restored.get_params()["device"] == "auto" and restored.device_ == reg.device_
 
     reg.save_params(f_params=tmp_path / "params.pt", f_history=tmp_path / "history.json")
     other = SiteNetRegressor(encoder=featurizer).initialize()
     other.load_params(f_params=tmp_path / "params.pt", f_history=tmp_path / "history.json")
     np.testing.assert_array_equal(other.predict(structures), expected)  # target scaling travels as buffers
     assert len(other.history) == len(reg.history)
+
+
+def test_device_stays_as_given_and_device_is_where_the_model_runs(structures, targets):
+    reg = SiteNetRegressor(**QUICK)
+    assert reg.get_params()["device"] == "auto" and reg.device == "auto"
+    reg.fit(structures, targets)
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert reg.get_params()["device"] == "auto" and reg.device_ == where
+    assert next(reg.module_.parameters()).device.type == where
+    assert clone(reg).get_params()["device"] == "auto"
+    reg.set_params(criterion__reduction="mean")  # skorch rebuilds the criterion of a fitted net on the device
+    assert reg.get_params()["device"] == "auto" and reg.criterion_.reduction == "mean"
+    on_cpu = SiteNetRegressor(device="cpu", **QUICK).fit(structures, targets)
+    assert on_cpu.get_params()["device"] == "cpu" and on_cpu.device_ == "cpu"
+    assert clone(on_cpu.set_params(device="auto")).get_params()["device"] == "auto"
 
 
 def test_bad_structures_and_targets_give_clear_errors(structures, targets, featurizer):
@@ -198,23 +215,35 @@ def test_fine_tuned_from_dim_with_100_labels_beats_the_mean_by_a_wide_margin(mp_
 
 def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, structures, targets):
     auto = SiteNetRegressor(encoder=featurizer, init="auto", max_epochs=3, random_state=0).fit(structures, targets)
+    assert auto.get_params()["init"] == "auto"
     assert set(auto.init_valid_losses_) == {"encoder", "scratch"}
     assert all(type(loss) is float for loss in auto.init_valid_losses_.values())  # plain numbers, as in JSON
     assert auto.init_ == min(auto.init_valid_losses_, key=auto.init_valid_losses_.get)
-    assert min(row["valid_loss"] for row in auto.history) == min(auto.init_valid_losses_.values())
     # the kept model is the plain fit from that start, bit for bit (same seeds, same validation split)
     plain = {
-        "encoder": SiteNetRegressor(encoder=featurizer, max_epochs=3, random_state=0),
-        "scratch": SiteNetRegressor(max_epochs=3, random_state=0),
+        start: SiteNetRegressor(encoder=featurizer, init=start, max_epochs=3, random_state=0).fit(structures, targets)
+        for start in ("encoder", "scratch")
     }
     for start, reg in plain.items():
-        reg.fit(structures, targets)
-        assert min(row["valid_loss"] for row in reg.history) == pytest.approx(auto.init_valid_losses_[start])
-    np.testing.assert_array_equal(auto.predict(structures), plain[auto.init_].predict(structures))
+        assert min(reg.history[:, "valid_loss"]) == auto.init_valid_losses_[start]
+    kept = plain[auto.init_]
+    columns = ("epoch", "train_loss", "valid_loss")
+    assert auto.history[:, columns] == kept.history[:, columns]  # its own history, not a copy of another run
+    np.testing.assert_array_equal(auto.predict(structures), kept.predict(structures))
     with pytest.raises(ValueError, match="needs an encoder"):
         SiteNetRegressor(init="auto", max_epochs=1).fit(structures, targets)
     with pytest.raises(ValueError, match="'init' parameter of SiteNetRegressor"):
         SiteNetRegressor(init="best", max_epochs=1).fit(structures, targets)
+
+
+def test_init_scratch_is_the_encoders_architecture_at_random_weights(featurizer):
+    scratch = SiteNetRegressor(encoder=featurizer, init="scratch", random_state=0).initialize()
+    assert scratch.point_set_config_ == featurizer.encoder_.point_set_config
+    # the featurizer's architecture is the default one: the same weights as a model without an encoder
+    no_encoder = SiteNetRegressor(random_state=0).initialize()
+    _assert_same_weights(scratch.module_.state_dict(), no_encoder.module_.state_dict())
+    encoder_start = _encoder_state(SiteNetRegressor(encoder=featurizer, random_state=0).initialize().module_)
+    assert not torch.equal(_encoder_state(scratch.module_)["global_.mu.weight"], encoder_start["global_.mu.weight"])
 
 
 def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets):

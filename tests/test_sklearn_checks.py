@@ -81,8 +81,7 @@ _EXCEPTIONS = {
     "SiteNetRegressor": {
         "check_no_attributes_set_in_init": f"{_SKORCH} sets history_, initialized_ and virtual_params_ in "
         "__init__ and keeps prefixed defaults (optimizer__eps, ...) as "
-        "attributes; the device setting is stored as device_setting_ so that "
-        "net.device reads resolved",
+        "attributes",
         "check_set_params": f"{_SKORCH}.get_params lists its internal _params_to_validate set, which the check "
         "overwrites with a float before set_params adds to it",
     },

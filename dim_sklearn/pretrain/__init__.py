@@ -3,36 +3,44 @@
 Separate AdamW optimisers for the local and the global parts; a held-out share
 of the structures whose DIM loss is computed (with the means, no sampling)
 after every epoch; stop at ``max_epochs`` or when the held-out loss has not
-improved for ``patience`` epochs (:class:`~dim_sklearn.pretrain.early_stopping.EarlyStopping`),
-and keep the best held-out weights. Labels are never seen. A training loss that
-turns NaN or infinite stops the run with a warning, keeping the best weights
-seen before. With a ``checkpoint_dir`` the full state is written after every
-epoch, with a checksum of its contents (:mod:`~dim_sklearn.pretrain.checkpoint`),
-and a later call with the same data and settings resumes from it; a damaged or
-non-finite checkpoint raises :class:`~dim_sklearn.IncompatibleModelError`.
+improved for ``patience`` epochs
+([`EarlyStopping`][dim_sklearn.training.EarlyStopping]), and keep the best
+held-out weights. Labels are never seen. A training loss that turns NaN or
+infinite stops the run with a warning, keeping the best weights seen before
+([`diverged`][dim_sklearn.training.diverged]). With a ``checkpoint_dir`` the
+full state is written after every epoch, with a checksum of its contents
+(``dim_sklearn.pretrain.checkpoint``), and a later call with the same data and
+settings resumes from it; a damaged or non-finite checkpoint raises
+[`IncompatibleModelError`][dim_sklearn.IncompatibleModelError].
 
 Inside a torch.distributed process group (started by ``torchrun``, see
-:mod:`dim_sklearn.distributed`) the same loop runs data-parallel: the model is
+``dim_sklearn.distributed``) the same loop runs data-parallel: the model is
 wrapped in ``DistributedDataParallel``, every step's batch of ``batch_sites``
 sites is shared out among the ranks
-(:class:`~dim_sklearn.batching.DistributedSiteBudgetBatchSampler`), gradients
-and losses are summed over the ranks, and rank 0 writes the checkpoints.
+([`DistributedSiteBudgetBatchSampler`][dim_sklearn.batching.DistributedSiteBudgetBatchSampler]),
+gradients and losses are summed over the ranks, and rank 0 writes the
+checkpoints.
+
+Two extension points change a run without touching the loop:
+[`PretrainCallback`][dim_sklearn.pretrain.PretrainCallback] hooks
+(``callbacks=``) are called at the start, after every batch and epoch, and at
+the end; ``batch_sampler=`` makes the training batches (by default a
+[`DistributedSiteBudgetBatchSampler`][dim_sklearn.batching.DistributedSiteBudgetBatchSampler]).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
-import math
 import os
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +49,7 @@ from tqdm.auto import tqdm
 from .._utils import Rule, check_fields, derive_seed, integer, real, resolve_device
 from ..batching import (
     DistributedSiteBudgetBatchSampler,
+    PointSetBatch,
     SiteBudgetBatchSampler,
     collate_point_sets,
     merge_small_batches,
@@ -50,16 +59,17 @@ from ..exceptions import IncompatibleModelError
 from ..nn import CHANCE, DeepInfoMax
 from ..nn.compiled import CompileOption, resolve_compile, set_compiled
 from ..pointset import PointSet
-from ..store import CachedPointSets
+from ..training import EarlyStopping, diverged, site_counts, warn_diverged
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from .early_stopping import EarlyStopping
 
-__all__ = ["PretrainSettings", "pretrain"]
+__all__ = ["PretrainCallback", "PretrainSettings", "pretrain"]
+
+History = list[dict[str, float]]
 
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    """Optimisation settings of :func:`pretrain`.
+    """Optimisation settings of [`pretrain`][dim_sklearn.pretrain.pretrain].
 
     ``batch_sites`` and ``lr`` were chosen on the mp_crysxpp training split (the
     paper's 1,200 and 1e-4 take 4x fewer and 10x smaller steps and leave the
@@ -108,24 +118,54 @@ def _fingerprint(model: DeepInfoMax, point_sets: Sequence[PointSet], settings: P
     return digest.hexdigest()
 
 
-def _finite_model(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+class PretrainCallback:
+    """Hooks that [`pretrain`][dim_sklearn.pretrain.pretrain] calls; override the ones you need (these do nothing).
+
+    The counterpart of skorch's ``Callback`` for the pretraining loop. Every
+    hook receives the ``DeepInfoMax`` being trained (not
+    its ``DistributedDataParallel`` wrapper) and is called on every rank of a
+    process group. A hook that raises ends the run with that exception, the
+    model holding the weights it has then; a checkpoint holds the last whole
+    epoch.
+    """
+
+    def on_train_begin(self, model: DeepInfoMax, history: History) -> None:
+        """Before the first epoch; after resuming from a checkpoint, ``history`` holds its epochs."""
+
+    def on_batch_end(
+        self, model: DeepInfoMax, batch: PointSetBatch, losses: dict[str, torch.Tensor], training: bool
+    ) -> None:
+        """After each training step (``training=True``) and each held-out batch, with the batch's mean losses."""
+
+    def on_epoch_end(self, model: DeepInfoMax, history: History) -> None:
+        """After each epoch: its row is ``history[-1]``, and with a ``checkpoint_dir`` it is saved."""
+
+    def on_train_end(self, model: DeepInfoMax, history: History) -> None:
+        """After the last epoch, the model holding the weights [`pretrain`][dim_sklearn.pretrain.pretrain] keeps."""
 
 
-def _run_epoch(model, batches, optimisers, device, autocast, generator) -> dict[str, float]:
+def _notify(callbacks: Sequence[PretrainCallback], hook: str, model: DeepInfoMax, **kwargs: Any) -> None:
+    """Call ``hook`` of every callback, in order."""
+    for callback in callbacks:
+        getattr(callback, hook)(model, **kwargs)
+
+
+def _run_epoch(model, batches, optimisers, device, autocast, generator, on_batch_end) -> dict[str, float]:
     """Mean losses per crystal over ``batches`` (over the batches of every rank in a process group)."""
     totals: dict[str, float] = {}
     crystals: float = 0
+    training = optimisers is not None
     for batch in batches:
         batch = batch.to(device)
         with autocast:
-            losses = model(batch, sample=optimisers is not None, generator=generator)
-        if optimisers is not None:
+            losses = model(batch, sample=training, generator=generator)
+        if training:
             for optimiser in optimisers:
                 optimiser.zero_grad(set_to_none=True)
             losses["loss"].backward()
             for optimiser in optimisers:
                 optimiser.step()
+        on_batch_end(batch=batch, losses=losses, training=training)
         for name, value in losses.items():
             totals[name] = totals.get(name, 0.0) + float(value.detach()) * batch.n_crystals
         crystals += batch.n_crystals
@@ -136,11 +176,48 @@ def _run_epoch(model, batches, optimisers, device, autocast, generator) -> dict[
     return {name: value / crystals for name, value in totals.items()}
 
 
-def _site_counts(point_sets: Sequence[PointSet]) -> np.ndarray:
-    """Unique sites of each point set, without reading a streamed one."""
-    if isinstance(point_sets, CachedPointSets):
-        return point_sets.n_sites
-    return np.array([p.n_sites for p in point_sets])
+def _held_out(model, batches, device, autocast, seed, on_batch_end) -> dict[str, float]:
+    """The held-out losses (``valid_`` prefix) and ``valid_vector_std``, over the held-out batches of every rank."""
+    model.eval()
+    with torch.no_grad():
+        generator = torch.Generator(device).manual_seed(derive_seed(seed, 3))
+        valid = _run_epoch(model, batches, None, device, autocast, generator, on_batch_end)
+        with autocast:
+            vectors = [model.encoder(batch.to(device)).float().cpu() for batch in batches]
+    if rank_and_world()[1] > 1:
+        vectors = [v for rank_vectors in all_gather_objects(vectors) for v in rank_vectors]
+    row = {f"valid_{k}": v for k, v in valid.items()}
+    row["valid_vector_std"] = float(torch.cat(vectors).std(0).mean())
+    return row
+
+
+def _split(n: int, settings: PretrainSettings, seed: int, world: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the held-out and of the training structures.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 structures (2 per rank) would be left for training.
+    """
+    order = np.random.default_rng([seed, 0]).permutation(n)
+    n_valid = max(2, round(settings.validation_fraction * n)) if settings.validation_fraction > 0 else 0
+    if n - n_valid < 2 * world:
+        raise ValueError(
+            f"validation_fraction={settings.validation_fraction} holds out {n_valid} of {n} structures, leaving "
+            f"{n - n_valid} for training; Deep InfoMax needs at least 2"
+            + (f" per rank ({world} ranks)" if world > 1 else "")
+        )
+    return order[:n_valid], order[n_valid:]
+
+
+def _optimisers(model: DeepInfoMax, settings: PretrainSettings) -> list[torch.optim.Optimizer]:
+    """One AdamW for the local and one for the global parameters."""
+    return [
+        torch.optim.AdamW(
+            params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True, foreach=True
+        )
+        for params in (model.local_parameters(), model.global_parameters())
+    ]
 
 
 def _epoch_line(row: dict[str, float]) -> str:
@@ -200,7 +277,9 @@ def pretrain(
     checkpoint_dir: str | os.PathLike | None = None,
     verbose: bool = False,
     compile: CompileOption = "auto",
-) -> tuple[list[dict[str, float]], int]:
+    callbacks: Sequence[PretrainCallback] = (),
+    batch_sampler: Callable[..., DistributedSiteBudgetBatchSampler] = DistributedSiteBudgetBatchSampler,
+) -> tuple[History, int]:
     """Train ``model`` (in place) with Deep InfoMax on unlabelled point sets.
 
     Inside a torch.distributed process group every rank calls it with the same
@@ -211,10 +290,12 @@ def pretrain(
     Parameters
     ----------
     model : DeepInfoMax
+        The model to train; it ends on ``device``, in eval mode.
     point_sets : sequence of PointSet
-        At least four crystals. A :class:`~dim_sklearn.store.CachedPointSets`
+        At least four crystals. A [`CachedPointSets`][dim_sklearn.store.CachedPointSets]
         is read batch by batch; only the held-out batches are kept in memory.
     settings : PretrainSettings, optional
+        The optimisation settings; default ``PretrainSettings()``.
     random_state : int, Generator or None
         Seeds the held-out split, the batch order, the sampling noise and the
         scrambling; the same value on CPU gives bit-identical weights (for a
@@ -227,12 +308,25 @@ def pretrain(
         Progress bar and one line of losses per epoch.
     compile : bool or "auto", default="auto"
         Run the pair blocks compiled with ``torch.compile``
-        (:mod:`dim_sklearn.nn.compiled`): about twice the crystals per second
+        (``dim_sklearn.nn.compiled``): about twice the crystals per second
         after a minute of compiling. "auto" compiles when ``max_epochs`` times
         the training structures reach
-        :data:`~dim_sklearn.nn.compiled.AUTO_COMPILE_PASSES`; where compiling
+        ``AUTO_COMPILE_PASSES``; where compiling
         is impossible the run warns and goes on eagerly. The weights agree
         with an eager run to float32 rounding, not bit for bit.
+    callbacks : sequence of PretrainCallback, default=()
+        Hooks called, in order, at the start, after every batch and epoch,
+        and at the end ([`PretrainCallback`][dim_sklearn.pretrain.PretrainCallback]).
+    batch_sampler : callable, default=DistributedSiteBudgetBatchSampler
+        Makes the training batches, once per run: called as
+        ``batch_sampler(n_sites, batch_sites, num_replicas, rank,
+        shuffle=True, random_state=seed)`` with the site counts of the
+        training structures, like
+        [`DistributedSiteBudgetBatchSampler`][dim_sklearn.batching.DistributedSiteBudgetBatchSampler]
+        (the default), and returns such a sampler: ``set_epoch(epoch)``
+        before every pass, then lists of positions in ``n_sites``. Every
+        rank's sampler must give the same number of batches per epoch. A
+        checkpoint does not record it: resume with the same one.
 
     Returns
     -------
@@ -244,7 +338,7 @@ def pretrain(
         ``valid_`` prefix, ``valid_vector_std`` (mean over dimensions of the
         standard deviation of the held-out crystal vectors: near 0 for a
         collapsed encoder), ``crystals_per_second`` and ``seconds``. A DIM term
-        at :data:`~dim_sklearn.nn.CHANCE` (2 ln 2) means nothing was learnt.
+        at ``CHANCE`` (2 ln 2) means nothing was learnt.
     best_epoch : int
         The epoch whose weights the model holds at the end (0 when no epoch ran
         or the first diverged: the initial weights).
@@ -282,29 +376,16 @@ def pretrain(
         state = load_checkpoint(checkpoint_path, device, fingerprint)
     seed = broadcast_object(state["seed"] if state else int(np.random.default_rng(random_state).integers(2**63)))
 
-    order = np.random.default_rng([seed, 0]).permutation(n)
-    n_valid = max(2, round(settings.validation_fraction * n)) if settings.validation_fraction > 0 else 0
-    if n - n_valid < 2 * world:
-        raise ValueError(
-            f"validation_fraction={settings.validation_fraction} holds out {n_valid} of {n} structures, leaving "
-            f"{n - n_valid} for training; Deep InfoMax needs at least 2"
-            + (f" per rank ({world} ranks)" if world > 1 else "")
-        )
-    valid_idx, train_idx = order[:n_valid], order[n_valid:]
-    sizes = _site_counts(point_sets)
-    sampler = DistributedSiteBudgetBatchSampler(
+    valid_idx, train_idx = _split(n, settings, seed, world)
+    sizes = site_counts(point_sets)
+    sampler = batch_sampler(
         sizes[train_idx], settings.batch_sites, world, rank, shuffle=True, random_state=derive_seed(seed, 1)
     )
     # the held-out batches stay in memory; the ranks share them out whole
     valid_plan = merge_small_batches(SiteBudgetBatchSampler(sizes[valid_idx], settings.batch_sites, shuffle=False))
     valid_batches = [collate_point_sets([point_sets[valid_idx[i]] for i in b]) for b in valid_plan[rank::world]]
 
-    optimisers = [
-        torch.optim.AdamW(
-            params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True, foreach=True
-        )
-        for params in (model.local_parameters(), model.global_parameters())
-    ]
+    optimisers = _optimisers(model, settings)
     # what the training pass calls: under a process group, the model in DistributedDataParallel
     trainer: torch.nn.Module = model
     if world > 1:
@@ -312,15 +393,17 @@ def pretrain(
             model, device_ids=[device] if device.type == "cuda" else None
         )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    history: list[dict[str, float]] = []
+    history: History = []
     stopping = EarlyStopping(settings.patience)
     initial_state = copy.deepcopy(model.state_dict())
     if state:
         _resume(state, model, optimisers, stopping, checkpoint_path)
         history = state["history"]
+    on_batch_end = functools.partial(_notify, callbacks, "on_batch_end", model)
 
     # eager again when the run ends: the trained model's later uses decide for themselves
     set_compiled(model, resolve_compile(compile, len(train_idx) * settings.max_epochs, device))
+    _notify(callbacks, "on_train_begin", model, history=history)
     epochs = tqdm(
         range(len(history) + 1, settings.max_epochs + 1),
         disable=not verbose or rank != 0,
@@ -336,31 +419,14 @@ def pretrain(
         generator = torch.Generator(device).manual_seed(noise_seed)
         model.train()
         start = time.perf_counter()
-        train = _run_epoch(trainer, batches, optimisers, device, autocast, generator)
+        train = _run_epoch(trainer, batches, optimisers, device, autocast, generator, on_batch_end)
         seconds = time.perf_counter() - start
-        if not (math.isfinite(train["loss"]) and _finite_model(model)):
-            kept = "the initial weights"
-            if stopping.best_state is not None:
-                kept = f"the weights of epoch {stopping.best_epoch}"
-            warnings.warn(
-                f"Deep InfoMax pretraining diverged in epoch {epoch} (training loss {train['loss']}); stopped, "
-                f"keeping {kept}: lower lr",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if diverged(train["loss"], model):
+            warn_diverged("Deep InfoMax pretraining", epoch, train["loss"], stopping.best_epoch)
             break
         row = {"epoch": epoch, **train, "crystals_per_second": len(train_idx) / seconds, "seconds": seconds}
-        if n_valid:
-            model.eval()
-            with torch.no_grad():
-                generator = torch.Generator(device).manual_seed(derive_seed(seed, 3))
-                valid = _run_epoch(model, valid_batches, None, device, autocast, generator)
-                with autocast:
-                    vectors = [model.encoder(batch.to(device)).float().cpu() for batch in valid_batches]
-            if world > 1:
-                vectors = [v for rank_vectors in all_gather_objects(vectors) for v in rank_vectors]
-            row.update({f"valid_{k}": v for k, v in valid.items()})
-            row["valid_vector_std"] = float(torch.cat(vectors).std(0).mean())
+        if len(valid_idx):
+            row.update(_held_out(model, valid_batches, device, autocast, seed, on_batch_end))
         history.append(row)
 
         stopping.update(epoch, row.get("valid_loss", row["loss"]), model)
@@ -380,7 +446,9 @@ def pretrain(
                     checkpoint_path,
                 )
             barrier()  # every rank knows the epoch is saved
+        _notify(callbacks, "on_epoch_end", model, history=history)
     model.load_state_dict(stopping.best_state if stopping.best_state is not None else initial_state)
     set_compiled(model, False)
     model.eval()
+    _notify(callbacks, "on_train_end", model, history=history)
     return history, stopping.best_epoch

@@ -1,16 +1,17 @@
 """The pretraining checkpoint file: the loop's whole state, with a checksum of its contents.
 
-One file, ``checkpoint.pt``: serialised with :func:`torch.save` in memory, then
-written through :func:`~dim_sklearn._utils.atomic_write` (a killed run or a
+One file, ``checkpoint.pt``: serialised with ``torch.save`` in memory, then
+written through ``dim_sklearn._utils.write_atomically`` (a killed run or a
 full disk leaves the previous file whole, and a failed write raises
-:class:`~dim_sklearn.WriteError` naming the file and the cause), and read back
-with ``weights_only=True`` (nothing in it is executed).
-:func:`load_checkpoint` refuses, with :class:`~dim_sklearn.IncompatibleModelError`
-naming the file, one that is not the zip archive ``torch.save`` writes (a text
-file, an empty, truncated or random file), a zip archive torch cannot read, one
-that lacks the checksum (written by an older dim-sklearn), does not hold a
-checkpoint's keys, was altered after writing or holds NaN or infinite values;
-an intact checkpoint of another run is refused with a ``ValueError``.
+[`WriteError`][dim_sklearn.WriteError] naming the file and the cause), and
+read back with ``weights_only=True`` (nothing in it is executed).
+``load_checkpoint`` refuses, with
+[`IncompatibleModelError`][dim_sklearn.IncompatibleModelError] naming the file,
+one that is not the zip archive ``torch.save`` writes (a text file, an empty,
+truncated or random file), a zip archive torch cannot read, one that lacks the
+checksum (written by an older dim-sklearn), does not hold a checkpoint's keys,
+was altered after writing or holds NaN or infinite values; an intact
+checkpoint of another run is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _non_finite(obj: Any) -> bool:
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` (the keys of :data:`CHECKPOINT_KEYS` but ``checksum``) and its checksum to ``path``.
+    """Write ``state`` (the keys of ``CHECKPOINT_KEYS`` but ``checksum``) and its checksum to ``path``.
 
     Atomic: a failed write leaves the file that was there. The state is
     serialised in memory first, so that a failing disk is reported as the
@@ -134,7 +135,7 @@ def load_checkpoint(path: str | Path, device: torch.device, fingerprint: str) ->
     Parameters
     ----------
     path : path
-        A file written by :func:`save_checkpoint`.
+        A file written by ``save_checkpoint``.
     device : torch.device
         Where its tensors are loaded.
     fingerprint : str
