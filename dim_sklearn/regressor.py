@@ -429,6 +429,15 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     # ------------------------------------------------------------------ model
 
+    def torch_compile(self, module: torch.nn.Module, name: str) -> torch.nn.Module:
+        """The module as it is: ``compile`` compiles the pair blocks inside it, not the whole module as skorch would.
+
+        skorch's own ``compile=True`` wraps each module in ``torch.compile``, whose
+        weights then save under other names; this estimator's ``compile`` option
+        means the compiled pair blocks of :mod:`dim_sklearn.nn.compiled`.
+        """
+        return module
+
     def _pretrained(self) -> PretrainedEncoder | None:
         """The starting encoder that ``encoder`` names; a folder is read here."""
         return resolve_encoder(self.encoder)

@@ -287,3 +287,10 @@ def test_diverging_fine_tuning_warns_and_keeps_the_last_finite_weights(structure
         later.fit(structures, targets)
     one_epoch = SiteNetRegressor(max_epochs=1, random_state=0).fit(structures, targets)
     np.testing.assert_array_equal(later.predict(structures), one_epoch.predict(structures))
+
+
+def test_compile_means_the_pair_blocks_not_skorchs_whole_module_compile():
+    """skorch's compile=True would return a torch.compile wrapper whose weights save under other names."""
+    module = torch.nn.Linear(2, 1)
+    assert SiteNetRegressor(compile=True).torch_compile(module, "module") is module
+    assert SiteNetRegressor(compile="auto").torch_compile(module, "module") is module
