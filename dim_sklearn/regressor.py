@@ -434,7 +434,7 @@ class SiteNetRegressor(NeuralNetRegressor):
 
         skorch's own ``compile=True`` wraps each module in ``torch.compile``, whose
         weights then save under other names; this estimator's ``compile`` option
-        means the compiled pair blocks of :mod:`dim_sklearn.nn.compiled`.
+        means the compiled pair blocks of ``dim_sklearn.nn.compiled``.
         """
         return module
 

@@ -191,7 +191,8 @@ def test_outputs_do_not_depend_on_the_order_or_company_of_the_structures(name, c
     for i, structure in enumerate(crystals):
         np.testing.assert_allclose(outputs(estimator, [structure]), expected[i : i + 1], atol=BATCHING_ATOL)
     np.testing.assert_allclose(outputs(estimator, crystals[::2]), expected[::2], atol=BATCHING_ATOL)
-    np.testing.assert_array_equal(outputs(estimator, crystals * 2), np.concatenate([expected, expected]))
+    twice = outputs(estimator, crystals * 2)  # other batches: with 2 threads, other float32 sums
+    np.testing.assert_allclose(twice, np.concatenate([expected, expected]), atol=BATCHING_ATOL)
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
