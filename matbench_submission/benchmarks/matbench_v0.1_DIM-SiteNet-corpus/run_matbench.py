@@ -45,7 +45,7 @@ from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
 ALGORITHM = "DIM-SiteNet"
 CORPUS_ALGORITHM = "DIM-SiteNet-corpus"
 HERE = Path(__file__).resolve().parent
-LEADERBOARD = {  # mean MAE over the 5 folds (METHOD.md, section 8; the list for phonons, cm^-1)
+LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6: the Matbench leaderboard, cm^-1)
     "matbench_phonons": {
         "MEGNet": 28.76,
         "ALIGNN": 29.54,

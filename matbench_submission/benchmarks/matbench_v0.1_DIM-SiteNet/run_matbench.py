@@ -36,7 +36,7 @@ from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
 
 ALGORITHM = "DIM-SiteNet"
 HERE = Path(__file__).resolve().parent
-LEADERBOARD = {  # mean MAE over the 5 folds (METHOD.md, section 8; the list for phonons, cm^-1)
+LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6: the Matbench leaderboard, cm^-1)
     "matbench_phonons": {"MEGNet": 28.76, "ALIGNN": 29.54, "coGN": 29.71, "MODNet": 34.28,
                          "RF-SCM/Magpie": 67.6, "Dummy": 324.0},
     "matbench_mp_gap": {"coGN": 0.156},
