@@ -42,11 +42,10 @@ import numpy as np
 import torch
 
 from dim_sklearn import PointSetCache, PointSetConfig, build_point_sets, load_dataset
-from dim_sklearn.batching import DistributedSiteBudgetBatchSampler
-from dim_sklearn.distributed import all_gather_objects, init_from_env, rank_and_world
 from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
+from dim_sklearn.pointsets import CachedPointSets, DistributedSiteBudgetBatchSampler, stream_point_sets
 from dim_sklearn.pretrain import PretrainSettings, pretrain
-from dim_sklearn.store import CachedPointSets, stream_point_sets
+from dim_sklearn.pretrain.distributed import all_gather_objects, init_from_env, rank_and_world
 
 
 def _peak_mb() -> float:

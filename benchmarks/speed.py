@@ -80,7 +80,10 @@ def _pretraining(torch, point_sets, args, compile_mode) -> dict:
 def _flops_per_crystal(torch, point_sets) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
+    try:  # the point-set stage as a package; the baseline tree may be older, with a flat dim_sklearn/batching.py
+        from dim_sklearn.pointsets import SiteBudgetBatchSampler, collate_point_sets
+    except ModuleNotFoundError:
+        from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
     from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
 
     torch.manual_seed(0)

@@ -4,15 +4,17 @@
 unlabelled structures and turns structures into fixed-length vectors; it is a
 scikit-learn transformer and a matminer featurizer. [`SiteNetRegressor`][dim_sklearn.SiteNetRegressor]
 (skorch) fine-tunes that encoder, or trains one from scratch, on labels; a trained encoder is saved and
-loaded as a [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder]. Crystals become Site-Net
-point sets (``dim_sklearn.pointset``), batched by a budget of unique sites
-(``dim_sklearn.batching``); real data sets load by name (``dim_sklearn.datasets``).
+loaded as a [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder].
+
+The pipeline, package by package: structures become Site-Net point sets, cached and batched by a budget of
+unique sites (``dim_sklearn.pointsets``); a Site-Net encoder (``dim_sklearn.nn``), pretrained by
+``dim_sklearn.pretrain`` and kept with its file format and the shipped encoders in ``dim_sklearn.encoder``, turns
+the batches into vectors; the estimators use both. Real data sets load by name (``dim_sklearn.datasets``).
 """
 
 from ._version import __version__ as __version__
-from .artifact import PretrainedEncoder
-from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
+from .encoder import PretrainedEncoder
 from .exceptions import (
     DamagedCacheEntryWarning,
     DatasetNotFoundError,
@@ -22,8 +24,9 @@ from .exceptions import (
     WriteError,
 )
 from .featurizer import DeepInfoMaxFeaturizer
-from .pointset import (
+from .pointsets import (
     PointSet,
+    PointSetCache,
     PointSetConfig,
     build_point_set,
     build_point_sets,

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._version import __version__
-from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
-from .distributed import barrier, init_from_env, launch, rank_and_world
-from .elements import SITE_PROPERTIES
 from .exceptions import WriteError
 from .featurizer import DeepInfoMaxFeaturizer
-from .pointset import PointSetConfig, build_point_sets
-from .store import stream_point_sets
+from .pointsets import PointSetCache, PointSetConfig, build_point_sets, stream_point_sets
+from .pointsets.elements import SITE_PROPERTIES
+from .pretrain.distributed import barrier, init_from_env, launch, rank_and_world
 from .structure_files import Entry, expand_paths, read_entries, write_features
 
 

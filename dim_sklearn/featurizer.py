@@ -27,22 +27,21 @@ from ._utils import (
     resolve_device,
     spawn_seeds,
 )
-from .artifact import PretrainedEncoder, resolve_encoder
-from .batching import SiteBudgetBatchSampler, collate_point_sets
-from .cache import PointSetCache
-from .io import PRETRAINING_SETTINGS, IncompatibleModelError
+from .encoder import DEFAULT_PRETRAINED, PRETRAINING_SETTINGS, PretrainedEncoder, pretrained_path, resolve_encoder
+from .exceptions import IncompatibleModelError, StructureError
 from .nn import DeepInfoMax, EncoderConfig, ObjectiveSettings, SiteNetEncoder
 from .nn.compiled import CompileOption, resolve_compile, set_compiled
-from .pointset import (
+from .pointsets import (
     PointSet,
+    PointSetCache,
     PointSetConfig,
-    StructureError,
+    SiteBudgetBatchSampler,
     as_structure_list,
     build_point_sets,
+    collate_point_sets,
+    stream_point_sets,
 )
 from .pretrain import PretrainSettings, pretrain
-from .pretrained import DEFAULT_PRETRAINED, pretrained_path
-from .store import stream_point_sets
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
 
@@ -161,7 +160,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     ----------
     encoder : str, path, PretrainedEncoder or None, default=None
         A trained encoder to use instead of pretraining: the name of a shipped
-        encoder ("dim-38k", [`list_pretrained`][dim_sklearn.pretrained.list_pretrained]),
+        encoder ("dim-38k", [`list_pretrained`][dim_sklearn.encoder.list_pretrained]),
         a folder written by [`save`][dim_sklearn.DeepInfoMaxFeaturizer.save], or
         the encoder itself. The parameters that define the model (``max_atoms``,
         ``oxidation``, the widths, ``n_rbf``) must then be the encoder's
@@ -621,7 +620,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         The file is not trusted: every field is checked, by the same rules as
         [`PretrainedEncoder.load`][dim_sklearn.PretrainedEncoder.load] and
         ``SiteNetRegressor(encoder=path)`` apply (see
-        ``dim_sklearn.io.load_encoder``). The parameters are read from
+        ``dim_sklearn.encoder.format.load_encoder``). The parameters are read from
         the encoder's sections: the widths from its configuration, ``max_atoms``,
         ``max_sites``, ``oxidation`` and ``min_distance`` from its point-set
         configuration, the pretraining parameters from its recorded settings
@@ -655,7 +654,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Parameters
         ----------
         name : str, default="dim-38k"
-            One of [`list_pretrained`][dim_sklearn.pretrained.list_pretrained].
+            One of [`list_pretrained`][dim_sklearn.encoder.list_pretrained].
         **params
             Run-time settings only: ``device``, ``cache_dir``, ``ignore_errors``,
             ``verbose``, ``n_jobs``, ``compile``, and the input limits ``max_sites`` and ``min_distance``.

@@ -23,13 +23,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ._utils import resolve_device, spawn_seeds
-from .artifact import PretrainedEncoder, resolve_encoder
-from .batching import PointSetBatch, SiteBudgetBatchSampler, collate_point_sets
-from .cache import PointSetCache
+from .encoder import PretrainedEncoder, resolve_encoder
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
-from .pointset import MAX_ATOMS, MAX_SITES, PointSet, PointSetConfig, as_structure_list, build_point_sets
+from .pointsets import (
+    MAX_ATOMS,
+    MAX_SITES,
+    PointSet,
+    PointSetBatch,
+    PointSetCache,
+    PointSetConfig,
+    SiteBudgetBatchSampler,
+    as_structure_list,
+    build_point_sets,
+    collate_point_sets,
+)
 from .training import LastFiniteWeights, site_counts, warn_diverged
 
 __all__ = ["CrystalDataset", "DivergenceGuard", "SiteNetRegressor", "collate_labelled"]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._utils import atomic_write
-from .pointset import MAX_FRACTIONAL, MAX_LENGTH
+from .pointsets.build import MAX_FRACTIONAL, MAX_LENGTH
 
 __all__ = ["Entry", "entry_label", "expand_paths", "read_cif", "read_entries", "write_features"]
 
@@ -61,9 +61,9 @@ def read_cif(path: str | os.PathLike) -> tuple[Any, str | None]:
     The file's cell, fractional coordinates and occupancies are checked before
     pymatgen builds the structure, which would otherwise take impossible values
     silently or fail with a message about something else: cell lengths in
-    (0, ``dim_sklearn.pointset.MAX_LENGTH``] A, angles in (0, 180) degrees
+    (0, ``dim_sklearn.pointsets.build.MAX_LENGTH``] A, angles in (0, 180) degrees
     with a volume, finite coordinates within
-    +-``dim_sklearn.pointset.MAX_FRACTIONAL``, occupancies in [0, 1], a
+    +-``dim_sklearn.pointsets.build.MAX_FRACTIONAL``, occupancies in [0, 1], a
     complete cell (or a crystal system to complete it), labelled atom sites.
     pymatgen's own failures are reported in words that point at the file
     (atom sites that coincide, rather than "Occupancy 2.0 exceeded tolerance").
@@ -94,9 +94,9 @@ def _cif_problem(path: str | os.PathLike) -> str | None:
     infinite coordinates, missing atom sites or an empty loop with messages
     about integers. Here, in every data block with atom sites: the cell must
     be complete (or completed by the crystal system the block names), every
-    site labelled, cell lengths numbers in (0, ``dim_sklearn.pointset.MAX_LENGTH``] A, cell
+    site labelled, cell lengths numbers in (0, ``dim_sklearn.pointsets.build.MAX_LENGTH``] A, cell
     angles in (0, 180) degrees with a non-zero volume, fractional coordinates
-    finite numbers within +-``dim_sklearn.pointset.MAX_FRACTIONAL`` (the
+    finite numbers within +-``dim_sklearn.pointsets.build.MAX_FRACTIONAL`` (the
     limits [`build_point_set`][dim_sklearn.build_point_set] applies), and occupancies that
     are numbers in [0, 1]. A file that is not CIF syntax at all is left to
     pymatgen's parser, which says so.

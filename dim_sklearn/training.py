@@ -172,7 +172,7 @@ def site_counts(data: Any) -> np.ndarray:
     Parameters
     ----------
     data : sequence of PointSet, or a collection with ``n_sites``, or a torch Subset of one
-        Point sets; a [`CachedPointSets`][dim_sklearn.store.CachedPointSets] or a
+        Point sets; a [`CachedPointSets`][dim_sklearn.pointsets.CachedPointSets] or a
         ``CrystalDataset`` (their ``n_sites``); or a
         ``Subset`` of one of these.
 

@@ -37,8 +37,8 @@ PACKAGE = "dim_sklearn"
 REQUIRED = (
     f"{PACKAGE}/__init__.py",
     f"{PACKAGE}/cli.py",
-    f"{PACKAGE}/pretrained/dim-38k/config.json",
-    f"{PACKAGE}/pretrained/dim-38k/encoder.safetensors",
+    f"{PACKAGE}/encoder/shipped/dim-38k/config.json",
+    f"{PACKAGE}/encoder/shipped/dim-38k/encoder.safetensors",
     f"{PACKAGE}/data/mp_crysxpp_2k.json.gz",
     f"{PACKAGE}/data/README.md",
 )
@@ -104,8 +104,8 @@ def summary(wheel: Path) -> list[str]:
             key = "metadata (.dist-info: METADATA, RECORD, LICENSE, entry points)"
         elif item.filename.endswith(".py"):
             key = "Python modules"
-        elif parts[1] == "pretrained":
-            key = f"shipped encoder {parts[2]}"
+        elif parts[1:3] == ["encoder", "shipped"]:
+            key = f"shipped encoder {parts[3]}"
         else:
             key = "embedded data set and its note (data/)"
         groups.setdefault(key, []).append(item.file_size)

@@ -1,7 +1,7 @@
 """Pretrain the encoder that ships with the package on the corpus of scripts/pretraining_corpus.py.
 
     python scripts/pretrain_shipped.py --data-home ../shared/data --cache-dir ~/.cache/dim-sklearn \
-        --checkpoint-dir ~/.cache/dim-sklearn/shipped --out dim_sklearn/pretrained/dim-38k
+        --checkpoint-dir ~/.cache/dim-sklearn/shipped --out dim_sklearn/encoder/shipped/dim-38k
 
 Uses the featurizer's defaults (the settings chosen on the mp_crysxpp training split, docs/deep-infomax.md)
 with ``random_state=0``; an interrupted run resumes from ``--checkpoint-dir``. The saved encoder's

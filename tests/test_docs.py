@@ -76,7 +76,7 @@ def test_api_page_shows_cross_references_as_links_not_sphinx_text(api):
     featurizer = api["dim_sklearn.DeepInfoMaxFeaturizer"]
     for target in ("dim_sklearn.PretrainedEncoder", "dim_sklearn.PointSetConfig", "dim_sklearn.StructureError"):
         assert f'href="#{target}"' in featurizer, target
-    assert 'href="#dim_sklearn.pretrained.list_pretrained"' in api["dim_sklearn.PretrainedEncoder"]
+    assert 'href="#dim_sklearn.encoder.list_pretrained"' in api["dim_sklearn.PretrainedEncoder"]
 
 
 def test_api_page_lists_each_featurizer_parameter_once_with_its_own_default(api):

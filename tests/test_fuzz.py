@@ -16,7 +16,7 @@ from fuzz_corpus import BASES, KINDS, make_corpus
 from pymatgen.core import IStructure, Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-import dim_sklearn.pointset as pointset
+import dim_sklearn.pointsets.build as pointset
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, StructureError, build_point_sets
 from dim_sklearn.structure_files import read_cif
 

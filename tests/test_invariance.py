@@ -9,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dim_sklearn import DeepInfoMaxFeaturizer, PointSetConfig, SiteNetRegressor, build_point_set, list_datasets
-from dim_sklearn.pointset import point_set_cell
+from dim_sklearn.pointsets import point_set_cell
 
 TOLERANCE = 1e-5
 

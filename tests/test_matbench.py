@@ -47,7 +47,7 @@ def _corpus_encoder(folder: Path, structures: list, excluded: list[str]) -> Path
 def test_an_encoder_that_may_have_seen_the_task_is_refused(runner, tmp_path, hand_built):
     """Only an encoder whose corpus record excludes the task may serve its folds: not the shipped one (its corpus
     holds phonons structures), not one that excluded another set."""
-    from dim_sklearn.pretrained import pretrained_path
+    from dim_sklearn.encoder import pretrained_path
 
     for path in (pretrained_path(), _corpus_encoder(tmp_path / "other", hand_built, ["perov5"])):
         with pytest.raises(ValueError, match="excluded sets"):

@@ -42,7 +42,10 @@ def test_a_complete_wheel_passes_the_content_check(check_wheel):
         (lambda n, r: n.append("tests/test_cli.py"), "not part of the package: tests/test_cli.py"),
         (lambda n, r: n.append("dim_sklearn/docs/api.md"), "not part of the package: dim_sklearn/docs/api.md"),
         (lambda n, r: n.append("experiments/demo.py"), "not part of the package: experiments/demo.py"),
-        (lambda n, r: n.remove("dim_sklearn/pretrained/dim-38k/encoder.safetensors"), "missing dim_sklearn/pretrained"),
+        (
+            lambda n, r: n.remove("dim_sklearn/encoder/shipped/dim-38k/encoder.safetensors"),
+            "missing dim_sklearn/encoder/shipped",
+        ),
         (lambda n, r: n.remove("dim_sklearn/data/mp_crysxpp_2k.json.gz"), "missing dim_sklearn/data/mp_crysxpp_2k"),
         (lambda n, r: n.remove("dim_sklearn-1.2.3.dist-info/licenses/LICENSE"), "missing dim_sklearn-1.2.3.dist-info"),
         (lambda n, r: r.update({"dim_sklearn/data/README.md": b"some structures"}), "does not state its licence"),

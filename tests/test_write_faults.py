@@ -29,8 +29,8 @@ from dim_sklearn import (
     build_point_sets,
 )
 from dim_sklearn._utils import atomic_write
-from dim_sklearn.cache import structure_key
 from dim_sklearn.cli import main
+from dim_sklearn.pointsets.cache import structure_key
 from dim_sklearn.pretrain.checkpoint import load_checkpoint, save_checkpoint
 from dim_sklearn.structure_files import Entry, write_features
 

@@ -40,7 +40,7 @@ from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
 
 if TYPE_CHECKING:
-    from ..batching import PointSetBatch
+    from ..pointsets.batching import PointSetBatch
 
 __all__ = [
     "MAX_RBF",
@@ -377,7 +377,7 @@ class SiteNetEncoder(nn.Module):
         self.global_ = GlobalEncoder(self.config)
 
     def forward(self, batch: PointSetBatch) -> torch.Tensor:
-        """Crystal vectors mu_g of a ``dim_sklearn.batching.PointSetBatch``, shape (n_crystals, global_dim)."""
+        """Crystal vectors mu_g of a ``dim_sklearn.pointsets.PointSetBatch``, shape (n_crystals, global_dim)."""
         local, _ = self.local(
             batch.site_features, batch.key_index, batch.distance_values, batch.distance_index, batch.key_mask
         )

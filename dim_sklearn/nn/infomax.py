@@ -56,7 +56,7 @@ from .compiled import PairBlock
 from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, gather_rows, segment_mean
 
 if TYPE_CHECKING:
-    from ..batching import PointSetBatch
+    from ..pointsets.batching import PointSetBatch
 
 __all__ = ["CHANCE", "DeepInfoMax", "ObjectiveSettings", "cyclic_key_index", "gaussian_kl", "partner_sites"]
 

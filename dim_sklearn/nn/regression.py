@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from ..batching import PointSetBatch
+    from ..pointsets.batching import PointSetBatch
 
 __all__ = ["SiteNetModel"]
 
@@ -19,7 +19,7 @@ class SiteNetModel(nn.Module):
     Parameters
     ----------
     encoder : nn.Module
-        Maps a ``dim_sklearn.batching.PointSetBatch`` to crystal vectors
+        Maps a ``dim_sklearn.pointsets.PointSetBatch`` to crystal vectors
         (n_crystals, encoder_dim): a pretrained or fresh
         ``dim_sklearn.nn.SiteNetEncoder``, or the original
         ``dim_sklearn.nn.SiteNet``.

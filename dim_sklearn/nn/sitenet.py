@@ -32,7 +32,7 @@ from .activations import mish
 from .encoder import MAX_WIDTH, gather_rows, hidden_layer, segment_mean
 
 if TYPE_CHECKING:
-    from ..batching import PointSetBatch
+    from ..pointsets.batching import PointSetBatch
 
 __all__ = ["SiteNet", "SiteNetConfig"]
 

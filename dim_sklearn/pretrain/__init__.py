@@ -14,10 +14,10 @@ settings resumes from it; a damaged or non-finite checkpoint raises
 [`IncompatibleModelError`][dim_sklearn.IncompatibleModelError].
 
 Inside a torch.distributed process group (started by ``torchrun``, see
-``dim_sklearn.distributed``) the same loop runs data-parallel: the model is
+``dim_sklearn.pretrain.distributed``) the same loop runs data-parallel: the model is
 wrapped in ``DistributedDataParallel``, every step's batch of ``batch_sites``
 sites is shared out among the ranks
-([`DistributedSiteBudgetBatchSampler`][dim_sklearn.batching.DistributedSiteBudgetBatchSampler]),
+([`DistributedSiteBudgetBatchSampler`][dim_sklearn.pointsets.DistributedSiteBudgetBatchSampler]),
 gradients and losses are summed over the ranks, and rank 0 writes the
 checkpoints.
 
@@ -25,7 +25,7 @@ Two extension points change a run without touching the loop:
 [`PretrainCallback`][dim_sklearn.pretrain.PretrainCallback] hooks
 (``callbacks=``) are called at the start, after every batch and epoch, and at
 the end; ``batch_sampler=`` makes the training batches (by default a
-[`DistributedSiteBudgetBatchSampler`][dim_sklearn.batching.DistributedSiteBudgetBatchSampler]).
+[`DistributedSiteBudgetBatchSampler`][dim_sklearn.pointsets.DistributedSiteBudgetBatchSampler]).
 """
 
 from __future__ import annotations
@@ -47,20 +47,20 @@ import torch
 from tqdm.auto import tqdm
 
 from .._utils import Rule, check_fields, derive_seed, integer, real, resolve_device
-from ..batching import (
+from ..exceptions import IncompatibleModelError
+from ..nn import CHANCE, DeepInfoMax
+from ..nn.compiled import CompileOption, resolve_compile, set_compiled
+from ..pointsets import PointSet
+from ..pointsets.batching import (
     DistributedSiteBudgetBatchSampler,
     PointSetBatch,
     SiteBudgetBatchSampler,
     collate_point_sets,
     merge_small_batches,
 )
-from ..distributed import all_gather_objects, all_reduce_sum, barrier, broadcast_object, rank_and_world
-from ..exceptions import IncompatibleModelError
-from ..nn import CHANCE, DeepInfoMax
-from ..nn.compiled import CompileOption, resolve_compile, set_compiled
-from ..pointset import PointSet
 from ..training import EarlyStopping, diverged, site_counts, warn_diverged
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .distributed import all_gather_objects, all_reduce_sum, barrier, broadcast_object, rank_and_world
 
 __all__ = ["PretrainCallback", "PretrainSettings", "pretrain"]
 
@@ -292,7 +292,7 @@ def pretrain(
     model : DeepInfoMax
         The model to train; it ends on ``device``, in eval mode.
     point_sets : sequence of PointSet
-        At least four crystals. A [`CachedPointSets`][dim_sklearn.store.CachedPointSets]
+        At least four crystals. A [`CachedPointSets`][dim_sklearn.pointsets.CachedPointSets]
         is read batch by batch; only the held-out batches are kept in memory.
     settings : PretrainSettings, optional
         The optimisation settings; default ``PretrainSettings()``.
@@ -322,7 +322,7 @@ def pretrain(
         ``batch_sampler(n_sites, batch_sites, num_replicas, rank,
         shuffle=True, random_state=seed)`` with the site counts of the
         training structures, like
-        [`DistributedSiteBudgetBatchSampler`][dim_sklearn.batching.DistributedSiteBudgetBatchSampler]
+        [`DistributedSiteBudgetBatchSampler`][dim_sklearn.pointsets.DistributedSiteBudgetBatchSampler]
         (the default), and returns such a sampler: ``set_epoch(epoch)``
         before every pass, then lists of positions in ``n_sites``. Every
         rank's sampler must give the same number of batches per epoch. A

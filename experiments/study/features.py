@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
-from dim_sklearn.pretrained import pretrained_path
+from dim_sklearn.encoder import pretrained_path
 
 from ..protocol import Budget, Split, slugify
 

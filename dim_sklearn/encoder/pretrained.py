@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
-from .io import (
+from ..nn import EncoderConfig, SiteNetEncoder
+from ..pointsets import PointSetConfig
+from .format import (
     PROVENANCE_FIELDS,
     encoder_document,
     encoder_from_state,
@@ -18,10 +20,8 @@ from .io import (
     read_document,
     save_encoder,
 )
-from .io import versions as installed_versions
-from .nn import EncoderConfig, SiteNetEncoder
-from .pointset import PointSetConfig
-from .pretrained import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
+from .format import versions as installed_versions
+from .shipped import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
 
 __all__ = ["PretrainedEncoder", "resolve_encoder"]
 
@@ -35,7 +35,7 @@ class PretrainedEncoder:
     [`DeepInfoMaxFeaturizer`][dim_sklearn.DeepInfoMaxFeaturizer] keeps its fitted encoder as
     one (``encoder_``); [`SiteNetRegressor`][dim_sklearn.SiteNetRegressor] takes one, or a
     folder holding one, as ``encoder``. It is saved as a folder in the format of
-    ``dim_sklearn.io`` and loads without executing code.
+    ``dim_sklearn.encoder.format`` and loads without executing code.
 
     Parameters
     ----------
@@ -51,7 +51,7 @@ class PretrainedEncoder:
         ``history`` (list of per-epoch dicts), ``best_epoch`` (int) and
         ``metadata`` (JSON object: corpus, timings, ...). The rest are empty.
         Checked as loading checks a file's (the recorded pretraining settings
-        of ``dim_sklearn.io.PRETRAINING_SETTINGS`` by their constraints):
+        of ``dim_sklearn.encoder.format.PRETRAINING_SETTINGS`` by their constraints):
         a ``ValueError`` names what is wrong.
 
     Attributes
@@ -63,7 +63,7 @@ class PretrainedEncoder:
 
     Examples
     --------
-    >>> from dim_sklearn.pretrained import pretrained_path                   # doctest: +SKIP
+    >>> from dim_sklearn.encoder import pretrained_path                     # doctest: +SKIP
     >>> encoder = PretrainedEncoder.load(pretrained_path("dim-38k"))          # doctest: +SKIP
     >>> encoder.point_set_config.max_atoms, encoder.config.global_dim         # doctest: +SKIP
     (50, 64)
@@ -135,7 +135,7 @@ class PretrainedEncoder:
     def load(cls, path: str | os.PathLike) -> PretrainedEncoder:
         """The encoder that ships under the name ``path`` or that is saved in the folder ``path``, on the CPU.
 
-        The shipped names are those of [`list_pretrained`][dim_sklearn.pretrained.list_pretrained] ("dim-38k").
+        The shipped names are those of [`list_pretrained`][dim_sklearn.encoder.list_pretrained] ("dim-38k").
         No code is executed.
 
         Raises
@@ -144,7 +144,7 @@ class PretrainedEncoder:
             ``path`` is not a saved encoder.
         IncompatibleModelError
             Any part of the files is damaged, out of range or inconsistent (see
-            ``dim_sklearn.io.load_encoder``).
+            ``dim_sklearn.encoder.format.load_encoder``).
         """
         if isinstance(path, str) and path in list_pretrained():
             path = pretrained_path(path)

@@ -12,8 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from dim_sklearn import DeepInfoMaxFeaturizer, PointSetConfig, StructureError
-from dim_sklearn.io import IncompatibleModelError
+from dim_sklearn import DeepInfoMaxFeaturizer, IncompatibleModelError, PointSetConfig, StructureError
 
 QUICK = dict(max_epochs=1, batch_sites=300, random_state=0)
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, overload
 import numpy as np
 import scipy.linalg
 
-from ._utils import Rule, boolean, check_fields, integer, real
+from .._utils import Rule, boolean, check_fields, integer, real
+from ..exceptions import StructureError
 from .elements import MAX_Z, SITE_PROPERTIES, site_property_table
-from .exceptions import StructureError
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -476,7 +476,7 @@ def build_point_set(structure: Structure, config: PointSetConfig | None = None) 
     """Turn one ordered crystal into its Site-Net point set.
 
     The result does not depend on the cell the crystal is written in (see
-    [`point_set_cell`][dim_sklearn.pointset.point_set_cell]) beyond the order of its sites and keys.
+    [`point_set_cell`][dim_sklearn.pointsets.point_set_cell]) beyond the order of its sites and keys.
 
     Parameters
     ----------

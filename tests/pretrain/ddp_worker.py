@@ -1,6 +1,6 @@
-"""One rank of a data-parallel pretraining run on 80 real structures, for tests/test_distributed.py.
+"""One rank of a data-parallel pretraining run on 80 real structures, for tests/pretrain/test_distributed.py.
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_worker.py \
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/pretrain/ddp_worker.py \
         RESULT SETTINGS_JSON [CHECKPOINT_DIR [DIE_AFTER_EPOCH]]
 
 SETTINGS_JSON holds the PretrainSettings. Rank 0 writes the history and the final weights to RESULT (torch.save).
@@ -14,9 +14,9 @@ import sys
 import torch
 
 from dim_sklearn import build_point_sets, load_dataset
-from dim_sklearn.distributed import init_from_env, rank_and_world
 from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
 from dim_sklearn.pretrain import PretrainCallback, PretrainSettings, pretrain
+from dim_sklearn.pretrain.distributed import init_from_env, rank_and_world
 
 
 class DieAfterEpoch(PretrainCallback):

@@ -4,10 +4,10 @@ import torch
 from torch.nn import functional as F
 
 from dim_sklearn import build_point_sets
-from dim_sklearn.batching import collate_point_sets
 from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNetEncoder, cyclic_key_index, partner_sites
 from dim_sklearn.nn.activations import mish, mish_plain
 from dim_sklearn.nn.encoder import RowChunks
+from dim_sklearn.pointsets import collate_point_sets
 
 
 @pytest.fixture(scope="module")

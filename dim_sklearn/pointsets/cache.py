@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._utils import write_atomically
-from .exceptions import DamagedCacheEntryWarning
-from .pointset import CONSTRUCTION_VERSION, PointSet, PointSetConfig
+from .._utils import write_atomically
+from ..exceptions import DamagedCacheEntryWarning
+from .build import CONSTRUCTION_VERSION, PointSet, PointSetConfig
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure

@@ -1,7 +1,7 @@
 """Encoders that ship with the package, loaded by ``DeepInfoMaxFeaturizer.from_pretrained``.
 
 Each is a [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder] folder beside this module, in
-the format of ``dim_sklearn.io`` (``encoder.safetensors`` + ``config.json``),
+the format of ``dim_sklearn.encoder.format`` (``encoder.safetensors`` + ``config.json``),
 whose provenance records the versions that trained it, the settings, the
 history and, in its ``metadata``, the pretraining corpus, its size and hash,
 the epochs and the held-out DIM terms.

@@ -1,8 +1,8 @@
 """Point sets streamed from the on-disk cache, so that pretraining never holds them all in memory.
 
-[`stream_point_sets`][dim_sklearn.store.stream_point_sets] builds the point sets of a structure list into a
+[`stream_point_sets`][dim_sklearn.pointsets.stream_point_sets] builds the point sets of a structure list into a
 [`PointSetCache`][dim_sklearn.PointSetCache] (reading the ones already there) and
-returns a [`CachedPointSets`][dim_sklearn.store.CachedPointSets]: a sequence that keeps only each point set's
+returns a [`CachedPointSets`][dim_sklearn.pointsets.CachedPointSets]: a sequence that keeps only each point set's
 cache key and site count, and reads a point set from its file when it is
 indexed. The pretraining loop reads each batch's point sets this way, so its
 memory does not grow with the number of structures.
@@ -15,8 +15,8 @@ from typing import Any, overload
 
 import numpy as np
 
+from .build import PointSet, PointSetConfig, _point_set_chunks, as_structure_list
 from .cache import PointSetCache, structure_key
-from .pointset import PointSet, PointSetConfig, _point_set_chunks, as_structure_list
 
 __all__ = ["CachedPointSets", "stream_point_sets"]
 
@@ -28,7 +28,7 @@ class CachedPointSets(Sequence):
     ----------
     cache : PointSetCache
     keys : sequence of str
-        The cache key (``dim_sklearn.cache.structure_key``) of each point set.
+        The cache key (``dim_sklearn.pointsets.cache.structure_key``) of each point set.
     n_sites : sequence of int
         Unique sites of each point set (what batching needs without reading them).
     """

@@ -15,13 +15,13 @@ from dim_sklearn.cli import main
 from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
 from dim_sklearn.pretrain import PretrainSettings, pretrain
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # 60 training and 20 held-out crystals: a held-out loss steady enough to compare curves
 SETTINGS = {"max_epochs": 6, "batch_sites": 100, "patience": 50, "lr": 3e-4, "validation_fraction": 0.25}
 
 
 def _torchrun(result: Path, *args: object) -> subprocess.CompletedProcess:
-    """tests/ddp_worker.py in 2 gloo ranks on this machine, one thread each."""
+    """tests/pretrain/ddp_worker.py in 2 gloo ranks on this machine, one thread each."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -34,7 +34,7 @@ def _torchrun(result: Path, *args: object) -> subprocess.CompletedProcess:
         "--standalone",
         "--nproc-per-node",
         "2",
-        str(REPO / "tests" / "ddp_worker.py"),
+        str(REPO / "tests" / "pretrain" / "ddp_worker.py"),
         str(result),
         *map(str, args),
     ]

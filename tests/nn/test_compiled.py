@@ -5,10 +5,10 @@ import torch
 from crystals import six_crystals
 
 from dim_sklearn import build_point_sets
-from dim_sklearn.batching import collate_point_sets
 from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
 from dim_sklearn.nn import compiled as compiled_module
 from dim_sklearn.nn.compiled import AUTO_COMPILE_PASSES, compile_available, resolve_compile, set_compiled
+from dim_sklearn.pointsets import collate_point_sets
 from dim_sklearn.pretrain import PretrainSettings, pretrain
 
 

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dim_sklearn import build_point_sets
-from dim_sklearn.batching import (
+from dim_sklearn.pointsets.batching import (
     DistributedSiteBudgetBatchSampler,
     SiteBudgetBatchSampler,
     collate_point_sets,

@@ -7,8 +7,8 @@ from crystals import six_crystals
 
 import dim_sklearn.pretrain as pretrain_module
 from dim_sklearn import DeepInfoMaxFeaturizer, build_point_sets
-from dim_sklearn.batching import DistributedSiteBudgetBatchSampler
 from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNetEncoder
+from dim_sklearn.pointsets import DistributedSiteBudgetBatchSampler
 from dim_sklearn.pretrain import PretrainCallback, PretrainSettings, pretrain
 
 FAST = dict(batch_sites=300, patience=50, random_state=0)

@@ -15,8 +15,8 @@ from sklearn.pipeline import make_pipeline
 from skorch.exceptions import NotInitializedError
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, build_point_sets
-from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
 from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
+from dim_sklearn.pointsets import SiteBudgetBatchSampler, collate_point_sets
 from dim_sklearn.pretrain import PretrainSettings, pretrain
 
 

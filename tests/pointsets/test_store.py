@@ -4,7 +4,7 @@ from pymatgen.core import Lattice, Structure
 
 import dim_sklearn.featurizer as featurizer_module
 from dim_sklearn import DeepInfoMaxFeaturizer, PointSetCache, StructureError, build_point_sets
-from dim_sklearn.store import CachedPointSets, stream_point_sets
+from dim_sklearn.pointsets import CachedPointSets, stream_point_sets
 
 
 def _same(a, b):

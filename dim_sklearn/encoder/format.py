@@ -24,8 +24,8 @@ the encoder and point-set sections are checked field by field by the rules of
 ``dim_sklearn.nn.EncoderConfig`` and [`PointSetConfig`][dim_sklearn.PointSetConfig],
 which hold the package's caps (widths at most
 ``dim_sklearn.nn.encoder.MAX_WIDTH``, ``max_atoms`` at most
-``dim_sklearn.pointset.MAX_ATOMS``, ``max_sites`` at most
-``dim_sklearn.pointset.MAX_SITES``: a file cannot raise them); the
+``dim_sklearn.pointsets.MAX_ATOMS``, ``max_sites`` at most
+``dim_sklearn.pointsets.MAX_SITES``: a file cannot raise them); the
 provenance is checked for type, and its recorded pretraining settings by the
 rules ``DeepInfoMaxFeaturizer.fit`` applies to them
 (``PRETRAINING_SETTINGS``); the names, shapes and dtypes of the tensors are
@@ -52,12 +52,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._utils import Rule, is_int, seed, write_atomically
-from .exceptions import IncompatibleModelError
-from .nn import EncoderConfig, ObjectiveSettings, SiteNetEncoder
-from .nn.encoder import MAX_RBF, MAX_WIDTH
-from .pointset import PointSetConfig
-from .pretrain import PretrainSettings
+from .._utils import Rule, is_int, seed, write_atomically
+from ..exceptions import IncompatibleModelError
+from ..nn import EncoderConfig, ObjectiveSettings, SiteNetEncoder
+from ..nn.encoder import MAX_RBF, MAX_WIDTH
+from ..pointsets import PointSetConfig
+from ..pretrain import PretrainSettings
 
 __all__ = [
     "FORMAT",

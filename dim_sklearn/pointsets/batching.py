@@ -15,7 +15,7 @@ from itertools import pairwise
 import numpy as np
 import torch
 
-from .pointset import PointSet
+from .build import PointSet
 
 __all__ = [
     "DistributedSiteBudgetBatchSampler",

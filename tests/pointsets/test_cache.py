@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dim_sklearn import DamagedCacheEntryWarning, PointSetCache, PointSetConfig, build_point_set, build_point_sets
-from dim_sklearn.cache import structure_key
+from dim_sklearn.pointsets.cache import structure_key
 
 
 def _same(a, b):
@@ -23,7 +23,7 @@ def test_second_pass_reads_identical_point_sets(tmp_path, mp_cs419, monkeypatch)
     def fail(*args, **kwargs):
         raise AssertionError("a cache hit must not rebuild the point set")
 
-    monkeypatch.setattr("dim_sklearn.pointset.build_point_set", fail)
+    monkeypatch.setattr("dim_sklearn.pointsets.build.build_point_set", fail)
     second = build_point_sets(structures, cache=PointSetCache(tmp_path))
     assert all(_same(a, b) for a, b in zip(first, second))
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dim_sklearn.elements import MAX_Z, SITE_PROPERTIES, filled_values, site_property_table
+from dim_sklearn.pointsets.elements import MAX_Z, SITE_PROPERTIES, filled_values, site_property_table
 
 
 def test_known_values_are_scaled_magpie_properties():

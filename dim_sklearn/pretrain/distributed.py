@@ -2,9 +2,10 @@
 
 A run of K processes (ranks) is started by torch's own launcher, ``torchrun``
 (``torch.distributed.run``), which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR`` and ``MASTER_PORT`` in each process; [`init_from_env`][dim_sklearn.distributed.init_from_env] joins
-the group they describe, with the gloo backend on CPU and nccl on CUDA. Outside
-such a group every function here is the single-process identity: rank 0 of 1.
+``MASTER_ADDR`` and ``MASTER_PORT`` in each process;
+[`init_from_env`][dim_sklearn.pretrain.distributed.init_from_env] joins the group
+they describe, with the gloo backend on CPU and nccl on CUDA. Outside such a
+group every function here is the single-process identity: rank 0 of 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ._utils import resolve_device
+from .._utils import resolve_device
 
 __all__ = [
     "all_gather_objects",

@@ -7,9 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import dim_sklearn.io as io
-from dim_sklearn import DeepInfoMaxFeaturizer
-from dim_sklearn.io import IncompatibleModelError
+import dim_sklearn.encoder.format as io
+from dim_sklearn import DeepInfoMaxFeaturizer, IncompatibleModelError
 
 FAST = dict(batch_sites=300, patience=50, random_state=0)
 

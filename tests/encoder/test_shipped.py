@@ -12,10 +12,10 @@ from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
 from dim_sklearn import DeepInfoMaxFeaturizer, PretrainedEncoder, SiteNetRegressor
+from dim_sklearn.encoder import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
 from dim_sklearn.nn import CHANCE
-from dim_sklearn.pretrained import DEFAULT_PRETRAINED, list_pretrained, pretrained_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from dim_sklearn import (
 )
 from dim_sklearn.nn import EncoderConfig, SiteNetEncoder
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -216,7 +216,7 @@ def test_every_door_refuses_a_file_by_the_same_rules_naming_file_and_field(small
 
 def test_the_caps_hold_for_values_given_directly():
     from dim_sklearn.nn import SiteNetConfig
-    from dim_sklearn.pointset import MAX_SITES
+    from dim_sklearn.pointsets import MAX_SITES
 
     assert MAX_SITES >= 256 >= 200  # the default, and the largest structures of the real data sets
     with pytest.raises(ValueError, match="max_sites must be an integer from 1 to 1000, got 1000000000000"):

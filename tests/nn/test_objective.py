@@ -7,8 +7,8 @@ from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
 from dim_sklearn import DeepInfoMaxFeaturizer, build_point_sets
-from dim_sklearn.batching import collate_point_sets
 from dim_sklearn.nn import CHANCE, DeepInfoMax, DistanceExpansion, EncoderConfig, SiteNetEncoder
+from dim_sklearn.pointsets import collate_point_sets
 from dim_sklearn.pretrain import PretrainSettings, pretrain
 
 

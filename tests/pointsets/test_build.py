@@ -6,8 +6,8 @@ import pytest
 from pymatgen.core import Lattice, Molecule, Structure
 
 from dim_sklearn import PointSetConfig, StructureError, build_point_set, build_point_sets
-from dim_sklearn.elements import site_property_table
-from dim_sklearn.pointset import minimum_image_distances, point_set_cell, supercell_matrix
+from dim_sklearn.pointsets.build import minimum_image_distances, point_set_cell, supercell_matrix
+from dim_sklearn.pointsets.elements import site_property_table
 
 
 def _brute_force_distances(lattice, vectors):
