@@ -8,28 +8,37 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, Sequence, Sized
-from numbers import Integral, Real
 from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.utils import InputTags, Tags
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
 from skorch.dataset import ValidSplit
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._utils import resolve_device, spawn_seeds
+from ._utils import (
+    Rule,
+    boolean,
+    check_fields,
+    either,
+    instance_of,
+    integer,
+    one_of,
+    optional,
+    real,
+    resolve_device,
+    seed,
+    spawn_seeds,
+)
 from .encoder import PretrainedEncoder, resolve_encoder
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
 from .nn.compiled import resolve_compile, set_compiled
 from .pointsets import (
-    MAX_ATOMS,
-    MAX_SITES,
     PointSet,
     PointSetBatch,
     PointSetCache,
@@ -47,6 +56,12 @@ PRESETS = ("compact", "sitenet")
 STARTS = ("encoder", "scratch")
 """The starts ``init="auto"`` fine-tunes from, in the order it tries them (a tie keeps the first)."""
 INITS = (*STARTS, "auto")
+_ENCODER_WORDS = "a shipped encoder's name, a folder, a PretrainedEncoder"
+_FEATURIZER: Rule = (
+    "a fitted featurizer",
+    lambda v: all(callable(getattr(v, method, None)) for method in ("fit", "transform")),
+)
+"""An estimator with ``fit`` and ``transform`` (``initialize`` then checks that it holds a fitted encoder)."""
 VALIDATION_SPLIT = ValidSplit(0.05, random_state=0)
 """The default ``train_split``: 5% of the labels, the same draw for the same data."""
 
@@ -309,26 +324,24 @@ class SiteNetRegressor(NeuralNetRegressor):
     device: str | torch.device | None
     device_: str | torch.device | None
 
-    _parameter_constraints: ClassVar[dict] = {
-        "encoder": [None, PretrainedEncoder, str, os.PathLike, HasMethods(["fit", "transform"])],
-        "preset": [StrOptions(set(PRESETS))],
-        "max_atoms": [None, Interval(Integral, 1, MAX_ATOMS, closed="both")],
-        "oxidation": [None, "boolean"],
-        "max_sites": [None, Interval(Integral, 1, MAX_SITES, closed="both")],
-        "min_distance": [None, Interval(Real, 0, None, closed="left")],
-        "freeze_encoder": ["boolean"],
-        "init": [StrOptions(set(INITS))],
-        "nonnegative": ["boolean"],
-        "standardize_target": ["boolean"],
-        "batch_sites": [Interval(Integral, 1, None, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
-        "random_state": ["random_state"],
-        "cache_dir": [None, str, os.PathLike],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "compile": ["boolean"],
+    _PARAM_RULES: ClassVar[dict[str, Rule]] = {
+        "encoder": optional(either(instance_of(_ENCODER_WORDS, str, os.PathLike, PretrainedEncoder), _FEATURIZER)),
+        "preset": one_of(*PRESETS),
+        **{name: optional(rule) for name, rule in PointSetConfig.FIELD_RULES.items()},
+        "freeze_encoder": boolean,
+        "init": one_of(*INITS),
+        "nonnegative": boolean,
+        "standardize_target": boolean,
+        "batch_sites": integer(1),
+        "patience": integer(1),
+        "gradient_clip": optional(real(0, low_open=True)),
+        "random_state": seed,
+        "cache_dir": optional(instance_of("a folder", str, os.PathLike)),
+        "lr": real(0, low_open=True),
+        "max_epochs": integer(1),
+        "compile": boolean,
     }
+    """What each parameter must be: the point-set parameters by ``PointSetConfig``'s rules (None: the encoder's)."""
 
     def __init__(
         self,
@@ -467,11 +480,9 @@ class SiteNetRegressor(NeuralNetRegressor):
         return dataclasses.replace(base, **{name: value for name, value in explicit.items() if value is not None})
 
     def _check_parameters(self) -> None:
-        """scikit-learn's parameter constraints (skorch's own ``_validate_params`` checks argument names)."""
-        params = self.get_params(deep=False)
-        validate_parameter_constraints(
-            self._parameter_constraints, {k: params[k] for k in self._parameter_constraints}, type(self).__name__
-        )
+        """The rules of ``_PARAM_RULES``, one ``ValueError`` naming every parameter that breaks its rule (skorch's own
+        ``_validate_params`` checks argument names)."""
+        check_fields(self, **self._PARAM_RULES)
 
     def __sklearn_tags__(self) -> Tags:
         """A regressor of a 1-D sequence of structures (not a 2-D numeric array)."""

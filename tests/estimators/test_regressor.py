@@ -168,7 +168,7 @@ def test_bad_structures_and_targets_give_clear_errors(structures, targets, featu
         SiteNetRegressor(encoder=featurizer, oxidation=True).initialize()
     with pytest.raises(ValueError, match="from scratch"):
         SiteNetRegressor(encoder=featurizer, preset="sitenet").initialize()
-    with pytest.raises(TypeError, match=r"'encoder' parameter .*PretrainedEncoder"):
+    with pytest.raises(ValueError, match=r"SiteNetRegressor: encoder must be None or .*PretrainedEncoder.*, got 42"):
         SiteNetRegressor(encoder=42).initialize()
 
 
@@ -232,7 +232,7 @@ def test_init_auto_keeps_the_start_with_the_lower_validation_loss(featurizer, st
     np.testing.assert_array_equal(auto.predict(structures), kept.predict(structures))
     with pytest.raises(ValueError, match="needs an encoder"):
         SiteNetRegressor(init="auto", max_epochs=1).fit(structures, targets)
-    with pytest.raises(ValueError, match="'init' parameter of SiteNetRegressor"):
+    with pytest.raises(ValueError, match="init must be one of 'encoder', 'scratch', 'auto', got 'best'"):
         SiteNetRegressor(init="best", max_epochs=1).fit(structures, targets)
 
 
@@ -258,11 +258,11 @@ def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets)
     with pytest.raises(ValueError, match="complex values"):
         SiteNetRegressor(**QUICK).fit(structures, targets + 1j)
     for params, message in [
-        ({"max_epochs": 0}, r"'max_epochs' parameter of SiteNetRegressor .*\[1, inf\)"),
-        ({"lr": 0.0}, "'lr' parameter"),
-        ({"batch_sites": 0}, "'batch_sites' parameter"),
-        ({"max_atoms": 5000}, "'max_atoms' parameter"),
-        ({"gradient_clip": -1.0}, "'gradient_clip' parameter"),
+        ({"max_epochs": 0}, "SiteNetRegressor: max_epochs must be an integer >= 1, got 0"),
+        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+        ({"batch_sites": 0}, "batch_sites must be an integer >= 1, got 0"),
+        ({"max_atoms": 5000}, "max_atoms must be None or an integer from 1 to 1000, got 5000"),
+        ({"gradient_clip": -1.0}, "gradient_clip must be None or a finite number > 0, got -1.0"),
     ]:
         with pytest.raises(ValueError, match=message):
             SiteNetRegressor(**params).fit(structures, targets)
