@@ -13,6 +13,7 @@ from ._version import __version__ as __version__
 from .artifact import PretrainedEncoder
 from .cache import PointSetCache
 from .datasets import list_datasets, load_dataset
+from .ensemble import SiteNetEnsemble
 from .exceptions import (
     DamagedCacheEntryWarning,
     DatasetNotFoundError,
@@ -40,6 +41,7 @@ __all__ = [
     "PointSetCache",
     "PointSetConfig",
     "PretrainedEncoder",
+    "SiteNetEnsemble",
     "SiteNetRegressor",
     "StructureError",
     "WriteError",
