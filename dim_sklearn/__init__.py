@@ -4,7 +4,9 @@
 unlabelled structures and turns structures into fixed-length vectors; it is a
 scikit-learn transformer and a matminer featurizer. [`SiteNetRegressor`][dim_sklearn.SiteNetRegressor]
 (skorch) fine-tunes that encoder, or trains one from scratch, on labels; a trained encoder is saved and
-loaded as a [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder].
+loaded as a [`PretrainedEncoder`][dim_sklearn.PretrainedEncoder]. With few labels,
+[`SiteNetEnsemble`][dim_sklearn.SiteNetEnsemble] fine-tunes one network per fold of the labels and blends their
+mean with a forest on composition descriptors.
 
 The pipeline, package by package: structures become Site-Net point sets, cached and batched by a budget of
 unique sites (``dim_sklearn.pointsets``); a Site-Net encoder (``dim_sklearn.nn``), pretrained by
@@ -15,6 +17,7 @@ the batches into vectors; the estimators use both. Real data sets load by name (
 from ._version import __version__ as __version__
 from .datasets import list_datasets, load_dataset
 from .encoder import PretrainedEncoder
+from .ensemble import SiteNetEnsemble
 from .exceptions import (
     DamagedCacheEntryWarning,
     DatasetNotFoundError,
@@ -43,6 +46,7 @@ __all__ = [
     "PointSetCache",
     "PointSetConfig",
     "PretrainedEncoder",
+    "SiteNetEnsemble",
     "SiteNetRegressor",
     "StructureError",
     "WriteError",

@@ -30,7 +30,16 @@ from experiments.study.features import (
     UNIONS,
     VARIANTS,
 )
-from experiments.study.runner import COLUMNS, Ledger, _merge_metadata, fit_uninterrupted, standardise
+from experiments.study.runner import (
+    COLUMNS,
+    ENSEMBLE,
+    ENSEMBLE_NETWORKS,
+    ENSEMBLE_STARTS,
+    Ledger,
+    _merge_metadata,
+    fit_uninterrupted,
+    standardise,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,12 +130,15 @@ def test_quick_study_records_every_fit(quick_run):
     # sets, CHGNet where it is installed, the unions
     foundation = len(FOUNDATION) if importlib.util.find_spec("chgnet") else 0
     n_features = 4 + len(HAND_CRAFTED) + foundation + len(UNIONS)
-    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 4  # + the variants
+    ensembles = QUICK.seeds * len(ENSEMBLE_STARTS) * 2  # the blend and the networks alone, from one fit
+    per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 4 + ensembles
     expected = len(QUICK.label_counts) * per_size
     assert len(frame) == expected
     assert not frame.duplicated(["dataset", "target", "n_labels", "seed", "features", "model"]).any()
     assert np.isfinite(frame.mae).all() and (frame.mae > 0).all()
-    assert set(frame.model) == {"mean", "RF", "MLP", "Linear", "fine-tuned"}
+    assert set(frame.model) == {"mean", "RF", "MLP", "Linear", "fine-tuned", ENSEMBLE, ENSEMBLE_NETWORKS}
+    ensembled = frame[frame.model.str.startswith(ENSEMBLE)]
+    assert set(ensembled.features) == {name for name, _ in ENSEMBLE_STARTS}
     tuned = frame[frame.model == "fine-tuned"]
     assert set(tuned.features) == {"DIM", "untrained", SHIPPED, AUTO}
     assert (tuned.epochs <= QUICK.finetune_max_epochs).all()

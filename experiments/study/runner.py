@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
-from dim_sklearn import SiteNetRegressor
+from dim_sklearn import SiteNetEnsemble, SiteNetRegressor
 
 from ..protocol import Budget, Split, Target, capped_label_counts, label_subset, load_split, untrained_encoder
 from .features import (
@@ -46,7 +47,18 @@ from .features import (
     shipped_encoder,
 )
 
-__all__ = ["Ledger", "run_study", "sklearn_models", "standardise"]
+__all__ = [
+    "ENSEMBLE",
+    "ENSEMBLE_NETWORKS",
+    "ENSEMBLE_STARTS",
+    "Ledger",
+    "run_ensembles",
+    "run_study",
+    "sklearn_models",
+    "standardise",
+]
+
+Fitted = TypeVar("Fitted", SiteNetRegressor, SiteNetEnsemble)
 
 COLUMNS = ("dataset", "target", "n_labels", "seed", "features", "model", "mae", "seconds", "epochs")
 KEY = COLUMNS[:6]
@@ -195,7 +207,7 @@ def starts(dim) -> tuple[tuple[str, object, str], ...]:
     )
 
 
-def fit_uninterrupted(regressor: SiteNetRegressor, structures: list, y: np.ndarray) -> SiteNetRegressor:
+def fit_uninterrupted(regressor: Fitted, structures: list, y: np.ndarray) -> Fitted:
     """``regressor.fit(structures, y)``, with Ctrl-C raised again after it.
 
     skorch ends training on a ``KeyboardInterrupt`` and returns the model as it stands, which the study would
@@ -268,6 +280,64 @@ def run_transfer(
                 log(
                     f"  {split.target.name}: {n_labels} labels seed {seed} fine-tuned from {name}: "
                     f"MAE {mae:.4f} ({len(regressor.history)} epochs, {row['seconds']:.0f} s{note})"
+                )
+
+
+ENSEMBLE_STARTS = ((SHIPPED, "pretrained"), ("untrained", None))
+"""The starts of the ensembles' networks, as (name, ``encoder``): the shipped encoder and random weights."""
+ENSEMBLE = "SiteNetEnsemble"
+"""The ledger's model name of an ensemble blended with its composition forest."""
+ENSEMBLE_NETWORKS = "SiteNetEnsemble, networks only"
+"""The ledger's model name of the same ensemble's networks alone (their mean, from the same fit)."""
+
+
+def run_ensembles(
+    split: Split,
+    budget: Budget,
+    ledger: Ledger,
+    cache_dir: str | None,
+    log: Callable[..., None],
+    sizes: list[int] | None = None,
+    features: tuple[str, ...] | None = None,
+) -> None:
+    """``SiteNetEnsemble`` from each of ``ENSEMBLE_STARTS``: two rows per fit, the blend and the networks alone."""
+    test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
+    for n_labels in _label_counts(split, budget, sizes):
+        for seed in range(budget.seeds):
+            subset = label_subset(split.train, n_labels, seed)
+            for name, encoder in ENSEMBLE_STARTS:
+                if features is not None and name not in features:
+                    continue
+                if all(ledger.has(**_row(split, n_labels, seed, name, m)) for m in (ENSEMBLE, ENSEMBLE_NETWORKS)):
+                    continue
+                tic = time.perf_counter()
+                network = SiteNetRegressor(
+                    encoder=encoder,
+                    random_state=seed,
+                    max_epochs=budget.finetune_epochs(n_labels),
+                    patience=budget.finetune_patience,
+                    cache_dir=cache_dir,
+                )
+                ensemble = SiteNetEnsemble(network, n_estimators=budget.n_estimators, random_state=seed)
+                structures = [split.structures[i] for i in subset]
+                fit_uninterrupted(ensemble, structures, split.y[subset])
+                seconds = round(time.perf_counter() - tic, 1)
+                blend = ensemble.predict(test_structures)
+                test_set = ensemble.estimators_[0].get_dataset(test_structures)
+                networks = np.mean([net.predict(test_set) for net in ensemble.estimators_], axis=0)
+                epochs = round(float(np.mean([len(net.history) for net in ensemble.estimators_])))
+                rows = [
+                    _row(split, n_labels, seed, name, ENSEMBLE, mae=_mae(blend, y_test), epochs=epochs),
+                    _row(split, n_labels, seed, name, ENSEMBLE_NETWORKS, mae=_mae(networks, y_test), epochs=epochs),
+                ]
+                for row in rows:
+                    row["seconds"] = seconds
+                ledger.append(rows)
+                log(
+                    f"  {split.target.name}: {n_labels} labels seed {seed} ensemble from {name}: "
+                    f"blend {rows[0]['mae']:.4f} (networks' share {ensemble.weight_:.2f}, "
+                    f"best {ensemble.best_weight_:.2f}), "
+                    f"networks {rows[1]['mae']:.4f} ({epochs} epochs, {seconds:.0f} s)"
                 )
 
 
@@ -408,7 +478,7 @@ def run_study(
     work_dir: Path,
     cache_dir: str | None = None,
     data_home: str | None = None,
-    parts: tuple[str, ...] = ("representation", "transfer", "investigation"),
+    parts: tuple[str, ...] = ("representation", "transfer", "ensemble", "investigation"),
     verbose: bool = False,
     command: str | None = None,
     features: tuple[str, ...] | None = None,
@@ -416,7 +486,7 @@ def run_study(
     """Run (or resume) the study and write its report; returns the CSV path.
 
     ``parts``: "representation" (scikit-learn models on every feature set),
-    "transfer" (fine-tuning) and "investigation" (pretraining variants on
+    "transfer" (fine-tuning), "ensemble" (``SiteNetEnsemble``) and "investigation" (pretraining variants on
     ``budget.investigate``), in that order; each runs for every target before
     the next starts, so the cheaper comparisons are complete first. ``features``
     restricts the feature sets and fine-tuning starts (default: all).
@@ -473,6 +543,12 @@ def run_study(
                     run_transfer(
                         split, dim, budget, ledger, cache_dir, log, [n_labels], features, meta.setdefault(AUTO, {})
                     )
+                    save()
+        if "ensemble" in parts:
+            for n_labels in budget.label_counts:
+                for target in budget.targets:
+                    split = load_split(target, budget, data_home)
+                    run_ensembles(split, budget, ledger, cache_dir, log, [n_labels], features)
                     save()
         if "investigation" in parts:
             scikit_learn([t for t in budget.targets if t.name in budget.investigate], _variants)
