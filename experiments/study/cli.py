@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..protocol import FULL, QUICK, TARGETS, get_target
+from .ensembles import ensemble_lines
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, RBF_SCRATCH, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines, headline_sentence, refresh_block
 from .report import write_report
@@ -144,9 +145,11 @@ def _quote_headline(results: Path) -> None:
     """Refresh the headline that the user guide and the README quote, when these are the study's own results."""
     if Path(results).resolve() != DEFAULT_RESULTS:
         return
-    table = headline(pd.read_csv(DEFAULT_RESULTS / "label_masking.csv"))
+    frame = pd.read_csv(DEFAULT_RESULTS / "label_masking.csv")
+    table = headline(frame)
     refresh_block(DEFAULT_RESULTS.parent / "which-features.md", "headline", headline_lines(table))
     refresh_block(DEFAULT_RESULTS.parents[1] / "README.md", "headline", [headline_sentence(table)])
+    refresh_block(DEFAULT_RESULTS.parent / "fine-tuning.md", "ensembles", ensemble_lines(frame))
 
 
 def main(

@@ -10,6 +10,7 @@ import pandas as pd
 from dim_sklearn.nn import CHANCE
 
 from ..protocol import TARGETS, slugify
+from .ensembles import ensemble_lines
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, RBF_SCRATCH, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines
 
@@ -689,6 +690,14 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
         lines += ["All methods, test MAE mean ± std (runs):", "", *_full_table(part, mean_predictor), ""]
     lines += _shipped_section(frame, meta)
     lines += _auto_section(frame, meta)
+    ensembles = ensemble_lines(frame)
+    if ensembles:
+        lines += [
+            "## SiteNetEnsemble: networks on the folds of the labels, blended with a composition forest",
+            "",
+            *ensembles,
+            "",
+        ]
     lines += _union_section(frame, summary, results_dir)
     lines += _investigation(frame)
     lines += _settings(meta, frame)

@@ -1,0 +1,76 @@
+"""The ensemble part of the study: SiteNetEnsemble against the single network and the forest, on the same subsets.
+
+Every row of the table compares methods on the label subsets where the
+ensembles ran (seeds 0-4), so the comparison is paired: the forest and the
+single network are averaged over those subsets only.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .features import SHIPPED
+from .runner import ENSEMBLE, ENSEMBLE_NETWORKS
+
+__all__ = ["COMPARED", "ensemble_lines", "ensemble_table"]
+
+COMPARED = {
+    "RF on Magpie": ("Magpie", "RF"),
+    "fine-tuned from DIM shipped": (SHIPPED, "fine-tuned"),
+    "networks from DIM shipped": (SHIPPED, ENSEMBLE_NETWORKS),
+    "SiteNetEnsemble from DIM shipped": (SHIPPED, ENSEMBLE),
+    "SiteNetEnsemble from scratch": ("untrained", ENSEMBLE),
+}
+"""The columns of the table: a name and the ledger's (features, model)."""
+
+
+def ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean test MAE of each of ``COMPARED`` per (dataset, target, n_labels), over the subsets the ensembles ran on.
+
+    Returns
+    -------
+    DataFrame
+        Columns dataset, target, n_labels, subsets, one per ``COMPARED`` name, and ``change``: the ensemble
+        from DIM shipped against the better of the forest and the single network, in percent.
+    """
+    ensembles = frame[frame.model == ENSEMBLE]
+    rows = []
+    for (dataset, target, n), cell in ensembles.groupby(["dataset", "target", "n_labels"], sort=False):
+        seeds = set(cell[cell.features == SHIPPED].seed)
+        same = frame[
+            (frame.dataset == dataset) & (frame.target == target) & (frame.n_labels == n) & frame.seed.isin(seeds)
+        ]
+        row: dict = {"dataset": dataset, "target": target, "n_labels": int(n), "subsets": len(seeds)}
+        for name, (features, model) in COMPARED.items():
+            runs = same[(same.features == features) & (same.model == model)]
+            row[name] = runs.mae.mean() if len(runs) == len(seeds) else float("nan")
+        single = min(row["RF on Magpie"], row["fine-tuned from DIM shipped"])
+        row["change"] = 100 * (row["SiteNetEnsemble from DIM shipped"] / single - 1)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "target", "n_labels", "subsets", *COMPARED, "change"])
+
+
+def ensemble_lines(frame: pd.DataFrame) -> list[str]:
+    """Markdown: ``ensemble_table`` as a table with a sentence on how it reads (nothing without ensemble rows)."""
+    table = ensemble_table(frame)
+    if table.empty:
+        return []
+    lines = [
+        "| target | labels | subsets | " + " | ".join(COMPARED) + " | change |",
+        "|---|---:|---:|" + "---:|" * (len(COMPARED) + 1),
+    ]
+    for row in table.itertuples(index=False):
+        values = row[4 : 4 + len(COMPARED)]
+        best = min(v for v in values if v == v)
+        cells = [("" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}") for v in values]
+        lines.append(
+            f"| {row.dataset} {row.target} | {row.n_labels:,} | {row.subsets} | " + " | ".join(cells) + f" | "
+            f"{row.change:+.1f}% |"
+        )
+    lines += [
+        "",
+        "Test MAE, mean over the label subsets the ensembles ran on (the same subsets in every column); "
+        "**bold**: the lowest. Networks: the ensemble's five networks alone. Change: SiteNetEnsemble from the "
+        "shipped encoder against the better of the forest on Magpie and the single fine-tuned network.",
+    ]
+    return lines
