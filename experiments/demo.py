@@ -23,7 +23,8 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import mean_absolute_error
 
-from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor, load_dataset
+from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetEnsemble, SiteNetRegressor, load_dataset
+from dim_sklearn.ensemble import magpie_features
 
 from .protocol import holdout_split, streamed_subsets, untrained_encoder
 
@@ -31,18 +32,9 @@ __all__ = ["FINE_TUNED", "FOREST_FEATURES", "format_table", "plot_table", "run_d
 
 FOREST_FEATURES = ("Magpie", "DIM", "Magpie + DIM", "untrained")
 """RandomForest inputs: composition features, the shipped encoder's vectors, both, the encoder untrained."""
-FINE_TUNED = ("from scratch", "from DIM")
-"""SiteNetRegressor starts: random weights, the shipped encoder."""
-
-
-def _magpie(structures: list) -> np.ndarray:
-    from matminer.featurizers.composition import ElementProperty
-
-    featurizer = ElementProperty.from_preset("magpie")
-    featurizer.set_n_jobs(1)
-    return np.nan_to_num(
-        np.array(featurizer.featurize_many([s.composition for s in structures], pbar=False), dtype=float)
-    )
+FINE_TUNED = ("from scratch", "from DIM", "ensemble")
+"""Fine-tuned models: SiteNetRegressor from random weights and from the shipped encoder, and SiteNetEnsemble (five
+networks from the shipped encoder, blended with a forest on Magpie)."""
 
 
 def run_demo(
@@ -66,7 +58,8 @@ def run_demo(
     forests (the same subsets for every feature set); the untrained encoder is
     [`untrained_encoder`][experiments.protocol.untrained_encoder]. The first
     subset of each of ``finetune_counts`` is also fine-tuned from both starts,
-    for ``finetune_samples`` structures seen (at most 100 epochs, early stopping
+    and given to ``SiteNetEnsemble`` with the network from the DIM encoder, for
+    ``finetune_samples`` structures seen (at most 100 epochs, early stopping
     with patience 10).
 
     Parameters
@@ -101,7 +94,11 @@ def run_demo(
         f"{dataset}: {len(train)} training and {len(test)} test structures; featurising with the DIM encoder, "
         "the untrained encoder and Magpie"
     )
-    X = {"DIM": dim.transform(structures), "untrained": untrained.transform(structures), "Magpie": _magpie(structures)}
+    X = {
+        "DIM": dim.transform(structures),
+        "untrained": untrained.transform(structures),
+        "Magpie": np.nan_to_num(magpie_features(structures)),
+    }
     X["Magpie + DIM"] = np.hstack([X["Magpie"], X["DIM"]])
     featurise_s = time.perf_counter() - start
 
@@ -117,15 +114,17 @@ def run_demo(
                 for k, s in enumerate(subsets)
             ]
             row[f"{name} MAE"], row[f"{name} std"] = float(np.mean(maes)), float(np.std(maes))
-        for name, start_from in zip(FINE_TUNED, (None, dim)):
+        for name, start_from in zip(FINE_TUNED, (None, dim, dim)):
             row[f"{name} MAE"] = np.nan
             if n in finetune_counts:
                 epochs = min(100, math.ceil(finetune_samples / n))
-                regressor = SiteNetRegressor(
+                model = SiteNetRegressor(
                     encoder=start_from, max_epochs=epochs, patience=10, random_state=0, cache_dir=cache_dir
                 )
-                regressor.fit([structures[i] for i in subsets[0]], y[subsets[0]])
-                row[f"{name} MAE"] = mean_absolute_error(y[test], regressor.predict([structures[i] for i in test]))
+                if name == "ensemble":
+                    model = SiteNetEnsemble(model, random_state=0)
+                model.fit([structures[i] for i in subsets[0]], y[subsets[0]])
+                row[f"{name} MAE"] = mean_absolute_error(y[test], model.predict([structures[i] for i in test]))
         rows.append(row)
         log(f"  {n} labels done ({time.perf_counter() - start:.0f} s)")
     info = {
@@ -139,6 +138,9 @@ def run_demo(
         "total_seconds": time.perf_counter() - start,
     }
     return pd.DataFrame(rows).set_index("labels"), info
+
+
+_TUNED_NAMES = {"from scratch": "tuned from scratch", "from DIM": "tuned from DIM", "ensemble": "SiteNetEnsemble"}
 
 
 def format_table(table: pd.DataFrame, info: dict) -> str:
@@ -155,7 +157,7 @@ def format_table(table: pd.DataFrame, info: dict) -> str:
         f"{info['total_seconds']:.0f} s in all",
         f"{'labels':>6}"
         + "".join(f"  {name + ' RF':>18}" for name in FOREST_FEATURES)
-        + "".join(f"  {'tuned ' + name:>17}" for name in FINE_TUNED),
+        + "".join(f"  {_TUNED_NAMES[name]:>17}" for name in FINE_TUNED),
     ]
     for n, row in table.iterrows():
         cells = [f"{row[f'{name} MAE']:>9.4f} +- {row[f'{name} std']:.4f}" for name in FOREST_FEATURES]
@@ -185,7 +187,8 @@ def plot_table(table: pd.DataFrame, info: dict, path: str | Path) -> Path:
         )
     for name in FINE_TUNED:
         tuned = table[f"{name} MAE"].dropna()
-        ax.plot(tuned.index, tuned.values, marker="s", ls="--", label=f"SiteNetRegressor {name}")
+        label = "SiteNetEnsemble" if name == "ensemble" else f"SiteNetRegressor {name}"
+        ax.plot(tuned.index, tuned.values, marker="s", ls="--", label=label)
     ax.set_xscale("log")
     ax.set_xticks(table.index)
     ax.set_xticklabels([str(n) for n in table.index])

@@ -20,6 +20,7 @@ import numpy as np
 
 from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
 from dim_sklearn.encoder import pretrained_path
+from dim_sklearn.ensemble import magpie_features
 
 from ..protocol import Budget, Split, slugify
 
@@ -39,12 +40,6 @@ __all__ = [
     "pretrained_encoder",
     "shipped_encoder",
 ]
-
-
-def _magpie(structures: list) -> np.ndarray:
-    from matminer.featurizers.composition import ElementProperty
-
-    return _featurize(ElementProperty.from_preset("magpie"), [s.composition for s in structures])
 
 
 def _sine_coulomb(structures: list) -> np.ndarray:
@@ -79,7 +74,7 @@ def _featurize(featurizer, inputs: list) -> np.ndarray:
 
 
 HAND_CRAFTED: dict[str, Callable[[list], np.ndarray]] = {
-    "Magpie": _magpie,
+    "Magpie": magpie_features,
     "SineCoulombMatrix": _sine_coulomb,
     "XRDPowderPattern": _xrd,
     "OrbitalFieldMatrix": _orbital_field,
