@@ -242,8 +242,16 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
     def _imputed(self, descriptors: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(descriptors), self.composition_means_, descriptors)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Predictions for structures ``X``: the networks' mean, blended with the forest; shape (n,).
+    def transform(self, X: Any) -> np.ndarray:
+        """Each network's prediction for structures ``X`` and, with ``composition``, the forest's.
+
+        As scikit-learn's ``VotingRegressor.transform``: the parts that
+        ``predict`` blends, one column each.
+
+        Returns
+        -------
+        ndarray of shape (n, n_folds) or (n, n_folds + 1)
+            The networks in the order of ``estimators_``, then the forest.
 
         Raises
         ------
@@ -254,11 +262,32 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "estimators_")
         structures = as_structure_list(X)
+        width = len(self.estimators_) + (self.forest_ is not None)
         if not structures:
-            return np.empty(0)
+            return np.empty((0, width))
         dataset = self.estimators_[0].get_dataset(structures)
-        networks = np.stack([net.predict(dataset) for net in self.estimators_]).astype(np.float64).mean(axis=0)
-        if self.forest_ is None or self.weight_ == 1.0:
+        columns = [net.predict(dataset).astype(np.float64) for net in self.estimators_]
+        if self.forest_ is not None:
+            columns.append(self.forest_.predict(self._imputed(magpie_features(structures))))
+        return np.column_stack(columns)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions for structures ``X``: the networks' mean, blended with the forest; shape (n,).
+
+        Raises
+        ------
+        NotFittedError
+            The ensemble is not fitted.
+        StructureError
+            For the first structure that cannot be featurised, naming its position.
+        """
+        return self.blend(self.transform(X))
+
+    def blend(self, columns: np.ndarray) -> np.ndarray:
+        """The prediction from the columns of ``transform``: ``weight_`` times the networks' mean, plus
+        ``1 - weight_`` times the forest's."""
+        check_is_fitted(self, "estimators_")
+        networks = columns[:, : len(self.estimators_)].mean(axis=1)
+        if self.forest_ is None:
             return networks
-        forest = self.forest_.predict(self._imputed(magpie_features(structures)))
-        return np.asarray(self.weight_ * networks + (1 - self.weight_) * forest)
+        return np.asarray(self.weight_ * networks + (1 - self.weight_) * columns[:, -1])

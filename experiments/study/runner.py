@@ -322,9 +322,8 @@ def run_ensembles(
                 structures = [split.structures[i] for i in subset]
                 fit_uninterrupted(ensemble, structures, split.y[subset])
                 seconds = round(time.perf_counter() - tic, 1)
-                blend = ensemble.predict(test_structures)
-                test_set = ensemble.estimators_[0].get_dataset(test_structures)
-                networks = np.mean([net.predict(test_set) for net in ensemble.estimators_], axis=0)
+                columns = ensemble.transform(test_structures)
+                blend, networks = ensemble.blend(columns), columns[:, : len(ensemble.estimators_)].mean(axis=1)
                 epochs = round(float(np.mean([len(net.history) for net in ensemble.estimators_])))
                 rows = [
                     _row(split, n_labels, seed, name, ENSEMBLE, mae=_mae(blend, y_test), epochs=epochs),

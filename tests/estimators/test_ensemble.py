@@ -62,6 +62,12 @@ def test_predict_blends_the_networks_mean_and_the_forest_at_the_chosen_share(fit
     forest = fitted.forest_.predict(magpie_features(crystals[:5]))
     np.testing.assert_allclose(prediction, fitted.weight_ * networks + (1 - fitted.weight_) * forest, rtol=1e-6)
     assert fitted.predict([]).shape == (0,)
+    columns = fitted.transform(crystals[:5])  # the parts, as VotingRegressor.transform gives them
+    assert columns.shape == (5, 4)
+    np.testing.assert_allclose(columns[:, :3].mean(axis=1), networks, rtol=1e-6)
+    np.testing.assert_allclose(columns[:, 3], forest)
+    np.testing.assert_array_equal(fitted.blend(columns), prediction)
+    assert fitted.transform([]).shape == (0, 4)
 
 
 def test_the_share_is_the_best_out_of_fold_blend_drawn_toward_an_equal_blend(fitted, crystals, targets):
@@ -90,6 +96,7 @@ def test_without_composition_the_prediction_is_the_networks_mean(crystals, targe
     assert model.forest_ is None and model.weight_ == model.best_weight_ == 1.0 and set(model.oof_mae_) == {"networks"}
     networks = np.mean([net.predict(crystals) for net in model.estimators_], axis=0)
     np.testing.assert_allclose(model.predict(crystals), networks, rtol=1e-6)
+    assert model.transform(crystals).shape == (len(crystals), 3)
 
 
 def test_same_seed_same_model_and_the_template_is_left_as_given(crystals, targets, fitted):
