@@ -17,6 +17,7 @@ from sklearn.utils import InputTags, Tags
 from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
 from skorch.dataset import ValidSplit
+from skorch.utils import to_numpy
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -592,12 +593,18 @@ class SiteNetRegressor(NeuralNetRegressor):
         ------
         ValueError
             A parameter out of range, no structures, no targets (``y`` None),
-            as many targets as structures, or targets that are not finite.
+            as many targets as structures, or targets that are not finite;
+            one structure with a ``train_split``.
         StructureError
             For the first structure that cannot be featurised, naming its position.
         """
         self._check_parameters()
         y = _training_targets(X, y, "fit")
+        if self.train_split is not None and _n_structures(X) < 2:
+            raise ValueError(
+                "X holds 1 structure: SiteNetRegressor.fit holds labels out for validation (train_split) and needs "
+                "at least 2; pass train_split=None to fit on one"
+            )
         if self.warm_start and self.initialized_:
             return super().fit(X, y, **fit_params)
         if self.init == "auto":
@@ -632,8 +639,16 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.__dict__.update(parameters)
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> SiteNetRegressor:
-        """One more epoch on ``X`` and ``y`` (checked as ``fit`` checks them), initialising first if needed."""
-        y = _training_targets(X, y, "partial_fit")
+        """One more epoch on ``X`` and ``y`` (checked as ``fit`` checks them), initialising first if needed.
+
+        One pass over the data per call, as scikit-learn's ``partial_fit``
+        (skorch's trains ``max_epochs`` epochs); ``epochs=k`` asks for ``k``.
+        ``fit`` trains up to ``max_epochs`` through skorch's own call.
+        """
+        from_fit = fit_params.get("_routing_method") == "fit"  # skorch's fit calls partial_fit with this marker
+        if not from_fit:
+            y = _training_targets(X, y, "partial_fit")
+            fit_params.setdefault("epochs", 1)
         if not self.initialized_:
             self._set_target_scaling(y)
         with self._device_resolved():  # callbacks read it: EpochScoring maps its cached predictions to it
@@ -657,7 +672,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.check_is_fitted()
         if _n_structures(X) == 0:
             return np.empty(0, dtype=np.float32)
-        prediction = super().predict(X).reshape(-1)
+        outputs = [to_numpy(batch) for batch in self.forward_iter(X, training=False)]
+        prediction = np.concatenate(outputs).reshape(-1)
         bad = np.flatnonzero(~np.isfinite(prediction))
         if bad.size:
             warnings.warn(
@@ -667,3 +683,8 @@ class SiteNetRegressor(NeuralNetRegressor):
                 stacklevel=2,
             )
         return prediction
+
+    @property
+    def predict_proba(self) -> Any:
+        """Not offered: a regressor has no class probabilities (skorch's ``NeuralNet`` defines it)."""
+        raise AttributeError("SiteNetRegressor is a regressor: it has no predict_proba; use predict")
