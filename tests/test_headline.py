@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from experiments.study.ensembles import ensemble_lines, ensemble_table
 from experiments.study.headline import headline, headline_lines, headline_sentence, refresh_block, uses_dim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +73,45 @@ def test_the_pages_quote_the_headline_of_the_published_ledger():
         (REPO / "docs" / "results" / "label_masking.md", headline_lines(table)),
     ]:
         assert "\n".join(lines) in path.read_text(), f"{path.name}: run python -m experiments study --report-only"
+
+
+def test_an_ensemble_from_scratch_counts_without_dim_and_is_named_by_its_start():
+    table = headline(
+        _ledger(
+            [
+                (50, 0, "DIM shipped", "SiteNetEnsemble", 0.30),
+                (50, 0, "DIM shipped", "SiteNetEnsemble, networks only", 0.35),
+                (50, 0, "untrained", "SiteNetEnsemble", 0.32),
+                (50, 0, "Magpie", "RF", 0.33),
+            ]
+        )
+    )
+    row = table.iloc[0]
+    assert row.dim_option == "SiteNetEnsemble from DIM shipped" and row.other_option == "SiteNetEnsemble from scratch"
+    assert row.ratio == pytest.approx(0.30 / 0.32)
+
+
+def test_the_ensemble_table_compares_on_the_subsets_the_ensembles_ran_on():
+    rows = [(50, seed, "Magpie", "RF", 0.40 + 0.1 * seed) for seed in range(4)]  # seeds 2, 3: forest only
+    rows += [(50, seed, "DIM shipped", "fine-tuned", 0.50) for seed in range(2)]
+    rows += [(50, seed, "DIM shipped", "SiteNetEnsemble", 0.36) for seed in range(2)]
+    rows += [(50, seed, "DIM shipped", "SiteNetEnsemble, networks only", 0.38) for seed in range(2)]
+    rows += [(50, 0, "untrained", "SiteNetEnsemble", 0.45)]  # one seed of two: no mean shown
+    row = ensemble_table(_ledger(rows)).iloc[0]
+    assert row.subsets == 2 and row["RF on Magpie"] == pytest.approx(0.45)  # seeds 0 and 1 only
+    assert row["change"] == pytest.approx(100 * (0.36 / 0.45 - 1))
+    assert row["SiteNetEnsemble from scratch"] != row["SiteNetEnsemble from scratch"]  # NaN
+    lines = ensemble_lines(_ledger(rows))
+    assert "| d t | 50 | 2 | 0.45 | 0.5 | 0.38 | **0.36** |  | -20.0% |" in lines
+    assert ensemble_lines(_ledger(rows[:4])) == []
+
+
+def test_the_pages_quote_the_ensemble_table_of_the_published_ledger():
+    lines = ensemble_lines(pd.read_csv(REPO / "docs" / "results" / "label_masking.csv"))
+    assert lines
+    for page in ("fine-tuning.md", "which-features.md", "results/label_masking.md"):
+        text = (REPO / "docs" / page).read_text()
+        assert "\n".join(lines) in text, f"{page}: run python -m experiments study --report-only"
 
 
 def test_a_ledger_with_one_side_only_has_no_headline():

@@ -149,7 +149,8 @@ def _quote_headline(results: Path) -> None:
     table = headline(frame)
     refresh_block(DEFAULT_RESULTS.parent / "which-features.md", "headline", headline_lines(table))
     refresh_block(DEFAULT_RESULTS.parents[1] / "README.md", "headline", [headline_sentence(table)])
-    refresh_block(DEFAULT_RESULTS.parent / "fine-tuning.md", "ensembles", ensemble_lines(frame))
+    for page in ("fine-tuning.md", "which-features.md"):
+        refresh_block(DEFAULT_RESULTS.parent / page, "ensembles", ensemble_lines(frame))
 
 
 def main(
