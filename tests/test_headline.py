@@ -98,9 +98,9 @@ def test_the_ensemble_table_compares_on_the_subsets_the_ensembles_ran_on():
     rows += [(50, seed, "DIM shipped", "SiteNetEnsemble, networks only", 0.38) for seed in range(2)]
     rows += [(50, 0, "untrained", "SiteNetEnsemble", 0.45)]  # one seed of two: no mean shown
     row = ensemble_table(_ledger(rows)).iloc[0]
-    assert row.subsets == 2 and row["RF on Magpie"] == pytest.approx(0.45)  # seeds 0 and 1 only
+    assert row.subsets == 2 and row["RF, Magpie"] == pytest.approx(0.45)  # seeds 0 and 1 only
     assert row["change"] == pytest.approx(100 * (0.36 / 0.45 - 1))
-    assert row["SiteNetEnsemble from scratch"] != row["SiteNetEnsemble from scratch"]  # NaN
+    assert row["ensemble, scratch"] != row["ensemble, scratch"]  # NaN
     lines = ensemble_lines(_ledger(rows))
     assert "| d t | 50 | 2 | 0.45 | 0.5 | 0.38 | **0.36** |  | -20.0% |" in lines
     assert ensemble_lines(_ledger(rows[:4])) == []
