@@ -26,7 +26,7 @@ from torch.utils.data import Subset
 
 from ._utils import Rule, check_fields, instance_of, integer, one_of, optional, real, seed, spawn_seeds
 from .pointsets import as_structure_list
-from .regressor import SiteNetRegressor, _as_targets
+from .regressor import SiteNetRegressor, _training_targets
 
 __all__ = ["BLEND_GRID", "SiteNetEnsemble", "magpie_features"]
 
@@ -176,14 +176,8 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
         """
         check_fields(self, **self._PARAM_RULES)
         structures = as_structure_list(X)
-        if y is None:
-            raise ValueError("y is None; SiteNetEnsemble.fit needs one target per structure of X")
-        targets = _as_targets(y)
-        assert targets is not None
-        if len(structures) != len(targets):
-            raise ValueError(
-                f"X holds {len(structures)} structures but y holds {len(targets)} targets; they must match"
-            )
+        targets = _training_targets(structures, y, "SiteNetEnsemble.fit")
+        assert targets is not None  # a list of structures with y None is refused above
         if len(structures) < self.n_folds:
             raise ValueError(
                 f"X holds {len(structures)} structures: SiteNetEnsemble with n_folds={self.n_folds} needs at least "
@@ -274,12 +268,7 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Predictions for structures ``X``: the networks' mean, blended with the forest; shape (n,).
 
-        Raises
-        ------
-        NotFittedError
-            The ensemble is not fitted.
-        StructureError
-            For the first structure that cannot be featurised, naming its position.
+        Raises as ``transform`` does.
         """
         return self.blend(self.transform(X))
 

@@ -135,9 +135,9 @@ def _training_targets(X: Any, y: Any, method: str) -> np.ndarray | None:
     """
     n_structures = _n_structures(X)
     if n_structures == 0:
-        raise ValueError(f"X holds 0 structures; SiteNetRegressor.{method} needs at least one structure and its target")
+        raise ValueError(f"X holds 0 structures; {method} needs at least one structure and its target")
     if y is None and not isinstance(X, Dataset):
-        raise ValueError(f"y is None; SiteNetRegressor.{method} needs one target per structure of X")
+        raise ValueError(f"y is None; {method} needs one target per structure of X")
     targets = _as_targets(y)
     if targets is not None and not isinstance(X, Dataset) and n_structures != len(targets):
         raise ValueError(f"X holds {n_structures} structures but y holds {len(targets)} targets; they must match")
@@ -599,7 +599,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             For the first structure that cannot be featurised, naming its position.
         """
         self._check_parameters()
-        y = _training_targets(X, y, "fit")
+        y = _training_targets(X, y, "SiteNetRegressor.fit")
         if self.train_split is not None and _n_structures(X) < 2:
             raise ValueError(
                 "X holds 1 structure: SiteNetRegressor.fit holds labels out for validation (train_split) and needs "
@@ -647,7 +647,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         """
         from_fit = fit_params.get("_routing_method") == "fit"  # skorch's fit calls partial_fit with this marker
         if not from_fit:
-            y = _training_targets(X, y, "partial_fit")
+            y = _training_targets(X, y, "SiteNetRegressor.partial_fit")
             fit_params.setdefault("epochs", 1)
         if not self.initialized_:
             self._set_target_scaling(y)

@@ -142,7 +142,9 @@ def test_bad_inputs_raise_clear_errors(crystals, targets):
         _ensemble().fit(crystals[:2], targets[:2])
     with pytest.raises(ValueError, match="18 structures but y holds 17"):
         _ensemble().fit(crystals, targets[:-1])
-    with pytest.raises(ValueError, match="y is None"):
+    with pytest.raises(ValueError, match=r"X holds 0 structures; SiteNetEnsemble\.fit needs at least one"):
+        _ensemble().fit([], [])
+    with pytest.raises(ValueError, match=r"y is None; SiteNetEnsemble\.fit"):
         _ensemble().fit(crystals, None)
     with pytest.raises(ValueError, match="NaN"):
         _ensemble().fit(crystals, np.where(np.arange(18) == 3, np.nan, targets))
