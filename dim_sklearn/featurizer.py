@@ -41,7 +41,7 @@ from .pointsets import (
     collate_point_sets,
     stream_point_sets,
 )
-from .pretrain import PretrainSettings, pretrain
+from .pretrain import PretrainCallback, PretrainSettings, pretrain
 
 __all__ = ["DeepInfoMaxFeaturizer", "embed_point_sets"]
 
@@ -253,6 +253,11 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         times ``max_epochs``; structures to transform); where compiling is
         impossible, it warns and runs eagerly. Compiled and eager results agree
         to float32 rounding.
+    callbacks : list or tuple of PretrainCallback, or None, default=None
+        Hooks that pretraining calls at its start, after every batch and
+        epoch, and at its end ([`PretrainCallback`][dim_sklearn.pretrain.PretrainCallback]):
+        to record, plot or save snapshots of the encoder while it trains. Not
+        saved with the encoder.
 
     Attributes
     ----------
@@ -298,6 +303,12 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         "verbose": either(boolean, integer(0)),
         "n_jobs": optional(instance_of("an integer", int, np.integer)),
         "compile": either(boolean, one_of("auto")),
+        "callbacks": optional(
+            (
+                "a list or tuple of PretrainCallback",
+                lambda v: isinstance(v, (list, tuple)) and all(isinstance(c, PretrainCallback) for c in v),
+            )
+        ),
     }
     """What each parameter must be: the settings dataclasses' own rules, and those of the run."""
 
@@ -331,6 +342,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         verbose: bool = False,
         n_jobs: int | None = None,
         compile: CompileOption = "auto",
+        callbacks: Sequence[PretrainCallback] | None = None,
     ):
         self.encoder = encoder
         self.max_atoms = max_atoms
@@ -360,6 +372,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         self.verbose = verbose
         self.n_jobs = n_jobs
         self.compile = compile
+        self.callbacks = callbacks
 
     @property
     def n_jobs(self) -> int | None:
@@ -474,6 +487,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 checkpoint_dir=self.checkpoint_dir,
                 verbose=self.verbose,
                 compile=self.compile,
+                callbacks=self.callbacks or (),
             )
         self.encoder_ = PretrainedEncoder(
             model.encoder.cpu().eval(),
@@ -626,7 +640,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         configuration, the pretraining parameters from its recorded settings
         (checked on loading as ``fit`` checks them; one not recorded takes its default). The
         settings of the machine and run (``device``, ``cache_dir``,
-        ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``, ``compile``) are not
+        ``checkpoint_dir``, ``ignore_errors``, ``verbose``, ``n_jobs``, ``compile``, ``callbacks``) are not
         taken from it but left at their defaults; set them with ``set_params``.
 
         Raises

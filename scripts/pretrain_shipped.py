@@ -1,12 +1,14 @@
-"""Pretrain the encoder that ships with the package on the corpus of scripts/pretraining_corpus.py.
+"""Pretrain an encoder to ship with the package on the corpus of scripts/pretraining_corpus.py.
 
     python scripts/pretrain_shipped.py --data-home ../shared/data --cache-dir ~/.cache/dim-sklearn \
         --checkpoint-dir ~/.cache/dim-sklearn/shipped --out dim_sklearn/encoder/shipped/dim-38k
 
 Uses the featurizer's defaults (the settings chosen on the mp_crysxpp training split, docs/deep-infomax.md)
-with ``random_state=0``; an interrupted run resumes from ``--checkpoint-dir``. The saved encoder's
-``metadata`` records the corpus (size, sha256, rows per set), the settings, the epochs, the held-out DIM
-terms against chance, the time and the machine.
+with ``random_state=0``, ``--epochs`` epochs (``--patience``: early stopping on the held-out DIM loss) and
+the widths given; an interrupted run resumes from ``--checkpoint-dir``. ``--snapshot-dir`` keeps the encoder
+of every epoch (``epoch-001``, ...), for the selection curves of scripts/select_encoder.py. The saved
+encoder's ``metadata`` records the corpus (size, sha256, rows per set), the settings, the epochs, the
+held-out DIM terms against chance, the time and the machine.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
-from dim_sklearn.nn import CHANCE
+from dim_sklearn import DeepInfoMaxFeaturizer, PointSetConfig, PretrainedEncoder, load_dataset
+from dim_sklearn.nn import CHANCE, DeepInfoMax, SiteNetEncoder
+from dim_sklearn.pretrain import PretrainCallback
 
 TERMS = ("loss", "local_dim", "global_dim", "vector_std")
+POINT_SET = ("max_atoms", "max_sites", "oxidation", "min_distance")
+WIDTHS = ("width", "local_dim", "global_width", "global_dim")
 SETTINGS = (
+    *WIDTHS,
     "n_rbf",
     "domain_negatives",
     "local_scrambled",
@@ -36,6 +42,7 @@ SETTINGS = (
     "weight_decay",
     "validation_fraction",
     "max_epochs",
+    "patience",
     "random_state",
 )
 
@@ -60,6 +67,22 @@ def corpus_structures(corpus_csv: Path, data_home: str | None) -> tuple[list, di
         "excluded_sets": record["excluded_sets"],
     }
     return structures, described
+
+
+class Snapshots(PretrainCallback):
+    """Save the encoder after every epoch as ``directory/epoch-NNN``, with the history up to that epoch."""
+
+    def __init__(self, directory: Path, point_set_config: PointSetConfig):
+        self.directory = directory
+        self.point_set_config = point_set_config
+
+    def on_epoch_end(self, model: DeepInfoMax, history: list[dict]) -> None:
+        encoder = SiteNetEncoder(model.encoder.config)
+        encoder.load_state_dict(model.encoder.state_dict())
+        epoch = history[-1]["epoch"]
+        PretrainedEncoder(encoder.eval(), self.point_set_config, {"history": history, "best_epoch": epoch}).save(
+            self.directory / f"epoch-{epoch:03d}"
+        )
 
 
 def held_out_terms(featurizer: DeepInfoMaxFeaturizer) -> dict:
@@ -101,7 +124,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("docs/results/pretraining_corpus.csv.gz"))
     parser.add_argument("--data-home", default=None)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=6, help="upper bound on epochs")
+    parser.add_argument("--patience", type=int, default=10, help="early stopping on the held-out DIM loss")
+    for name in WIDTHS:
+        default = DeepInfoMaxFeaturizer().get_params()[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default: {default}")
+    parser.add_argument("--snapshot-dir", type=Path, default=None, help="keep every epoch's encoder here")
     parser.add_argument("--cache-dir", default=None, help="point-set cache")
     parser.add_argument("--checkpoint-dir", required=True, help="resumable state, outside the repository")
     parser.add_argument("--out", type=Path, required=True)
@@ -110,16 +138,21 @@ def main() -> None:
     structures, corpus = corpus_structures(args.corpus, args.data_home)
     featurizer = DeepInfoMaxFeaturizer(
         max_epochs=args.epochs,
+        patience=args.patience,
+        **{name: getattr(args, name) for name in WIDTHS},
         random_state=0,
         cache_dir=args.cache_dir,
         checkpoint_dir=args.checkpoint_dir,
         ignore_errors=True,
         verbose=True,
     )
+    if args.snapshot_dir:
+        point_sets = PointSetConfig(**{k: featurizer.get_params()[k] for k in POINT_SET})
+        featurizer.set_params(callbacks=[Snapshots(args.snapshot_dir, point_sets)])
     featurizer.fit(structures)
     metadata = describe(featurizer, corpus, len(structures))
     # The shipped file must not carry this machine's folders or a training run's verbosity.
-    featurizer.set_params(cache_dir=None, checkpoint_dir=None, verbose=False, ignore_errors=False)
+    featurizer.set_params(cache_dir=None, checkpoint_dir=None, verbose=False, ignore_errors=False, callbacks=None)
     featurizer.save(args.out, metadata=metadata)
     print(json.dumps(metadata, indent=1))
 

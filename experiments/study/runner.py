@@ -67,18 +67,21 @@ MAE_DIGITS = 6
 
 
 class Ledger:
-    """The study's CSV: one row per fit, appended as fits finish."""
+    """A CSV of results, one row per fit, appended as fits finish; by default the study's columns.
 
-    def __init__(self, path: Path):
+    ``key_columns`` identify a fit: a row whose key is in the file is never run again.
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, ...] = COLUMNS, key_columns: tuple[str, ...] = KEY):
         self.path = Path(path)
+        self.columns, self.key_columns = columns, key_columns
         self.done: set[tuple[str, ...]] = set()
         if self.path.is_file():
             with self.path.open(newline="") as handle:
-                self.done = {tuple(row[k] for k in KEY) for row in csv.DictReader(handle)}
+                self.done = {tuple(row[k] for k in key_columns) for row in csv.DictReader(handle)}
 
-    @staticmethod
-    def key(**row) -> tuple[str, ...]:
-        return tuple(str(row[k]) for k in KEY)
+    def key(self, **row) -> tuple[str, ...]:
+        return tuple(str(row[k]) for k in self.key_columns)
 
     def has(self, **row) -> bool:
         return self.key(**row) in self.done
@@ -89,7 +92,7 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new_file = not self.path.is_file()
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
             if new_file:
                 writer.writeheader()
             writer.writerows({**row, "mae": f"{float(row['mae']):.{MAE_DIGITS}g}"} for row in rows)

@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from dim_sklearn import DeepInfoMaxFeaturizer, IncompatibleModelError, PointSetConfig, StructureError
+from dim_sklearn.pretrain import PretrainCallback
 
 QUICK = dict(max_epochs=1, batch_sites=300, random_state=0)
 
@@ -187,12 +188,31 @@ def test_device_auto_resolves_to_cpu_here():
         ({"min_distance": -0.1}, "min_distance must be a finite number >= 0"),
         ({"encoder": 3}, "encoder must be None or a shipped encoder's name, a folder or a PretrainedEncoder, got 3"),
         ({"compile": "yes"}, "compile must be True or False or 'auto', got 'yes'"),
+        ({"callbacks": [print]}, "callbacks must be None or a list or tuple of PretrainCallback, got"),
         ({"random_state": -1}, "random_state must be None, an integer from 0 to 2\\*\\*32 - 1 or a numpy RandomState"),
     ],
 )
 def test_parameters_are_checked_at_the_start_of_fit(structures, params, message):
     with pytest.raises(ValueError, match=message):
         DeepInfoMaxFeaturizer(**params).fit(structures[:4])
+
+
+def test_callbacks_see_the_pretraining_epochs_and_are_not_saved(structures, tmp_path):
+    class Epochs(PretrainCallback):
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, model, history):
+            self.seen.append((history[-1]["epoch"], model.encoder.config.width))
+
+    epochs = Epochs()
+    featurizer = DeepInfoMaxFeaturizer(max_epochs=2, width=16, random_state=0, callbacks=[epochs]).fit(structures)
+    plain = DeepInfoMaxFeaturizer(max_epochs=2, width=16, random_state=0).fit(structures)
+    assert epochs.seen == [(1, 16), (2, 16)]
+    np.testing.assert_array_equal(featurizer.transform(structures[:3]), plain.transform(structures[:3]))
+    featurizer.save(tmp_path / "enc")
+    assert DeepInfoMaxFeaturizer.load(tmp_path / "enc").callbacks is None
+    assert [type(c) for c in clone(featurizer).callbacks] == [Epochs]  # copied, as skorch clones its callbacks
 
 
 def test_a_validation_share_that_leaves_too_few_to_train_on(structures):

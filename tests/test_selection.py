@@ -1,0 +1,93 @@
+"""The encoder selection: candidates from snapshot folders, probes on validation splits, scores against v1."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dim_sklearn import DeepInfoMaxFeaturizer
+from experiments.selection import (
+    COLUMNS,
+    KEY,
+    QUICK_PROBES,
+    Candidate,
+    candidates,
+    choose,
+    probe_splits,
+    run_selection,
+    scores,
+    write_report,
+)
+from experiments.study.runner import Ledger
+
+
+def test_snapshot_folders_give_one_candidate_per_epoch_and_shipped_names_their_kept_epoch(tmp_path):
+    for epoch in (1, 2, 10):
+        (tmp_path / "run" / f"epoch-{epoch:03d}").mkdir(parents=True)
+    found = candidates([f"w64={tmp_path / 'run'}", "v1=dim-38k"], epochs=[2, 10])
+    assert found == [
+        Candidate("w64", 2, tmp_path / "run" / "epoch-002"),
+        Candidate("w64", 10, tmp_path / "run" / "epoch-010"),
+        Candidate("v1", 6, "dim-38k"),
+    ]
+    with pytest.raises(ValueError, match="expected NAME=PATH"):
+        candidates(["dim-38k"])
+
+
+def test_scores_are_geometric_means_over_targets_of_the_ratio_to_the_reference():
+    rows = []
+    for candidate, epoch, maes in (("dim-38k", 6, (2.0, 4.0)), ("w64", 3, (1.0, 16.0)), ("w64", 9, (1.0, 2.0))):
+        for target, mae in zip(("a", "b"), maes, strict=True):
+            for seed, noise in enumerate((-0.5, 0.5)):  # seeds are averaged first
+                rows.append(
+                    dict(candidate=candidate, epoch=epoch, dataset=target, target="y", probe="fine-tuned",
+                         n_labels=250, seed=seed, mae=mae + noise * mae / 10, structures_seen=epoch * 100,
+                         pretrain_seconds=epoch * 2.0, valid_local_dim=1.0, valid_global_dim=0.5, seconds=1.0)
+                )  # fmt: skip
+    table = scores(pd.DataFrame(rows)).set_index(["candidate", "epoch"])
+    assert table.loc[("dim-38k", 6), "ratio"] == pytest.approx(1.0)
+    assert table.loc[("w64", 3), "ratio"] == pytest.approx(np.sqrt(0.5 * 4))  # 1/2 and 16/4
+    assert table.loc[("w64", 9), "ratio"] == pytest.approx(np.sqrt(0.5 * 0.5))
+    assert table.loc[("w64", 9), "targets"] == 2 and table.loc[("w64", 9), "structures_seen"] == 900
+
+
+def test_the_choice_needs_a_lower_fine_tuned_ratio_and_forests_no_worse():
+    frame = pd.DataFrame(
+        {
+            "candidate": ["dim-38k", "a", "a", "b"],
+            "epoch": [6, 10, 20, 8],
+            "RF 250": [1.0, 0.99, 1.05, 1.01],
+            "fine-tuned 250": [1.0, 0.97, 0.90, 0.95],
+        }
+    )
+    chosen = choose(frame)  # a at epoch 20 has the lowest fine-tuned ratio, but its forests are 5% worse
+    assert (chosen.candidate, chosen.epoch) == ("b", 8)
+    assert choose(frame.assign(**{"fine-tuned 250": [1.0, 1.01, 1.2, 1.0]})) is None
+
+
+def test_probe_splits_never_touch_the_test_split(data_home):
+    ((split, labels, valid),) = probe_splits(QUICK_PROBES, data_home)
+    assert not set(labels) & set(valid) and set(labels) | set(valid) <= set(split.train)
+    assert not (set(labels) | set(valid)) & set(split.test) and len(valid) == QUICK_PROBES.valid_size
+
+
+def test_quick_selection_records_every_probe_once(data_home, small_structures, tmp_path):
+    DeepInfoMaxFeaturizer(max_epochs=1, width=16, random_state=0).fit(small_structures[:12]).save(
+        tmp_path / "run" / "epoch-001"
+    )
+    ledger_path = tmp_path / "selection.csv"
+    chosen = candidates(["dim-38k=dim-38k", f"tiny={tmp_path / 'run'}"])
+    run_selection(chosen, Ledger(ledger_path, COLUMNS, KEY), probes=QUICK_PROBES, data_home=data_home, log=str)
+    ledger = pd.read_csv(ledger_path)
+    per_candidate = len(QUICK_PROBES.rf_labels) * QUICK_PROBES.rf_subsets + QUICK_PROBES.finetune_seeds
+    assert len(ledger) == 2 * per_candidate and np.isfinite(ledger.mae).all() and (ledger.mae > 0).all()
+    assert set(ledger[ledger.candidate == "tiny"].epoch) == {1}
+    run_selection(chosen, Ledger(ledger_path, COLUMNS, KEY), probes=QUICK_PROBES, data_home=data_home, log=str)
+    assert len(pd.read_csv(ledger_path)) == len(ledger)  # resumed: nothing run twice
+    table = scores(ledger).set_index(["candidate", "probe"])
+    assert table.loc[("dim-38k", "RF"), "ratio"] == pytest.approx(1.0)
+    assert np.isfinite(table.ratio).all()
+    page = write_report(ledger_path, QUICK_PROBES)
+    text = page.read_text()
+    assert text.count("| tiny ") == 1 and text.count("| dim-38k ") == 1  # one table row per encoder
+    assert "Chosen: tiny" in text or "No candidate beats dim-38k" in text
+    assert page.with_suffix(".png").stat().st_size > 10_000
