@@ -9,19 +9,25 @@ Per task and fold (Matbench v0.1's official folds, through ``MatbenchBenchmark``
    ``scripts/pretrain_shipped.py``) serves every fold, and Magpie composition features join the
    candidates; the submission is ``DIM-SiteNet-corpus``. An encoder whose corpus record does not say
    it held the task out is refused.
-2. The fold's training data are split 90/10 (inner train / validation). On the inner-train part the
-   candidates are fitted: RandomForests on the DIM features (with ``--encoder`` also on Magpie and on
-   Magpie + DIM), and ``SiteNetRegressor`` fine-tuned from the encoder; one more candidate averages the
-   fine-tuned model with the RandomForest of lowest validation MAE. The validation MAE chooses the
-   model; the choice, the validation MAEs and the hyperparameters go into the fold's ``params``.
-3. The chosen model (trained on the inner-train part) predicts the fold's test structures, and the
-   predictions are recorded with ``MatbenchTask.record``.
+2. The model. By default (``--recipe choose``) the fold's training data are split 90/10 (inner train /
+   validation). On the inner-train part the candidates are fitted: RandomForests on the DIM features
+   (with ``--encoder`` also on Magpie and on Magpie + DIM), and ``SiteNetRegressor`` fine-tuned from the
+   encoder; one more candidate averages the fine-tuned model with the RandomForest of lowest validation
+   MAE. The validation MAE chooses the model; the choice, the validation MAEs and the hyperparameters go
+   into the fold's ``params``. With ``--recipe ensemble`` (and ``--encoder``) the model is
+   ``SiteNetEnsemble`` on all of the fold's training data: five networks fine-tuned from the encoder on
+   the folds of the labels, blended with a RandomForest on Magpie in the share chosen out of fold; the
+   submission is ``DIM-SiteNet-ensemble``.
+3. The model predicts the fold's test structures, and the predictions are recorded with
+   ``MatbenchTask.record``.
 
 Every finished fold is kept in a progress file, so a killed run continues from the folds already
 done. Offline, matbench reads its data from the folder named by ``MATMINER_DATA``.
 
     python matbench_submission/run_matbench.py --tasks matbench_phonons [more tasks] [--quick]
     python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons
+    python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons \
+        --recipe ensemble
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ import torch
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import train_test_split
 
-from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetRegressor
+from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetEnsemble, SiteNetRegressor
 
 ALGORITHM = "DIM-SiteNet"
 CORPUS_ALGORITHM = "DIM-SiteNet-corpus"
+ENSEMBLE_ALGORITHM = "DIM-SiteNet-ensemble"
+RECIPES = ("choose", "ensemble")
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6; the phonons board, cm^-1)
     "matbench_phonons": {
@@ -59,8 +67,15 @@ LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6; the pho
 }
 
 
-def algorithm(encoder: Path | None) -> str:
-    """The submission's name: per-fold pretraining, or one encoder pretrained on a corpus (``encoder``)."""
+def algorithm(encoder: Path | None, recipe: str = "choose") -> str:
+    """The submission's name: per-fold pretraining, or one encoder pretrained on a corpus (``encoder``), with the
+    model chosen on a validation split or (``recipe="ensemble"``) a ``SiteNetEnsemble``."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    if recipe == "ensemble":
+        if encoder is None:
+            raise ValueError("the ensemble recipe fine-tunes a corpus encoder: give --encoder")
+        return ENSEMBLE_ALGORITHM
     return ALGORITHM if encoder is None else CORPUS_ALGORITHM
 
 
@@ -152,10 +167,52 @@ def _pretraining(featurizer: DeepInfoMaxFeaturizer, encoder: Path | None, second
     }
 
 
-def run_fold(
-    task, fold: int, budget: dict, cache_dir: str | None, verbose: bool, encoder: Path | None = None
+def _finetuning(regressors: list[SiteNetRegressor], max_epochs: int) -> dict:
+    """The fold's record of its fine-tuning: budget and the epochs its networks ran."""
+    runs = [len(r.history) for r in regressors]
+    return {
+        "epochs_run": runs[0] if len(runs) == 1 else runs,
+        "max_epochs": max_epochs,
+        "lr": regressors[0].lr,
+        "batch_sites": regressors[0].batch_sites,
+        "patience": regressors[0].patience,
+    }
+
+
+def ensemble_fold(
+    X_train: list, y_train: np.ndarray, X_test: list, featurizer, budget: dict, fold: int, cache_dir: str | None
 ) -> tuple[np.ndarray, dict]:
-    """Pretrain (or load ``encoder``), choose and predict one fold; returns the test predictions and the params."""
+    """``SiteNetEnsemble`` from the corpus encoder on the fold's training data; test predictions and params."""
+    network = SiteNetRegressor(encoder=featurizer.encoder_, max_epochs=budget["finetune_epochs"], cache_dir=cache_dir)
+    ensemble = SiteNetEnsemble(
+        regressor=network, composition="magpie", n_estimators=budget["n_estimators"], random_state=fold
+    ).fit(X_train, y_train)
+    params = {
+        "model": "SiteNetEnsemble",
+        "validation_mae": {name: round(mae, 6) for name, mae in ensemble.oof_mae_.items()},
+        "validation": f"out of fold: {ensemble.n_folds} networks, each early-stopped on its own fold of the "
+        "training data; the forest out of bag",
+        "networks_share": ensemble.weight_,
+        "networks_share_best_out_of_fold": ensemble.best_weight_,
+        "n_train": len(X_train),
+        "random_forest": {"n_estimators": budget["n_estimators"], "features": "Magpie (132)"},
+        "finetuning": _finetuning(ensemble.estimators_, budget["finetune_epochs"]),
+        "compute": compute(ensemble.estimators_[0].device_),
+    }
+    return ensemble.predict(X_test), params
+
+
+def run_fold(
+    task,
+    fold: int,
+    budget: dict,
+    cache_dir: str | None,
+    verbose: bool,
+    encoder: Path | None = None,
+    recipe: str = "choose",
+) -> tuple[np.ndarray, dict]:
+    """Pretrain (or load ``encoder``), fit the ``recipe``'s model and predict one fold; returns the test
+    predictions and the params."""
     start = time.perf_counter()
     X_train, y_train = task.get_train_and_val_data(fold)
     X_test = task.get_test_data(fold, include_target=False)
@@ -173,6 +230,10 @@ def run_fold(
     else:
         featurizer = corpus_encoder(encoder, task.dataset_name, cache_dir)
     pretraining = _pretraining(featurizer, encoder, time.perf_counter() - start)
+    if recipe == "ensemble":
+        predictions, params = ensemble_fold(X_train, y_train, X_test, featurizer, budget, fold, cache_dir)
+        params = {**params, "pretraining": pretraining, "seconds": round(time.perf_counter() - start, 1)}
+        return np.asarray(predictions, dtype=float), params
 
     inner, valid = train_test_split(np.arange(len(X_train)), test_size=0.1, random_state=fold)
     X_inner, X_valid = [X_train[i] for i in inner], [X_train[i] for i in valid]
@@ -221,13 +282,7 @@ def run_fold(
             if encoder is not None
             else "DIM mu_g (64)",
         },
-        "finetuning": {
-            "epochs_run": len(regressor.history),
-            "max_epochs": budget["finetune_epochs"],
-            "lr": regressor.lr,
-            "batch_sites": regressor.batch_sites,
-            "patience": regressor.patience,
-        },
+        "finetuning": _finetuning([regressor], budget["finetune_epochs"]),
         "compute": compute(regressor.device_),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -278,13 +333,18 @@ def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     )
     pretraining, finetuning = [fold["pretraining"] for fold in folds], [fold["finetuning"] for fold in folds]
     seconds = [fold["seconds"] for fold in folds]
+    runs = [n for f in finetuning for n in np.atleast_1d(f["epochs_run"]).tolist()]
+    choice = (
+        "the blend of the ensemble's networks with the forest is chosen out of fold inside each fold's training data"
+        if folds[0].get("model") == "SiteNetEnsemble"
+        else "the model choice uses a validation split inside each fold's training data"
+    )
     return (
         f"{'QUICK CHECK RUN (one fold, tiny budgets), not a leaderboard result. ' if quick else ''}"
-        f"Compute per fold: {hardware}. {_pretraining_notes(pretraining)}; the model choice uses a validation split "
-        "inside each fold's training data. Budgets: "
+        f"Compute per fold: {hardware}. {_pretraining_notes(pretraining)}; {choice}. Budgets: "
         f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs max (early stopping, patience "
         f"{_distinct([f['patience'] for f in finetuning])}; "
-        f"{min(f['epochs_run'] for f in finetuning)}-{max(f['epochs_run'] for f in finetuning)} run), RF "
+        f"{min(runs)}-{max(runs)} run), RF "
         f"{_distinct([fold['random_forest']['n_estimators'] for fold in folds])} trees. Wall time per fold "
         f"{min(seconds):.0f}-{max(seconds):.0f} s ({sum(seconds) / 60:.0f} min in all, {len(folds)} folds). "
         f"Tasks: {', '.join(tasks)}."
@@ -294,6 +354,7 @@ def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
 def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
     """The submission's info.json; ``folds`` are the ``params`` recorded for every fold of ``tasks``."""
     corpus = "encoder" in folds[0]["pretraining"]
+    ensemble = folds[0].get("model") == "SiteNetEnsemble"
     import matbench
     import matminer
     import pymatgen.core
@@ -304,9 +365,16 @@ def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
 
     return {
         "authors": "dim-sklearn developers",
-        "algorithm": CORPUS_ALGORITHM if corpus else ALGORITHM,
+        "algorithm": ENSEMBLE_ALGORITHM if ensemble else CORPUS_ALGORITHM if corpus else ALGORITHM,
         "algorithm_long": (
             "Site-Net encoder pretrained once with Deep InfoMax (local + global Jensen-Shannon objectives with "
+            "domain-aware negatives) on a corpus of unlabelled structures from which every structure of the task "
+            "is held out; SiteNetEnsemble on each fold's training data: five SiteNetRegressors fine-tuned from the "
+            "encoder, each on four of five folds of the training data and early-stopped on the fifth, averaged, "
+            "and blended with a RandomForest on Magpie features in the share that fits the training data best out "
+            "of fold (drawn toward an equal blend)."
+            if ensemble
+            else "Site-Net encoder pretrained once with Deep InfoMax (local + global Jensen-Shannon objectives with "
             "domain-aware negatives) on a corpus of unlabelled structures from which every structure of the task "
             "is held out; downstream model chosen on a 10% validation split of each fold's training data among "
             "RandomForests on the 64-d DIM features, on Magpie and on Magpie + DIM, SiteNetRegressor fine-tuned "
@@ -341,11 +409,13 @@ def run(
     cache_dir: str | None = None,
     verbose: bool = False,
     encoder: Path | None = None,
+    recipe: str = "choose",
 ):
     """Run ``tasks`` and write the submission folder; returns the ``MatbenchBenchmark``.
 
     ``encoder`` is a saved encoder pretrained on a corpus that held the tasks out (:func:`corpus_encoder`);
-    without it, every fold pretrains its own.
+    without it, every fold pretrains its own. ``recipe`` is "choose" (a model chosen on a validation split)
+    or "ensemble" (``SiteNetEnsemble``; needs ``encoder``).
 
     Every finished fold is also kept in ``<output_dir>/matbench_v0.1_<algorithm>.progress.json`` (matbench
     cannot read back a partly recorded benchmark); a later run re-records those folds instead of recomputing
@@ -354,7 +424,7 @@ def run(
     from matbench.bench import MatbenchBenchmark
 
     warnings.filterwarnings("ignore")
-    budget, name = settings(quick, encoder is not None), algorithm(encoder)
+    budget, name = settings(quick, encoder is not None), algorithm(encoder, recipe)
     folder = output_dir / f"matbench_v0.1_{name}"
     folder.mkdir(parents=True, exist_ok=True)
     progress_path = output_dir / f"{folder.name}.progress.json"
@@ -370,7 +440,7 @@ def run(
                 predictions, params = np.asarray(done[str(fold)]["predictions"]), done[str(fold)]["params"]
                 print(f"{task.dataset_name} fold {fold}: already recorded, kept")
             else:
-                predictions, params = run_fold(task, fold, budget, cache_dir, verbose, encoder)
+                predictions, params = run_fold(task, fold, budget, cache_dir, verbose, encoder, recipe)
                 done[str(fold)] = {"predictions": predictions.tolist(), "params": params}
                 tmp = progress_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(progress))
@@ -418,6 +488,12 @@ def main() -> None:
         default=None,
         help="a saved encoder pretrained on a corpus that held the tasks out (default: pretrain per fold)",
     )
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="choose",
+        help="choose: a model chosen on a 10%% validation split; ensemble: SiteNetEnsemble (needs --encoder)",
+    )
     args = parser.parse_args()
     run(
         args.tasks,
@@ -426,6 +502,7 @@ def main() -> None:
         cache_dir=args.cache_dir,
         verbose=args.verbose,
         encoder=args.encoder,
+        recipe=args.recipe,
     )
 
 

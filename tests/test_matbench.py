@@ -76,6 +76,28 @@ def test_quick_run_with_a_corpus_encoder_adds_magpie_candidates(runner, tmp_path
     assert f"{runner.CORPUS_ALGORITHM} mean MAE" in capsys.readouterr().out
 
 
+def test_quick_run_with_the_ensemble_recipe(runner, tmp_path, capsys, data_home, hand_built):
+    with pytest.raises(ValueError, match="give --encoder"):
+        runner.algorithm(None, "ensemble")
+    encoder = _corpus_encoder(tmp_path / "encoder", hand_built, ["matbench_phonons"])
+    runner.run(["matbench_phonons"], tmp_path, quick=True, encoder=encoder, recipe="ensemble")
+    folder = tmp_path / f"matbench_v0.1_{runner.ENSEMBLE_ALGORITHM}"
+    info = json.loads((folder / "info.json").read_text())
+    assert info["algorithm"] == runner.ENSEMBLE_ALGORITHM and "SiteNetEnsemble" in info["algorithm_long"]
+    assert "chosen out of fold" in info["notes"]
+    result = json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"]
+    params = result["parameters"]
+    assert params["model"] == "SiteNetEnsemble" and set(params["validation_mae"]) == {
+        "networks",
+        "forest",
+        "best_blend",
+        "blend",
+    }
+    assert len(params["finetuning"]["epochs_run"]) == 5 and 0 <= params["networks_share"] <= 1
+    assert np.isfinite(list(result["data"].values())).all()
+    assert f"{runner.ENSEMBLE_ALGORITHM} mean MAE" in capsys.readouterr().out
+
+
 def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys, data_home):
     from matbench.bench import MatbenchBenchmark
 
