@@ -1,5 +1,7 @@
 """The encoder selection: candidates from snapshot folders, probes on validation splits, scores against v1."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +85,10 @@ def test_quick_selection_records_every_probe_once(data_home, small_structures, t
     assert set(ledger[ledger.candidate == "tiny"].epoch) == {1}
     run_selection(chosen, Ledger(ledger_path, COLUMNS, KEY), probes=QUICK_PROBES, data_home=data_home, log=str)
     assert len(pd.read_csv(ledger_path)) == len(ledger)  # resumed: nothing run twice
+    wider = dataclasses.replace(QUICK_PROBES, rf_labels=(10, 20))
+    run_selection(chosen, Ledger(ledger_path, COLUMNS, KEY), ["RF"], wider, data_home=data_home, log=str)
+    grown = pd.read_csv(ledger_path)
+    assert len(grown) == len(ledger) + 2 * QUICK_PROBES.rf_subsets and not grown.duplicated(list(KEY)).any()
     table = scores(ledger).set_index(["candidate", "probe"])
     assert table.loc[("dim-38k", "RF"), "ratio"] == pytest.approx(1.0)
     assert np.isfinite(table.ratio).all()
