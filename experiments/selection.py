@@ -112,6 +112,8 @@ class Candidate:
     def compute(self, encoder: PretrainedEncoder) -> dict[str, float]:
         """Structures seen and seconds of pretraining up to this epoch, with its held-out DIM terms."""
         history = encoder.provenance["history"][: self.epoch]
+        if not history:  # the untrained encoder
+            return {"structures_seen": 0, "pretrain_seconds": 0.0, "valid_local_dim": None, "valid_global_dim": None}
         row = history[-1]
         seen = sum(h["crystals_per_second"] * h["seconds"] for h in history)
         return {
@@ -253,8 +255,12 @@ def scores(ledger: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     return out.join(compute, on=["candidate", "epoch"])
 
 
-RF_TOLERANCE = 1.02
-"""A candidate is chosen only if its forests' ratio at each label count is at most this (features no worse)."""
+FINETUNE_MARGIN = 0.95
+"""A candidate is chosen only if its fine-tuned ratio is below this. Pretrained again with v1's settings for
+v1's 6 epochs (the same encoder but for float rounding), an encoder scores 0.97: differences of a few percent are
+the probe's noise."""
+RF_TOLERANCE = 1.10
+"""...and its forests' ratios are at most this: the same replicate of v1 scores 1.06-1.08 with the forests."""
 
 
 def wide(table: pd.DataFrame, probes: Probes = PROBES) -> pd.DataFrame:
@@ -270,11 +276,11 @@ def wide(table: pd.DataFrame, probes: Probes = PROBES) -> pd.DataFrame:
 
 
 def choose(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.Series | None:
-    """The chosen encoder: lowest fine-tuned ratio below 1 among candidates whose forests' ratios are at most
-    ``RF_TOLERANCE``; None when no candidate beats the reference."""
+    """The chosen encoder: lowest fine-tuned ratio below ``FINETUNE_MARGIN`` among candidates whose forests'
+    ratios are at most ``RF_TOLERANCE``; None when no candidate beats the reference by more than the noise."""
     decide = [c for c in frame.columns if c.startswith("fine-tuned")][-1]
     rf = [c for c in frame.columns if c.startswith("RF")]
-    eligible = frame[(frame.candidate != reference) & frame[decide].notna() & (frame[decide] < 1)]
+    eligible = frame[(frame.candidate != reference) & frame[decide].notna() & (frame[decide] < FINETUNE_MARGIN)]
     eligible = eligible[(eligible[rf] <= RF_TOLERANCE).all(axis=1)]
     return None if eligible.empty else eligible.loc[eligible[decide].idxmin()]
 
@@ -295,7 +301,9 @@ def plot_curves(frame: pd.DataFrame, path: Path, reference: str = REFERENCE) -> 
             style = dict(marker="*", markersize=12, linestyle="none") if name == reference else dict(marker="o")
             ax.plot(rows.structures_seen / 1e6, rows[column], label=name, **style)
         ax.set_xlabel("structures seen in pretraining (millions)")
-        ax.set_title("held-out global DIM term" if column == "valid_global_dim" else f"{column} labels: MAE / v1's")
+        ax.set_title(
+            "held-out global DIM term" if column == "valid_global_dim" else f"{column} labels: MAE / {reference}'s"
+        )
         if column != "valid_global_dim":
             ax.axhline(1.0, color="gray", linewidth=0.8)
         ax.grid(alpha=0.3)
@@ -306,13 +314,26 @@ def plot_curves(frame: pd.DataFrame, path: Path, reference: str = REFERENCE) -> 
     return path
 
 
+def _per_target(ledger: pd.DataFrame) -> pd.DataFrame:
+    tuned = ledger[ledger.probe == "fine-tuned"]
+    table = tuned.pivot_table(index=["candidate", "epoch"], columns="dataset", values="mae", aggfunc="mean")
+    table.columns.name = None
+    return table.reset_index()
+
+
+def _markdown(frame: pd.DataFrame, formats: tuple[str, ...]) -> str:
+    """A markdown table, one number format per column, empty cells where a value is missing."""
+    cells = frame.astype(object).where(frame.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=formats[: len(frame.columns)], missingval="")
+
+
 def write_report(ledger_path: Path, probes: Probes = PROBES) -> Path:
     """``encoder_selection.md`` and ``encoder_selection.png`` beside the ledger, from the ledger."""
     frame = wide(scores(pd.read_csv(ledger_path)), probes)
     page, plot = ledger_path.with_suffix(".md"), ledger_path.with_suffix(".png")
     plot_curves(frame, plot)
     shown = frame.assign(
-        structures_seen=(frame.structures_seen / 1e6).round(2), pretrain_seconds=(frame.pretrain_seconds / 60).round(0)
+        structures_seen=frame.structures_seen / 1e6, pretrain_seconds=frame.pretrain_seconds / 60
     ).rename(
         columns={
             "structures_seen": "seen (M)",
@@ -335,17 +356,24 @@ def write_report(ledger_path: Path, probes: Probes = PROBES) -> Path:
         f"Candidates against {REFERENCE} on validation splits cut from the training splits of "
         + ", ".join(probes.targets)
         + f" (never their test splits; {probes.valid_size:,} validation structures each). Each ratio is the "
-        "geometric mean over the three targets of the candidate's validation MAE over "
-        f"{REFERENCE}'s: forests on the crystal vectors ({probes.rf_subsets} label subsets) and "
-        f"`SiteNetRegressor` fine-tuned from the encoder ({probes.finetune_seeds} seeds). Lower is better. "
-        "The rule, fixed before the runs: the lowest fine-tuned ratio below 1 among candidates whose forests' "
-        f"ratios are at most {RF_TOLERANCE}.",
+        f"geometric mean over the targets of the candidate's validation MAE over {REFERENCE}'s: forests on the "
+        f"crystal vectors ({probes.rf_subsets} label subsets) and `SiteNetRegressor` fine-tuned from the encoder "
+        f"({probes.finetune_seeds} seeds, the same label subsets and seeds for every candidate). Lower is better. "
+        f"The rule: the lowest fine-tuned ratio below {FINETUNE_MARGIN} among candidates whose forests' ratios "
+        f"are at most {RF_TOLERANCE}. The margins are the probes' noise: an encoder pretrained again with "
+        f"{REFERENCE}'s settings and epochs differs from it only by float rounding, yet scores 0.97 fine-tuned "
+        "and 1.06-1.08 with the forests. `seen` counts the structures passed through pretraining, the measure of "
+        "compute to compare; `minutes` is the wall time of the epochs as recorded, whatever else the machine ran.",
         "",
         verdict,
         "",
         f"![Held-out DIM term and probes against pretraining compute]({plot.name})",
         "",
-        shown.to_markdown(index=False, floatfmt=".3f"),
+        _markdown(shown, ("", ".0f", ".2f", ".0f", *[".3f"] * (len(shown.columns) - 4))),
+        "",
+        "Validation MAE of the fine-tuned probe per target (mean over seeds):",
+        "",
+        _markdown(_per_target(pd.read_csv(ledger_path)), ("", ".0f", ".4g", ".4g", ".4g", ".4g")),
         "",
     ]
     page.write_text("\n".join(lines))
