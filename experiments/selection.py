@@ -235,13 +235,16 @@ def run_selection(
 def scores(ledger: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     """Per candidate, epoch and probe: the geometric mean over targets of MAE / the reference's MAE.
 
-    The MAE of a (candidate, target, probe, labels) is the mean over its subsets or seeds; only the targets and
-    label counts the reference has are compared.
+    The MAE of a (candidate, target, probe, labels) is the mean over its subsets or seeds. Only what the
+    reference has is compared, and only when it is complete: every target, every subset or seed of the
+    reference's (a probe still running gives no ratio).
     """
     probe = ["dataset", "target", "probe", "n_labels"]
-    mean = ledger.groupby(["candidate", "epoch", *probe], as_index=False)["mae"].mean()
-    ref = mean[mean.candidate == reference].drop(columns=["candidate", "epoch"]).rename(columns={"mae": "ref"})
-    merged = mean.merge(ref, on=probe)
+    mean = ledger.groupby(["candidate", "epoch", *probe], as_index=False)["mae"].agg(["mean", "size"])
+    mean = mean.rename(columns={"mean": "mae", "size": "runs"})
+    ref = mean[mean.candidate == reference].drop(columns=["candidate", "epoch"])
+    merged = mean.merge(ref.rename(columns={"mae": "ref", "runs": "ref_runs"}), on=probe)
+    merged = merged[merged.runs == merged.ref_runs]
     merged["log_ratio"] = np.log(merged["mae"] / merged["ref"])
     compute = ledger.groupby(["candidate", "epoch"])[
         ["structures_seen", "pretrain_seconds", "valid_local_dim", "valid_global_dim"]
@@ -252,6 +255,9 @@ def scores(ledger: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         .reset_index()
     )
     out["ratio"] = np.exp(out["ratio"])
+    targets = ref.groupby(["probe", "n_labels"]).size().rename("all_targets")
+    out = out.join(targets, on=["probe", "n_labels"])
+    out = out[out.targets == out.all_targets].drop(columns="all_targets")
     return out.join(compute, on=["candidate", "epoch"])
 
 

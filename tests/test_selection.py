@@ -52,6 +52,8 @@ def test_scores_are_geometric_means_over_targets_of_the_ratio_to_the_reference()
     assert table.loc[("w64", 3), "ratio"] == pytest.approx(np.sqrt(0.5 * 4))  # 1/2 and 16/4
     assert table.loc[("w64", 9), "ratio"] == pytest.approx(np.sqrt(0.5 * 0.5))
     assert table.loc[("w64", 9), "targets"] == 2 and table.loc[("w64", 9), "structures_seen"] == 900
+    running = pd.DataFrame(rows[:-1])  # the last seed of w64 epoch 9 on target b is missing
+    assert ("w64", 9) not in scores(running).set_index(["candidate", "epoch"]).index
 
 
 def test_the_choice_needs_a_fine_tuned_ratio_beyond_the_noise_and_forests_no_worse():
