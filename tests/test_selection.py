@@ -105,3 +105,13 @@ def test_quick_selection_records_every_probe_once(data_home, small_structures, t
     assert text.count("| tiny ") == 2 and text.count("| dim-38k ") == 2  # a row in each table
     assert "Chosen: tiny" in text or "No candidate beats dim-38k" in text
     assert page.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_the_published_page_is_generated_from_its_ledger(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    shutil.copy(results / "encoder_selection.csv", tmp_path / "encoder_selection.csv")
+    page = write_report(tmp_path / "encoder_selection.csv")
+    assert page.read_text() == (results / "encoder_selection.md").read_text()
