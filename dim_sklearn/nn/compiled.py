@@ -5,8 +5,9 @@ The (query, key) pair tensors of Site-Net hold tens of thousands of rows of
 element-wise work on them (mish, LayerNorm, sums of gathered projections), one
 memory pass per eager kernel. ``torch.compile`` (inductor: C++ with OpenMP on the
 CPU, Triton on a GPU) fuses those passes, forward and backward. A
-``PairBlock`` is a function of tensors only, so one compilation (with
-dynamic shapes) serves every batch and every model of the process.
+``PairBlock`` is a function of tensors only, so one compilation (sizes of
+rows and keys symbolic, widths constant) serves every batch and every model
+of the process that has the same widths.
 
 Compiling needs a working C++ compiler (or Triton on a GPU) and takes about a
 minute the first time a block runs with and without gradients; it pays on long
@@ -76,20 +77,41 @@ class PairBlock:
     """A pair-level function in two forms: ``eager`` and ``compilable`` (plain tensor operations).
 
     Calling it runs the compiled form of ``compilable`` when ``compiled`` is true
-    (compiled on first use, dynamic shapes), ``eager`` otherwise. Both compute
-    the same function; the compiled one agrees to float32 rounding.
+    (compiled on first use), ``eager`` otherwise. Both compute the same
+    function; the compiled one agrees to float32 rounding.
+
+    Parameters
+    ----------
+    eager, compilable : callable
+        The two forms, taking the same positional arguments.
+    dynamic_dims : tuple of tuples of int
+        For each leading positional argument, the dimensions whose size changes
+        from batch to batch (rows, keys); one compilation serves every size of
+        those. Every other size (the widths, the parameters) is compiled in as a
+        constant, which lets the compiler unroll and vectorise the reductions
+        over the width: on the CPU the block without gradients runs about 1.6
+        times faster than with every size symbolic.
     """
 
-    def __init__(self, eager: Callable[..., torch.Tensor], compilable: Callable[..., torch.Tensor]):
+    def __init__(
+        self,
+        eager: Callable[..., torch.Tensor],
+        compilable: Callable[..., torch.Tensor],
+        dynamic_dims: tuple[tuple[int, ...], ...],
+    ):
         self.eager = eager
         self.compilable = compilable
+        self.dynamic_dims = dynamic_dims
         self._compiled: Callable[..., torch.Tensor] | None = None
 
     def __call__(self, *args: Any, compiled: bool = False) -> torch.Tensor:
         if not compiled:
             return self.eager(*args)
         if self._compiled is None:
-            self._compiled = torch.compile(self.compilable, dynamic=True)
+            self._compiled = torch.compile(self.compilable, dynamic=False)
+        for tensor, dims in zip(args, self.dynamic_dims):
+            for dim in dims:
+                torch._dynamo.maybe_mark_dynamic(tensor, dim)
         # Grad mode, which inputs need gradients and coinciding sizes each give a graph of their own;
         # torch's default limit of 8 per function could send a long run back to eager code half-way.
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):

@@ -232,11 +232,32 @@ def _attention_pool(activation):
     return attention_pool
 
 
-ATTENTION_POOL = PairBlock(_attention_pool(mish), _attention_pool(mish_plain))
+ATTENTION_POOL = PairBlock(_attention_pool(mish), _attention_pool(mish_plain), dynamic_dims=((0, 1), (0, 1)))
 """The pair-level part of ``LocalEncoder.attend``: from the first pair layers (``pair_input``, the
 attention and value parts side by side) to the
 attention-weighted sum of values. The gathers stay outside it: their eager backward (``index_add_``) scales
 over threads, where a compiled scatter's atomic additions do not."""
+
+
+def _gathered_attention_pool(pool, gather):
+    def gathered_attention_pool(query, key, key_index, distance, distance_index, key_mask, layers):
+        return pool(gather(query, key, distance, key_index, distance_index), key_mask, layers)
+
+    return gathered_attention_pool
+
+
+def _pair_input_plain(query, key, distance, key_index, distance_index):
+    return key[key_index] + distance[distance_index] + query.unsqueeze(1)
+
+
+GATHERED_ATTENTION_POOL = PairBlock(
+    _gathered_attention_pool(ATTENTION_POOL.eager, pair_input),
+    _gathered_attention_pool(ATTENTION_POOL.compilable, _pair_input_plain),
+    dynamic_dims=((0,), (0,), (0, 1), (0,), (0, 1), (0, 1)),
+)
+"""``ATTENTION_POOL`` of ``pair_input``, gathers included: used without gradients (no backward, no scatter),
+where the compiled form never writes the pair tensors to memory (about 2.5 times faster than the gathers
+outside on two CPU threads)."""
 
 
 class LocalEncoder(nn.Module):
@@ -336,12 +357,22 @@ class LocalEncoder(nn.Module):
         chunks = chunks or RowChunks(key_mask.sum(-1))
         # the attention and value parts side by side: one gather of rows twice as wide instead of two
         query_both, key_both, distance_both = (torch.cat(part, dim=-1) for part in (query, key, distance))
+        gathered = self.compiled_pairs and not torch.is_grad_enabled()
         per_chunk = []
         for rows, n_keys in chunks:
-            pairs = pair_input(
-                query_both[rows], key_both, distance_both, key_index[rows, :n_keys], distance_index[rows, :n_keys]
+            row_keys, row_distances, row_mask = (
+                key_index[rows, :n_keys],
+                distance_index[rows, :n_keys],
+                key_mask[rows, :n_keys],
             )
-            per_chunk.append(ATTENTION_POOL(pairs, key_mask[rows, :n_keys], layers, compiled=self.compiled_pairs))
+            if gathered:
+                pooled = GATHERED_ATTENTION_POOL(
+                    query_both[rows], key_both, row_keys, distance_both, row_distances, row_mask, layers, compiled=True
+                )
+            else:
+                pairs = pair_input(query_both[rows], key_both, distance_both, row_keys, row_distances)
+                pooled = ATTENTION_POOL(pairs, row_mask, layers, compiled=self.compiled_pairs)
+            per_chunk.append(pooled)
         pooled = chunks.gather(per_chunk)
         return self.mu(pooled), self.logvar(pooled)
 

@@ -105,7 +105,11 @@ def _environment_scores(activation, fused):
     return environment_scores
 
 
-ENVIRONMENT_SCORES = PairBlock(_environment_scores(mish, fused=False), _environment_scores(mish_plain, fused=True))
+ENVIRONMENT_SCORES = PairBlock(
+    _environment_scores(mish, fused=False),
+    _environment_scores(mish_plain, fused=True),
+    dynamic_dims=((0, 1), (0, 1), (0,)),
+)
 """``<folded_r, mish(neighbours_rk + distances_rk)>`` for every (row, key): the pair-level part of
 ``EnvironmentCritic.score``."""
 

@@ -28,8 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._utils import check_fields, integer
-from .activations import mish
-from .encoder import MAX_WIDTH, gather_rows, hidden_layer, segment_mean
+from .activations import mish, mish_plain
+from .compiled import PairBlock
+from .encoder import MAX_WIDTH, RowChunks, gather_rows, hidden_layer, segment_mean
 
 if TYPE_CHECKING:
     from ..pointsets.batching import PointSetBatch
@@ -75,8 +76,30 @@ class _PairLayer(nn.Module):
         self.key = nn.Linear(n_site, n_out, bias=False)
         self.pair = nn.Linear(n_pair, n_out, bias=False)
 
-    def forward(self, sites: torch.Tensor, pairs: torch.Tensor, key_index: torch.Tensor) -> torch.Tensor:
-        return self.query(sites).unsqueeze(1) + F.embedding(key_index, self.key(sites)) + self.pair(pairs)
+
+def _attention_block(activation):
+    def attention_block(first, key_mask, layers, widths):
+        attention_norm, attention_out_weight, attention_out_bias, value_norm, pair_norm = layers
+        n_attention, n_value, heads = widths
+        attention_in, value_in, pair_in = first.split(
+            [n_attention, n_value, first.shape[-1] - n_attention - n_value], -1
+        )
+        hidden = F.layer_norm(activation(attention_in), (n_attention,), *attention_norm)
+        logits = F.linear(hidden, attention_out_weight, attention_out_bias)
+        weights = torch.softmax(logits.masked_fill(~key_mask.unsqueeze(-1), float("-inf")), dim=1)  # (S, K, heads)
+        values = F.layer_norm(activation(value_in), (n_value,), *value_norm)
+        values = values.view(*values.shape[:2], heads, n_value // heads)
+        new_sites = torch.einsum("skh,skhd->shd", weights, values).flatten(1)
+        if pair_in.shape[-1] == 0:  # the last block: its pair features are not used
+            return new_sites, pair_in
+        return new_sites, F.layer_norm(activation(pair_in), pair_in.shape[-1:], *pair_norm)
+
+    return attention_block
+
+
+ATTENTION_BLOCK = PairBlock(_attention_block(mish), _attention_block(mish_plain), dynamic_dims=((0, 1), (0, 1)))
+"""The pair-level part of a Site-Net attention block, from the summed first pair layers (attention, value
+and pair parts side by side) to the new site vectors and pair features."""
 
 
 class _AttentionBlock(nn.Module):
@@ -93,19 +116,47 @@ class _AttentionBlock(nn.Module):
         self.value_norm = nn.LayerNorm(config.heads * config.head_dim)
         self.pair_in = _PairLayer(n_site, n_pair, n_pair)
         self.pair_norm = nn.LayerNorm(n_pair)
+        self.compiled_pairs = False  # see dim_sklearn.nn.compiled.set_compiled
 
     def forward(
-        self, sites: torch.Tensor, pairs: torch.Tensor, key_index: torch.Tensor, key_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        n_sites, n_keys = key_index.shape
-        hidden = self.attention_norm(mish(self.attention_in(sites, pairs, key_index)))
-        logits = self.attention_out(hidden).masked_fill(~key_mask.unsqueeze(-1), float("-inf"))
-        weights = torch.softmax(logits, dim=1)  # (S, K, heads)
-        values = self.value_norm(mish(self.value_in(sites, pairs, key_index)))
-        values = values.view(n_sites, n_keys, self.heads, self.head_dim)
-        new_sites = torch.einsum("skh,skhd->shd", weights, values).reshape(n_sites, -1)
-        new_pairs = self.pair_norm(mish(self.pair_in(sites, pairs, key_index)))
-        return new_sites, new_pairs
+        self,
+        sites: torch.Tensor,
+        pairs: list[torch.Tensor],
+        key_index: torch.Tensor,
+        key_mask: torch.Tensor,
+        chunks: RowChunks,
+        update_pairs: bool = True,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """New site vectors (n_sites, heads * head_dim) and, per chunk of rows, new pair features.
+
+        ``pairs`` holds one (rows, keys, n_pair) tensor per chunk of ``chunks``;
+        without ``update_pairs`` (the last block) the pair features are not computed.
+        """
+        layers = [self.attention_in, self.value_in, *([self.pair_in] if update_pairs else [])]
+        # the three first pair layers side by side: one gather and one sum of rows as wide as all three
+        query = torch.cat([layer.query(sites) for layer in layers], dim=-1)
+        key = torch.cat([layer.key(sites) for layer in layers], dim=-1)
+        pair_weight = torch.cat([layer.pair.weight for layer in layers])
+        norms = (
+            (self.attention_norm.weight, self.attention_norm.bias),
+            self.attention_out.weight,
+            self.attention_out.bias,
+            (self.value_norm.weight, self.value_norm.bias),
+            (self.pair_norm.weight, self.pair_norm.bias),
+        )
+        widths = (self.attention_norm.normalized_shape[0], self.heads * self.head_dim, self.heads)
+        new_sites, new_pairs = [], []
+        for (rows, n_keys), chunk_pairs in zip(chunks, pairs):
+            # in-place only on the fresh gathered tensor, never on a view of it (see encoder.pair_input)
+            summed = key.index_select(0, key_index[rows, :n_keys].reshape(-1))
+            summed.add_(F.linear(chunk_pairs, pair_weight).view(summed.shape))
+            first = summed.view(*chunk_pairs.shape[:2], -1) + query[rows].unsqueeze(1)
+            chunk_sites, chunk_new_pairs = ATTENTION_BLOCK(
+                first, key_mask[rows, :n_keys], norms, widths, compiled=self.compiled_pairs
+            )
+            new_sites.append(chunk_sites)
+            new_pairs.append(chunk_new_pairs)
+        return chunks.gather(new_sites), new_pairs
 
 
 class SiteNet(nn.Module):
@@ -129,9 +180,13 @@ class SiteNet(nn.Module):
 
     def forward(self, batch: PointSetBatch) -> torch.Tensor:
         sites = torch.cat([self.element_embedding(batch.atomic_numbers), batch.site_features], dim=-1)
-        # each distinct distance embedded once, then gathered onto the pairs
-        pairs = gather_rows(self.distance_embedding(batch.distance_values.unsqueeze(-1)), batch.distance_index)
-        for block in self.blocks:
-            sites, pairs = block(sites, pairs, batch.key_index, batch.key_mask)
+        chunks = RowChunks(batch.key_mask.sum(-1))
+        # each distinct distance embedded once, then gathered onto the pairs of each chunk of rows
+        distances = self.distance_embedding(batch.distance_values.unsqueeze(-1))
+        pairs = [gather_rows(distances, batch.distance_index[rows, :n_keys]) for rows, n_keys in chunks]
+        for number, block in enumerate(self.blocks, start=1):
+            sites, pairs = block(
+                sites, pairs, batch.key_index, batch.key_mask, chunks, update_pairs=number < len(self.blocks)
+            )
         pooled = segment_mean(self.pre_pool(sites), batch.site_crystal, batch.n_crystals)
         return self.post_pool(pooled)

@@ -5,7 +5,7 @@ import torch
 from crystals import six_crystals
 
 from dim_sklearn import build_point_sets
-from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
+from dim_sklearn.nn import DeepInfoMax, SiteNet, SiteNetEncoder
 from dim_sklearn.nn import compiled as compiled_module
 from dim_sklearn.nn.compiled import AUTO_COMPILE_PASSES, compile_available, resolve_compile, set_compiled
 from dim_sklearn.pointsets import collate_point_sets
@@ -43,6 +43,48 @@ def test_compiled_blocks_give_the_eager_losses_gradients_and_vectors(batch):
     for name, value in eager_grads.items():
         torch.testing.assert_close(grads[name], value, rtol=1e-3, atol=1e-5 * scale, msg=name)
     torch.testing.assert_close(vectors, eager_vectors, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_sitenet_gives_the_eager_outputs_and_gradients(batch):
+    if not compile_available():
+        pytest.skip("torch.compile is not usable on this machine")
+    torch.manual_seed(0)
+    model = SiteNet()
+    weights = torch.randn(batch.n_crystals, model.config.output_dim, generator=torch.Generator().manual_seed(2))
+
+    def outputs_and_gradients():
+        model.zero_grad(set_to_none=True)
+        out = model(batch)
+        (out * weights).sum().backward()
+        return out.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    eager_out, eager_grads = outputs_and_gradients()
+    set_compiled(model, True)
+    out, grads = outputs_and_gradients()
+    torch.testing.assert_close(out, eager_out, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == eager_grads.keys()
+    scale = max(float(g.abs().max()) for g in eager_grads.values())
+    for name, value in eager_grads.items():
+        torch.testing.assert_close(grads[name], value, rtol=1e-3, atol=1e-5 * scale, msg=name)
+
+
+def test_one_compilation_serves_batches_of_every_size(hand_built):
+    if not compile_available():
+        pytest.skip("torch.compile is not usable on this machine")
+    torch.manual_seed(0)
+    encoder = SiteNetEncoder().eval()
+    sizes = ((0, 3), (3, 7), (10, 5))
+    batches = [collate_point_sets(build_point_sets(hand_built[start : start + n])) for start, n in sizes]
+    with torch.no_grad():
+        eager = [encoder(b) for b in batches]
+        set_compiled(encoder, True)
+        torch._dynamo.reset()
+        counters = torch._dynamo.utils.counters
+        counters.clear()
+        compiled = [encoder(b) for b in batches]
+    assert counters["stats"]["unique_graphs"] == 1  # rows and keys symbolic: no recompiling per batch
+    for vectors, expected in zip(compiled, eager):
+        torch.testing.assert_close(vectors, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_auto_compiles_only_long_runs(monkeypatch):
