@@ -13,7 +13,8 @@ threads, data and seeds), the trees taking turns. Measured per tree:
   2 to ``--finetune-epochs`` (training and validation passes);
 - ``embed_point_sets`` (what ``transform`` runs once the point sets are built);
 - the original Site-Net (``preset="sitenet"``, about 300k parameters) trained
-  with 1,200-site batches on Matbench phonons fold 0, when that set is at hand;
+  with 1,200-site batches on Matbench phonons fold 0, when that set is at hand
+  (also compiled, where that tree's Site-Net has compiled pair blocks);
 - FLOPs of one DIM training step per crystal (``torch.utils.flop_counter``) and
   the GFLOP/s they make at the measured speed, beside an fp32 matmul measured
   in the same process.
@@ -169,16 +170,20 @@ def worker(args) -> None:
             from sklearn.model_selection import KFold
 
             train, _ = next(KFold(5, shuffle=True, random_state=18012019).split(np.arange(len(phonons))))
-            result["sitenet"] = _fine_tuning(
-                torch,
-                [phonons[i] for i in train],
-                frame.iloc[:, 0].to_numpy(dtype=float)[train],
-                args,
-                None,
-                preset="sitenet",
-                batch_sites=1200,
-            )
+            sitenet_data = ([phonons[i] for i in train], frame.iloc[:, 0].to_numpy(dtype=float)[train])
+            result["sitenet"] = _fine_tuning(torch, *sitenet_data, args, None, preset="sitenet", batch_sites=1200)
+            if _sitenet_compiles():
+                result["sitenet_compiled"] = _fine_tuning(
+                    torch, *sitenet_data, args, True, preset="sitenet", batch_sites=1200
+                )
     print(json.dumps(result))
+
+
+def _sitenet_compiles() -> bool:
+    """Whether the tree's original Site-Net has compiled pair blocks."""
+    from dim_sklearn.nn import SiteNet
+
+    return any(hasattr(module, "compiled_pairs") for module in SiteNet().modules())
 
 
 def _accepts_regressor_compile() -> bool:
@@ -230,7 +235,12 @@ def _table(base: dict, this: dict) -> list[str]:
     for key, label in (("finetune", "fine-tuning, crystals/s"), ("transform", "transform (encoder), crystals/s")):
         row(label, base[f"{key}_{_default(base)}"], this[f"{key}_{_default(this)}"], this.get(f"{key}_compiled"))
     if "sitenet" in base and "sitenet" in this:
-        row("original Site-Net training (phonons), crystals/s", base["sitenet"], this["sitenet"])
+        row(
+            "original Site-Net training (phonons), crystals/s",
+            base["sitenet"],
+            this["sitenet"],
+            this.get("sitenet_compiled"),
+        )
     row(
         "DIM training step, MFLOP per crystal",
         base["flops_per_crystal"] / 1e6,
