@@ -81,11 +81,15 @@ def _pretraining(torch, point_sets, args, compile_mode) -> dict:
 def _flops_per_crystal(torch, point_sets) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    try:  # the point-set stage as a package; the baseline tree may be older, with a flat dim_sklearn/batching.py
-        from dim_sklearn.pointsets import SiteBudgetBatchSampler, collate_point_sets
-    except ModuleNotFoundError:
-        from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
+    import dim_sklearn
     from dim_sklearn.nn import DeepInfoMax, SiteNetEncoder
+
+    # The point-set stage is a package; an older tree has a flat dim_sklearn/batching.py. Asked by file, not by
+    # import: an editable install of this tree would otherwise lend the older one its dim_sklearn.pointsets.
+    if (Path(dim_sklearn.__file__).parent / "pointsets").is_dir():
+        from dim_sklearn.pointsets import SiteBudgetBatchSampler, collate_point_sets
+    else:
+        from dim_sklearn.batching import SiteBudgetBatchSampler, collate_point_sets
 
     torch.manual_seed(0)
     model = DeepInfoMax(SiteNetEncoder())
