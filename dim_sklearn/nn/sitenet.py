@@ -68,7 +68,8 @@ class SiteNetConfig:
 
 
 class _PairLayer(nn.Module):
-    """Linear on ``[x_i, x_j, e_ij]`` as query + gathered key + pair projections."""
+    """The weights of a Linear on ``[x_i, x_j, e_ij]`` as its query, key and pair parts (``_AttentionBlock``
+    sums them on the pairs)."""
 
     def __init__(self, n_site: int, n_pair: int, n_out: int):
         super().__init__()
