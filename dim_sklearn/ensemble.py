@@ -25,36 +25,14 @@ from skorch.dataset import ValidSplit
 from torch.utils.data import Subset
 
 from ._utils import Rule, check_fields, instance_of, integer, one_of, optional, real, seed, spawn_seeds
+from .composition import magpie_features
 from .pointsets import as_structure_list
 from .regressor import SiteNetRegressor, _training_targets
 
-__all__ = ["BLEND_GRID", "SiteNetEnsemble", "magpie_features"]
+__all__ = ["BLEND_GRID", "SiteNetEnsemble"]
 
 BLEND_GRID = np.linspace(0.0, 1.0, 21)
 """The networks' shares of the blend that ``SiteNetEnsemble`` tries (steps of 0.05)."""
-
-
-def magpie_features(structures: Any) -> np.ndarray:
-    """Magpie composition descriptors (matminer's ``ElementProperty`` preset "magpie") of structures.
-
-    Parameters
-    ----------
-    structures : sequence of Structure
-        A list, pandas Series or object array of pymatgen Structures.
-
-    Returns
-    -------
-    ndarray of shape (n, 132)
-        One row per structure; NaN where matminer has no value for an element.
-    """
-    from matminer.featurizers.composition import ElementProperty
-
-    featurizer = ElementProperty.from_preset("magpie")
-    featurizer.set_n_jobs(1)  # matminer's forked pool can hang once torch has started its threads
-    compositions = [structure.composition for structure in as_structure_list(structures)]
-    width = len(featurizer.feature_labels())
-    rows = featurizer.featurize_many(compositions, ignore_errors=True, pbar=False) if compositions else []
-    return np.array([row if len(row) == width else [np.nan] * width for row in rows], dtype=float).reshape(-1, width)
 
 
 class SiteNetEnsemble(RegressorMixin, BaseEstimator):

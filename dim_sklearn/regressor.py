@@ -19,7 +19,7 @@ from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipp
 from skorch.dataset import ValidSplit
 from skorch.utils import to_numpy
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._utils import (
     Rule,
@@ -35,6 +35,7 @@ from ._utils import (
     seed,
     spawn_seeds,
 )
+from .composition import COMPOSITION_DESCRIPTORS
 from .encoder import PretrainedEncoder, resolve_encoder
 from .nn import EncoderConfig, SiteNet, SiteNetConfig, SiteNetEncoder, SiteNetModel
 from .nn.activations import Mish
@@ -51,7 +52,14 @@ from .pointsets import (
 )
 from .training import LastFiniteWeights, site_counts, warn_diverged
 
-__all__ = ["CrystalDataset", "DivergenceGuard", "ForeachGradientNormClipping", "SiteNetRegressor", "collate_labelled"]
+__all__ = [
+    "CrystalDataset",
+    "DivergenceGuard",
+    "ForeachGradientNormClipping",
+    "SiteNetRegressor",
+    "collate_labelled",
+    "dataset_descriptors",
+]
 
 PRESETS = ("compact", "sitenet")
 STARTS = ("encoder", "scratch")
@@ -68,24 +76,34 @@ VALIDATION_SPLIT = ValidSplit(0.05, random_state=0)
 
 
 class CrystalDataset(Dataset):
-    """Point sets with optional targets; items are ``(PointSet, target row)``.
+    """Point sets with optional targets and descriptors; items are ``(PointSet, target row)``, or
+    ``((PointSet, descriptor row), target row)`` with descriptors.
 
     Parameters
     ----------
     point_sets : sequence of PointSet
     y : array of shape (n, 1), optional
         Targets; a zero placeholder per item when absent (prediction).
+    descriptors : array of shape (n, n_descriptors), optional
+        Per-crystal descriptors for the head (``SiteNetRegressor(composition=...)``); NaN where missing.
     """
 
-    def __init__(self, point_sets: Sequence[PointSet], y: np.ndarray | None = None):
+    def __init__(
+        self, point_sets: Sequence[PointSet], y: np.ndarray | None = None, descriptors: np.ndarray | None = None
+    ):
         self.point_sets = list(point_sets)
         self.y = None if y is None else np.asarray(y, dtype=np.float32).reshape(len(self.point_sets), -1)
+        self.descriptors = (
+            None if descriptors is None else np.asarray(descriptors, dtype=np.float64).reshape(len(self.point_sets), -1)
+        )
 
     def __len__(self) -> int:
         return len(self.point_sets)
 
-    def __getitem__(self, index: int) -> tuple[PointSet, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[PointSet | tuple[PointSet, np.ndarray], np.ndarray]:
         target = self.y[index] if self.y is not None else np.zeros(1, dtype=np.float32)
+        if self.descriptors is not None:
+            return (self.point_sets[index], self.descriptors[index]), target
         return self.point_sets[index], target
 
     @property
@@ -94,9 +112,22 @@ class CrystalDataset(Dataset):
         return np.array([p.n_sites for p in self.point_sets], dtype=np.int64)
 
 
-def collate_labelled(items: Sequence[tuple[PointSet, np.ndarray]]) -> tuple[PointSetBatch, torch.Tensor]:
-    """``(PointSetBatch, targets of shape (n, 1))`` from ``CrystalDataset`` items."""
-    return collate_point_sets([p for p, _ in items]), torch.from_numpy(np.stack([t for _, t in items]))
+def collate_labelled(items: Sequence[tuple[Any, np.ndarray]]) -> tuple[Any, torch.Tensor]:
+    """``(PointSetBatch, targets of shape (n, 1))`` from ``CrystalDataset`` items; with descriptors,
+    ``((PointSetBatch, descriptors of shape (n, n_descriptors)), targets)``."""
+    inputs, targets = [x for x, _ in items], torch.from_numpy(np.stack([t for _, t in items]))
+    if inputs and isinstance(inputs[0], tuple):
+        descriptors = torch.from_numpy(np.stack([d for _, d in inputs]))
+        return (collate_point_sets([p for p, _ in inputs]), descriptors), targets
+    return collate_point_sets(inputs), targets
+
+
+def dataset_descriptors(data: Any) -> np.ndarray | None:
+    """The descriptors a ``CrystalDataset`` (or a ``Subset`` of one) carries, in its order; None when it has none."""
+    if isinstance(data, Subset):
+        descriptors = dataset_descriptors(data.dataset)
+        return None if descriptors is None else descriptors[np.asarray(data.indices, dtype=np.int64)]
+    return getattr(data, "descriptors", None) if isinstance(data, CrystalDataset) else None
 
 
 def _as_targets(y: Any) -> np.ndarray | None:
@@ -280,6 +311,14 @@ class SiteNetRegressor(NeuralNetRegressor):
         (``dim_sklearn.nn.compiled``): faster on
         long fits (thousands of labels), after about a minute of compiling once
         per process; where compiling is impossible, a warning and eager code.
+    composition : {"magpie"} or None, default=None
+        "magpie": the head also sees the Magpie descriptors of the composition
+        (matminer's ``ElementProperty``, 132 columns), clipped to their range
+        over the structures of the fresh ``fit`` and standardised by their
+        mean and standard deviation there, missing values at the mean; the
+        first layer of the head widens to take them. At a few hundred labels, composition decides much of a
+        formation energy. ``X`` is then structures, or a dataset that
+        ``get_dataset`` made with the same setting.
     module : type, default=SiteNetModel
         The module skorch builds from the encoder, the head and the target scaling.
     criterion : type, default=torch.nn.MSELoss
@@ -327,6 +366,10 @@ class SiteNetRegressor(NeuralNetRegressor):
         Mean of the targets of the last fresh ``fit`` (0 without standardisation).
     target_scale_ : float
         Their standard deviation (1 without standardisation or for constant targets).
+    descriptor_stats_ : ndarray of shape (4, n_descriptors) or None
+        With ``composition``: the mean, the standard deviation (1 where
+        constant or never known), the minimum and the maximum of each
+        descriptor over the structures of the last fresh ``fit``; None without.
     init_ : str
         With ``init="auto"``: the start that was kept, "encoder" or "scratch"
         (the ``init`` of the fitted clone whose state this net holds).
@@ -360,6 +403,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         "lr": real(0, low_open=True),
         "max_epochs": integer(1),
         "compile": boolean,
+        "composition": optional(one_of(*COMPOSITION_DESCRIPTORS)),
     }
     """What each parameter must be: the point-set parameters by ``PointSetConfig``'s rules (None: the encoder's)."""
 
@@ -381,6 +425,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         max_sites: int | None = None,
         min_distance: float | None = None,
         compile: bool = False,
+        composition: str | None = None,
         *,
         module: type[nn.Module] = SiteNetModel,
         criterion: type[nn.Module] = nn.MSELoss,
@@ -424,6 +469,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.max_sites = max_sites
         self.min_distance = min_distance
         self.compile = compile
+        self.composition = composition
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
@@ -521,6 +567,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.point_set_config_ = self._point_set_config(pretrained)
         n_site_features = self.point_set_config_.n_site_features
         init_seed, self.shuffle_seed_ = spawn_seeds(self.random_state, 2)
+        descriptor_stats = self._descriptor_stats()
+        n_descriptors = 0 if descriptor_stats is None else descriptor_stats.shape[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             if self.preset == "sitenet":
@@ -528,7 +576,7 @@ class SiteNetRegressor(NeuralNetRegressor):
                     raise ValueError("preset='sitenet' trains the original Site-Net from scratch: use encoder=None")
                 sitenet = SiteNet(SiteNetConfig(n_site_features=n_site_features))
                 encoder: nn.Module = sitenet
-                head: nn.Module = nn.Linear(sitenet.config.output_dim, 1)
+                head: nn.Module = nn.Linear(sitenet.config.output_dim + n_descriptors, 1)
             else:
                 if pretrained is not None and self.init == "scratch":
                     encoder = SiteNetEncoder(pretrained.config)
@@ -537,17 +585,28 @@ class SiteNetRegressor(NeuralNetRegressor):
                 else:
                     encoder = SiteNetEncoder(EncoderConfig(n_site_features=n_site_features))
                 width = encoder.config.global_dim
-                head = nn.Sequential(nn.Linear(width, width), Mish(), nn.Linear(width, 1))
+                head = nn.Sequential(nn.Linear(width + n_descriptors, width), Mish(), nn.Linear(width, 1))
             self.module_ = self.module(
                 encoder,
                 head,
                 target_mean=getattr(self, "target_mean_", 0.0),
                 target_scale=getattr(self, "target_scale_", 1.0),
                 nonnegative=self.nonnegative,
+                **({} if descriptor_stats is None else {"descriptor_stats": descriptor_stats}),
                 **self.get_params_for("module"),
             )
         set_compiled(self.module_, resolve_compile(self.compile, 0, self.device_ or "cpu"))
         return self
+
+    def _descriptor_stats(self) -> np.ndarray | None:
+        """The model's ``descriptor_stats``: those of the last fresh fit; before one, mean 0, scale 1, no clipping."""
+        if self.composition is None:
+            return None
+        stats = getattr(self, "descriptor_stats_", None)
+        if stats is None:
+            width = COMPOSITION_DESCRIPTORS[self.composition][1]
+            stats = np.array([[0.0] * width, [1.0] * width, [-np.inf] * width, [np.inf] * width])
+        return stats
 
     def get_default_callbacks(self) -> list[tuple[str, Any]]:
         callbacks = list(super().get_default_callbacks())
@@ -569,7 +628,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.check_is_fitted(["point_set_config_"])  # set when the module is built
         cache = PointSetCache(self.cache_dir) if self.cache_dir else None
         point_sets = build_point_sets(X, self.point_set_config_, cache=cache)  # raises rather than give None
-        return CrystalDataset(cast("list[PointSet]", point_sets), _as_targets(y))
+        descriptors = None if self.composition is None else COMPOSITION_DESCRIPTORS[self.composition][0](X)
+        return CrystalDataset(cast("list[PointSet]", point_sets), _as_targets(y), descriptors)
 
     def get_iterator(self, dataset: Dataset, training: bool = False) -> DataLoader:
         """Batches by a budget of unique sites: shuffled per epoch in training, in order otherwise."""
@@ -585,8 +645,11 @@ class SiteNetRegressor(NeuralNetRegressor):
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, batch_sampler=sampler, collate_fn=collate_labelled, **kwargs)
 
-    def infer(self, x: PointSetBatch, **fit_params: Any) -> torch.Tensor:
-        return self.module_(x if self.device_ is None else x.to(self.device_), **fit_params)
+    def infer(self, x: PointSetBatch | tuple[PointSetBatch, torch.Tensor], **fit_params: Any) -> torch.Tensor:
+        parts: tuple[Any, ...] = x if isinstance(x, tuple) else (x,)
+        if self.device_ is not None:
+            parts = tuple(part.to(self.device_) for part in parts)
+        return self.module_(*parts, **fit_params)
 
     def get_loss(self, y_pred: torch.Tensor, y_true: torch.Tensor, X: Any = None, training: bool = False):
         """The criterion on standardised values (``target_scale`` divides both sides)."""
@@ -604,6 +667,39 @@ class SiteNetRegressor(NeuralNetRegressor):
         std = float(y.std())
         self.target_mean_ = float(y.mean())
         self.target_scale_ = std if std > 0 else 1.0
+
+    def _set_descriptor_stats(self, X: Any) -> None:
+        """Mean, standard deviation and range of each descriptor over the structures (or dataset) ``X``, with
+        ``composition``.
+
+        Raises
+        ------
+        ValueError
+            ``X`` is a dataset without descriptors.
+        """
+        self.descriptor_stats_ = None
+        if self.composition is None:
+            return
+        if isinstance(X, Dataset):
+            descriptors = dataset_descriptors(X)
+            if descriptors is None:
+                raise ValueError(
+                    f"composition={self.composition!r} needs the descriptors of X: pass structures, or a dataset made "
+                    "by get_dataset with the same composition"
+                )
+        else:
+            descriptors = COMPOSITION_DESCRIPTORS[self.composition][0](X)
+        known = np.isfinite(descriptors)
+        counts = known.sum(axis=0)
+        filled = np.where(known, descriptors, 0.0)
+        mean = filled.sum(axis=0) / np.maximum(counts, 1)
+        std = np.sqrt(np.where(known, (filled - mean) ** 2, 0.0).sum(axis=0) / np.maximum(counts, 1))
+        low = np.where(known, descriptors, np.inf).min(axis=0, initial=np.inf)
+        high = np.where(known, descriptors, -np.inf).max(axis=0, initial=-np.inf)
+        never = counts == 0  # a column no structure has a value for: left unclipped, and NaN becomes the mean 0
+        self.descriptor_stats_ = np.stack(
+            [mean, np.where(std > 0, std, 1.0), np.where(never, -np.inf, low), np.where(never, np.inf, high)]
+        )
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> SiteNetRegressor:
         """Fine-tune on structures ``X`` and targets ``y`` (shape (n,) or (n, 1), one per structure).
@@ -629,6 +725,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         if self.init == "auto":
             return self._fit_best_start(X, y, **fit_params)
         self._set_target_scaling(y)
+        self._set_descriptor_stats(X)
         return super().fit(X, y, **fit_params)
 
     def _fit_best_start(self, X: Any, y: np.ndarray | None, **fit_params: Any) -> SiteNetRegressor:
@@ -670,6 +767,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             fit_params.setdefault("epochs", 1)
         if not self.initialized_:
             self._set_target_scaling(y)
+            self._set_descriptor_stats(X)
         with self._device_resolved():  # callbacks read it: EpochScoring maps its cached predictions to it
             return super().partial_fit(X, y, classes, **fit_params)
 

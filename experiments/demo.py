@@ -24,7 +24,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import mean_absolute_error
 
 from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetEnsemble, SiteNetRegressor, load_dataset
-from dim_sklearn.ensemble import magpie_features
+from dim_sklearn.composition import magpie_features
 
 from .protocol import holdout_split, streamed_subsets, untrained_encoder
 

@@ -24,9 +24,14 @@ from experiments.study.features import (
     AUTO,
     FOUNDATION,
     HAND_CRAFTED,
+    LONG_BUDGET,
     RAW_UNTRAINED,
     RBF_SCRATCH,
+    SCRATCH_LONG,
+    SCRATCH_MAGPIE_HEAD,
     SHIPPED,
+    SHIPPED_LONG,
+    SHIPPED_MAGPIE_HEAD,
     UNIONS,
     VARIANTS,
 )
@@ -35,7 +40,10 @@ from experiments.study.runner import (
     ENSEMBLE,
     ENSEMBLE_NETWORKS,
     ENSEMBLE_STARTS,
+    OPT_IN,
     Ledger,
+    Start,
+    _asked,
     _merge_metadata,
     fit_uninterrupted,
     standardise,
@@ -130,7 +138,8 @@ def test_quick_study_records_every_fit(quick_run):
     # sets, CHGNet where it is installed, the unions
     foundation = len(FOUNDATION) if importlib.util.find_spec("chgnet") else 0
     n_features = 4 + len(HAND_CRAFTED) + foundation + len(UNIONS)
-    ensembles = QUICK.seeds * len(ENSEMBLE_STARTS) * 2  # the blend and the networks alone, from one fit
+    default_ensembles = {start.name for start in ENSEMBLE_STARTS if start.name not in OPT_IN}
+    ensembles = QUICK.seeds * len(default_ensembles) * 2  # the blend and the networks alone, from one fit
     per_size = QUICK.subsets * (1 + 3 * (n_features + len(VARIANTS))) + QUICK.seeds * 4 + ensembles
     expected = len(QUICK.label_counts) * per_size
     assert len(frame) == expected
@@ -138,7 +147,7 @@ def test_quick_study_records_every_fit(quick_run):
     assert np.isfinite(frame.mae).all() and (frame.mae > 0).all()
     assert set(frame.model) == {"mean", "RF", "MLP", "Linear", "fine-tuned", ENSEMBLE, ENSEMBLE_NETWORKS}
     ensembled = frame[frame.model.str.startswith(ENSEMBLE)]
-    assert set(ensembled.features) == {name for name, _ in ENSEMBLE_STARTS}
+    assert set(ensembled.features) == default_ensembles
     tuned = frame[frame.model == "fine-tuned"]
     assert set(tuned.features) == {"DIM", "untrained", SHIPPED, AUTO}
     assert (tuned.epochs <= QUICK.finetune_max_epochs).all()
@@ -279,3 +288,13 @@ def test_a_restricted_run_computes_only_what_its_feature_sets_need(data_home, tm
     assert set(features) == set(only)
     assert features["Magpie + DIM shipped"].shape == (len(split.structures), 132 + 64)
     assert set(meta["featurisation"]) == {"matbench_phonons/Magpie", f"matbench_phonons/{SHIPPED}"}
+
+
+def test_opt_in_starts_run_only_when_named_and_the_long_budget_keeps_the_epoch_cap():
+    long = Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET)
+    assert long.max_epochs(FULL, 1000) == LONG_BUDGET * FULL.finetune_epochs(1000) == 120
+    assert long.max_epochs(FULL, 100) == FULL.finetune_max_epochs  # 4 x 300 epochs, capped
+    assert Start(SHIPPED, "pretrained").max_epochs(FULL, 1000) == 30
+    assert not _asked(SHIPPED_LONG, None) and _asked(SHIPPED_LONG, (SHIPPED_LONG,))
+    assert _asked(SHIPPED, None) and not _asked(SHIPPED, (SHIPPED_LONG,))
+    assert {SHIPPED_LONG, SHIPPED_MAGPIE_HEAD, SCRATCH_LONG, SCRATCH_MAGPIE_HEAD} <= set(OPT_IN)

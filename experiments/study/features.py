@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from dim_sklearn import DeepInfoMaxFeaturizer, load_dataset
+from dim_sklearn.composition import magpie_features
 from dim_sklearn.encoder import pretrained_path
-from dim_sklearn.ensemble import magpie_features
 
 from ..protocol import Budget, Split, slugify
 
@@ -28,10 +28,15 @@ __all__ = [
     "AUTO",
     "FOUNDATION",
     "HAND_CRAFTED",
+    "LONG_BUDGET",
     "MAIN",
     "RAW_UNTRAINED",
     "RBF_SCRATCH",
+    "SCRATCH_LONG",
+    "SCRATCH_MAGPIE_HEAD",
     "SHIPPED",
+    "SHIPPED_LONG",
+    "SHIPPED_MAGPIE_HEAD",
     "UNIONS",
     "VARIANTS",
     "Pretraining",
@@ -123,6 +128,24 @@ run only when ``--features`` names it."""
 AUTO = "auto (DIM shipped or scratch)"
 """Fine-tuning with ``SiteNetRegressor(encoder="pretrained", init="auto")``: from the shipped encoder and from
 random weights on the same validation split, keeping the start with the lower validation loss."""
+
+SHIPPED_MAGPIE_HEAD = "DIM shipped (Magpie head)"
+"""Fine-tuning from the shipped encoder with ``SiteNetRegressor(composition="magpie")``: the head also sees the
+Magpie descriptors of the composition; run only when ``--features`` names it."""
+
+SCRATCH_MAGPIE_HEAD = "untrained (Magpie head)"
+"""The same from random weights (the shipped encoder's architecture); run only when ``--features`` names it."""
+
+LONG_BUDGET = 4
+"""How many times the study's fine-tuning epochs ``SHIPPED_LONG`` and ``SCRATCH_LONG`` get (within
+``Budget.finetune_max_epochs``): where the budget's cap stops fine-tuning, what longer training gives."""
+
+SHIPPED_LONG = f"DIM shipped ({LONG_BUDGET}x budget)"
+"""Fine-tuning from the shipped encoder for ``LONG_BUDGET`` times the epochs; run only when ``--features`` names
+it."""
+
+SCRATCH_LONG = f"untrained ({LONG_BUDGET}x budget)"
+"""The same from random weights; run only when ``--features`` names it."""
 
 UNIONS: dict[str, tuple[str, str]] = {
     "Magpie + DIM": ("Magpie", "DIM"),

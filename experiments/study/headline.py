@@ -75,7 +75,7 @@ def headline(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _option_name(features: str, model: str) -> str:
     if model.startswith("SiteNetEnsemble"):
-        start = "scratch" if features.startswith("untrained") else features
+        start = "scratch" + features.removeprefix("untrained") if features.startswith("untrained") else features
         return model.replace("SiteNetEnsemble", f"SiteNetEnsemble from {start}", 1)
     if model != "fine-tuned":
         return f"{model} on {features}"

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -37,9 +37,14 @@ from .features import (
     AUTO,
     FOUNDATION,
     HAND_CRAFTED,
+    LONG_BUDGET,
     RAW_UNTRAINED,
     RBF_SCRATCH,
+    SCRATCH_LONG,
+    SCRATCH_MAGPIE_HEAD,
     SHIPPED,
+    SHIPPED_LONG,
+    SHIPPED_MAGPIE_HEAD,
     UNIONS,
     VARIANTS,
     feature_table,
@@ -51,6 +56,7 @@ __all__ = [
     "ENSEMBLE",
     "ENSEMBLE_NETWORKS",
     "ENSEMBLE_STARTS",
+    "OPT_IN",
     "Ledger",
     "run_ensembles",
     "run_study",
@@ -197,17 +203,45 @@ def run_representation(
         )
 
 
-def starts(dim) -> tuple[tuple[str, object, str], ...]:
-    """The fine-tuning starts as (name, ``encoder``, ``init``): random weights, the split's DIM encoder, the shipped
-    encoder, ``init="auto"`` between the shipped encoder and random weights, and (``RBF_SCRATCH``, when asked
-    for) random weights again."""
+OPT_IN = (RBF_SCRATCH, SHIPPED_MAGPIE_HEAD, SCRATCH_MAGPIE_HEAD, SHIPPED_LONG, SCRATCH_LONG)
+"""Fine-tuning starts and ensembles that run only when ``--features`` names them."""
+
+
+class Start(NamedTuple):
+    """A fine-tuning start: the ledger's name, ``SiteNetRegressor``'s ``encoder``, ``init`` and ``composition``,
+    and the multiple of the study's epoch budget it trains for."""
+
+    name: str
+    encoder: object
+    init: str = "encoder"
+    composition: str | None = None
+    budget_factor: int = 1
+
+    def max_epochs(self, budget: Budget, n_labels: int) -> int:
+        return min(budget.finetune_max_epochs, self.budget_factor * budget.finetune_epochs(n_labels))
+
+
+def starts(dim) -> tuple[Start, ...]:
+    """The fine-tuning starts: random weights, the split's DIM encoder, the shipped encoder, ``init="auto"``
+    between the shipped encoder and random weights, and, when asked for, random weights again
+    (``RBF_SCRATCH``), the shipped encoder and random weights with a head that also sees the Magpie descriptors,
+    and both with ``LONG_BUDGET`` times the epochs."""
     return (
-        ("untrained", None, "encoder"),
-        (RBF_SCRATCH, None, "encoder"),
-        ("DIM", dim, "encoder"),
-        (SHIPPED, "pretrained", "encoder"),
-        (AUTO, "pretrained", "auto"),
+        Start("untrained", None),
+        Start(RBF_SCRATCH, None),
+        Start("DIM", dim),
+        Start(SHIPPED, "pretrained"),
+        Start(AUTO, "pretrained", "auto"),
+        Start(SHIPPED_MAGPIE_HEAD, "pretrained", composition="magpie"),
+        Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
+        Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
+        Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
     )
+
+
+def _asked(name: str, features: tuple[str, ...] | None) -> bool:
+    """Whether a start runs: named in ``features``, or, without them, not ``OPT_IN``."""
+    return name not in OPT_IN if features is None else name in features
 
 
 def fit_uninterrupted(regressor: Fitted, structures: list, y: np.ndarray) -> Fitted:
@@ -252,20 +286,20 @@ def run_transfer(
     for n_labels in _label_counts(split, budget, sizes):
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
-            for name, encoder, init in starts(dim):
-                if (features is None and name == RBF_SCRATCH) or (features is not None and name not in features):
-                    continue
-                if ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
+            for start in starts(dim):
+                name, init = start.name, start.init
+                if not _asked(name, features) or ledger.has(**_row(split, n_labels, seed, name, "fine-tuned")):
                     continue
                 tic = time.perf_counter()
                 regressor = fit_uninterrupted(
                     SiteNetRegressor(
-                        encoder=encoder,
+                        encoder=start.encoder,
                         init=init,
                         random_state=seed,
-                        max_epochs=budget.finetune_epochs(n_labels),
+                        max_epochs=start.max_epochs(budget, n_labels),
                         patience=budget.finetune_patience,
                         cache_dir=cache_dir,
+                        composition=start.composition,
                     ),
                     [split.structures[i] for i in subset],
                     split.y[subset],
@@ -286,8 +320,16 @@ def run_transfer(
                 )
 
 
-ENSEMBLE_STARTS = ((SHIPPED, "pretrained"), ("untrained", None))
-"""The starts of the ensembles' networks, as (name, ``encoder``): the shipped encoder and random weights."""
+ENSEMBLE_STARTS = (
+    Start(SHIPPED, "pretrained"),
+    Start("untrained", None),
+    Start(SHIPPED_MAGPIE_HEAD, "pretrained", composition="magpie"),
+    Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
+    Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
+    Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
+)
+"""The starts of the ensembles' networks: the shipped encoder and random weights, and (when asked for) both with
+a head that also sees the Magpie descriptors and both with ``LONG_BUDGET`` times the epochs."""
 ENSEMBLE = "SiteNetEnsemble"
 """The ledger's model name of an ensemble blended with its composition forest."""
 ENSEMBLE_NETWORKS = "SiteNetEnsemble, networks only"
@@ -308,18 +350,20 @@ def run_ensembles(
     for n_labels in _label_counts(split, budget, sizes):
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
-            for name, encoder in ENSEMBLE_STARTS:
-                if features is not None and name not in features:
+            for start in ENSEMBLE_STARTS:
+                name = start.name
+                if not _asked(name, features):
                     continue
                 if all(ledger.has(**_row(split, n_labels, seed, name, m)) for m in (ENSEMBLE, ENSEMBLE_NETWORKS)):
                     continue
                 tic = time.perf_counter()
                 network = SiteNetRegressor(
-                    encoder=encoder,
+                    encoder=start.encoder,
                     random_state=seed,
-                    max_epochs=budget.finetune_epochs(n_labels),
+                    max_epochs=start.max_epochs(budget, n_labels),
                     patience=budget.finetune_patience,
                     cache_dir=cache_dir,
+                    composition=start.composition,
                 )
                 ensemble = SiteNetEnsemble(network, n_estimators=budget.n_estimators, random_state=seed)
                 structures = [split.structures[i] for i in subset]

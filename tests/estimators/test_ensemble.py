@@ -9,7 +9,8 @@ from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
 
 from dim_sklearn import SiteNetEnsemble, SiteNetRegressor
-from dim_sklearn.ensemble import BLEND_GRID, magpie_features
+from dim_sklearn.composition import magpie_features
+from dim_sklearn.ensemble import BLEND_GRID
 
 
 @pytest.fixture(scope="module")
