@@ -52,7 +52,8 @@ def ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
         single = min(row["RF, Magpie"], row["1 network, shipped"])
         row["change"] = 100 * (row["ensemble, shipped"] / single - 1)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["dataset", "target", "n_labels", "subsets", *COMPARED, "change"])
+    table = pd.DataFrame(rows, columns=["dataset", "target", "n_labels", "subsets", *COMPARED, "change"])
+    return table.sort_values(["dataset", "target", "n_labels"], kind="stable", ignore_index=True)
 
 
 def ensemble_lines(frame: pd.DataFrame) -> list[str]:
