@@ -91,6 +91,20 @@ def test_an_ensemble_from_scratch_counts_without_dim_and_is_named_by_its_start()
     assert row.ratio == pytest.approx(0.30 / 0.32)
 
 
+def test_options_with_a_magpie_head_or_a_longer_budget_keep_their_start_and_side():
+    table = headline(
+        _ledger(
+            [
+                (50, 0, "DIM shipped (4x budget)", "fine-tuned", 0.31),
+                (50, 0, "untrained (Magpie head)", "SiteNetEnsemble", 0.30),
+            ]
+        )
+    )
+    row = table.iloc[0]
+    assert row.dim_option == "fine-tuned from DIM shipped (4x budget)"
+    assert row.other_option == "SiteNetEnsemble from scratch (Magpie head)" and not row.won
+
+
 def test_the_ensemble_table_compares_on_the_subsets_the_ensembles_ran_on():
     rows = [(50, seed, "Magpie", "RF", 0.40 + 0.1 * seed) for seed in range(4)]  # seeds 2, 3: forest only
     rows += [(50, seed, "DIM shipped", "fine-tuned", 0.50) for seed in range(2)]
@@ -102,7 +116,7 @@ def test_the_ensemble_table_compares_on_the_subsets_the_ensembles_ran_on():
     assert row["change"] == pytest.approx(100 * (0.36 / 0.45 - 1))
     assert row["ensemble, scratch"] != row["ensemble, scratch"]  # NaN
     lines = ensemble_lines(_ledger(rows))
-    assert "| d t | 50 | 2 | 0.45 | 0.5 | 0.38 | **0.36** |  | -20.0% |" in lines
+    assert "| d t | 50 | 2 | 0.45 | 0.5 | 0.38 | **0.36** |  |  |  | -20.0% |" in lines  # no Magpie-head runs
     assert ensemble_lines(_ledger(rows[:4])) == []
 
 
