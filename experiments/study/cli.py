@@ -13,41 +13,16 @@ import pandas as pd
 
 from ..protocol import FULL, QUICK, TARGETS, get_target
 from .ensembles import ensemble_lines
-from .features import (
-    AUTO,
-    FOUNDATION,
-    HAND_CRAFTED,
-    RBF_SCRATCH,
-    SCRATCH_LONG,
-    SCRATCH_MAGPIE_HEAD,
-    SHIPPED,
-    SHIPPED_LONG,
-    SHIPPED_MAGPIE_HEAD,
-    UNIONS,
-    VARIANTS,
-)
+from .features import AUTO, FOUNDATION, HAND_CRAFTED, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines, headline_sentence, refresh_block
 from .report import write_report
-from .runner import run_study
+from .runner import OPT_IN, run_study
 
 DEFAULT_WORK = Path.home() / ".cache" / "dim-sklearn"
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 """The study's published results: docs/results of the checkout, wherever the command runs from."""
 PARTS = ("representation", "transfer", "ensemble", "investigation")
-FEATURES = (
-    "DIM",
-    "untrained",
-    SHIPPED,
-    AUTO,
-    RBF_SCRATCH,
-    SHIPPED_MAGPIE_HEAD,
-    SCRATCH_MAGPIE_HEAD,
-    SHIPPED_LONG,
-    SCRATCH_LONG,
-    *HAND_CRAFTED,
-    *FOUNDATION,
-    *UNIONS,
-)
+FEATURES = ("DIM", "untrained", SHIPPED, AUTO, *OPT_IN, *HAND_CRAFTED, *FOUNDATION, *UNIONS)
 """The names ``--features`` accepts (with the investigation's variants): feature sets and fine-tuning starts.
 The paper's raw-distance untrained encoder has a comma in its name: it runs when ``--features`` is not given."""
 
