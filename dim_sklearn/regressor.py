@@ -15,10 +15,11 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import InputTags, Tags
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping
+from skorch.callbacks import Callback, EarlyStopping, Freezer, GradientNormClipping, LRScheduler
 from skorch.dataset import ValidSplit
 from skorch.utils import to_numpy
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._utils import (
@@ -65,6 +66,7 @@ PRESETS = ("compact", "sitenet")
 STARTS = ("encoder", "scratch")
 """The starts ``init="auto"`` fine-tunes from, in the order it tries them (a tie keeps the first)."""
 INITS = (*STARTS, "auto")
+LR_SCHEDULES = ("constant", "cosine")
 _ENCODER_WORDS = "a shipped encoder's name, a folder, a PretrainedEncoder"
 _FEATURIZER: Rule = (
     "a fitted featurizer",
@@ -319,6 +321,14 @@ class SiteNetRegressor(NeuralNetRegressor):
         first layer of the head widens to take them. At a few hundred labels, composition decides much of a
         formation energy. ``X`` is then structures, or a dataset that
         ``get_dataset`` made with the same setting.
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        "cosine": the learning rate falls from ``lr`` to 0 along half a cosine
+        over ``max_epochs`` epochs (torch's ``CosineAnnealingLR``, stepped once
+        per epoch, as the callback ``lr_scheduler``), so ``max_epochs`` is the
+        training budget; early stopping may still end the fit sooner. With
+        ``lr=1e-3`` it reaches in the same epochs a lower validation error than
+        the constant ``1e-4`` where the epochs, not early stopping, end the fit
+        (docs/fine-tuning.md).
     module : type, default=SiteNetModel
         The module skorch builds from the encoder, the head and the target scaling.
     criterion : type, default=torch.nn.MSELoss
@@ -404,6 +414,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         "max_epochs": integer(1),
         "compile": boolean,
         "composition": optional(one_of(*COMPOSITION_DESCRIPTORS)),
+        "lr_schedule": one_of(*LR_SCHEDULES),
     }
     """What each parameter must be: the point-set parameters by ``PointSetConfig``'s rules (None: the encoder's)."""
 
@@ -426,6 +437,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         min_distance: float | None = None,
         compile: bool = False,
         composition: str | None = None,
+        lr_schedule: str = "constant",
         *,
         module: type[nn.Module] = SiteNetModel,
         criterion: type[nn.Module] = nn.MSELoss,
@@ -470,6 +482,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         self.min_distance = min_distance
         self.compile = compile
         self.composition = composition
+        self.lr_schedule = lr_schedule
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
@@ -615,6 +628,8 @@ class SiteNetRegressor(NeuralNetRegressor):
         if self.gradient_clip is not None:
             callbacks.append(("gradient_clipping", ForeachGradientNormClipping(self.gradient_clip)))
         callbacks.append(("divergence_guard", DivergenceGuard()))
+        if self.lr_schedule == "cosine":
+            callbacks.append(("lr_scheduler", LRScheduler(CosineAnnealingLR, T_max=self.max_epochs)))
         monitor = "valid_loss" if self.train_split is not None else "train_loss"
         callbacks.append(("early_stopping", EarlyStopping(monitor=monitor, patience=self.patience, load_best=True)))
         return callbacks

@@ -7,6 +7,7 @@ import pytest
 
 from experiments.study.ensembles import ensemble_lines, ensemble_table
 from experiments.study.headline import headline, headline_lines, headline_sentence, refresh_block, uses_dim
+from experiments.study.options import option_lines, option_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,31 @@ def test_the_pages_quote_the_ensemble_table_of_the_published_ledger():
     lines = ensemble_lines(pd.read_csv(REPO / "docs" / "results" / "label_masking.csv"))
     assert lines
     for page in ("fine-tuning.md", "which-features.md", "results/label_masking.md"):
+        text = (REPO / "docs" / page).read_text()
+        assert "\n".join(lines) in text, f"{page}: run python -m experiments study --report-only"
+
+
+def test_the_option_table_pairs_each_option_with_the_defaults_on_its_subsets():
+    rows = [(1000, seed, "DIM shipped", "fine-tuned", 0.20 + 0.1 * seed) for seed in range(4)]  # 2, 3: default only
+    rows += [(1000, seed, "untrained", "fine-tuned", 0.40) for seed in range(4)]
+    rows += [(1000, seed, "DIM shipped (cosine schedule)", "fine-tuned", 0.15) for seed in range(2)]
+    rows += [(1000, 0, "untrained (cosine schedule)", "fine-tuned", 0.30)]  # one seed of two: no mean shown
+    rows += [(1000, seed, "DIM shipped", "SiteNetEnsemble", 0.10) for seed in range(2)]  # not a single network
+    rows += [(250, seed, "DIM shipped", "fine-tuned", 0.3) for seed in range(2)]  # no option ran: no row
+    table = option_table(_ledger(rows))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row.n_labels == 1000 and row.subsets == 2
+    assert row["shipped"] == pytest.approx(0.25) and row["cosine"] == 0.15 and row["scratch"] == 0.40
+    assert row["scratch, cosine"] != row["scratch, cosine"] and row["Magpie head"] != row["Magpie head"]
+    assert "| d t | 1,000 | 2 | 0.25 |  |  | **0.15** | 0.4 |  |  |  |" in option_lines(_ledger(rows))
+    assert option_lines(_ledger(rows[:8])) == []
+
+
+def test_the_fine_tuning_guide_quotes_the_option_table_of_the_published_ledger():
+    lines = option_lines(pd.read_csv(REPO / "docs" / "results" / "label_masking.csv"))
+    assert lines
+    for page in ("fine-tuning.md", "results/label_masking.md"):
         text = (REPO / "docs" / page).read_text()
         assert "\n".join(lines) in text, f"{page}: run python -m experiments study --report-only"
 

@@ -27,9 +27,11 @@ from experiments.study.features import (
     LONG_BUDGET,
     RAW_UNTRAINED,
     RBF_SCRATCH,
+    SCRATCH_COSINE,
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
     SHIPPED,
+    SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
     UNIONS,
@@ -47,6 +49,7 @@ from experiments.study.runner import (
     _merge_metadata,
     fit_uninterrupted,
     standardise,
+    starts,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,3 +301,18 @@ def test_opt_in_starts_run_only_when_named_and_the_long_budget_keeps_the_epoch_c
     assert not _asked(SHIPPED_LONG, None) and _asked(SHIPPED_LONG, (SHIPPED_LONG,))
     assert _asked(SHIPPED, None) and not _asked(SHIPPED, (SHIPPED_LONG,))
     assert {SHIPPED_LONG, SHIPPED_MAGPIE_HEAD, SCRATCH_LONG, SCRATCH_MAGPIE_HEAD} <= set(OPT_IN)
+    assert {SHIPPED_COSINE, SCRATCH_COSINE} <= set(OPT_IN)
+
+
+def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():
+    from experiments.study.cli import FEATURES
+
+    for start in (*starts("DIM"), *ENSEMBLE_STARTS):
+        assert "," not in start.name  # --features is comma-separated
+        net = start.regressor(FULL, 250, seed=3, cache_dir=None)
+        assert (net.encoder, net.init, net.composition) == (start.encoder, start.init, start.composition)
+        assert (net.lr, net.lr_schedule, net.random_state) == (start.lr, start.lr_schedule, 3)
+        assert net.max_epochs == start.max_epochs(FULL, 250) and net.patience == FULL.finetune_patience
+    assert all(name in FEATURES for name in OPT_IN)
+    cosine = next(start for start in ENSEMBLE_STARTS if start.name == SHIPPED_COSINE)
+    assert (cosine.lr, cosine.lr_schedule) == (1e-3, "cosine")

@@ -15,6 +15,7 @@ from ..protocol import FULL, QUICK, TARGETS, get_target
 from .ensembles import ensemble_lines
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines, headline_sentence, refresh_block
+from .options import option_lines
 from .report import write_report
 from .runner import OPT_IN, run_study
 
@@ -151,6 +152,7 @@ def _quote_headline(results: Path) -> None:
     refresh_block(DEFAULT_RESULTS.parents[1] / "README.md", "headline", [headline_sentence(table)])
     for page in ("fine-tuning.md", "which-features.md"):
         refresh_block(DEFAULT_RESULTS.parent / page, "ensembles", ensemble_lines(frame))
+    refresh_block(DEFAULT_RESULTS.parent / "fine-tuning.md", "options", option_lines(frame))
 
 
 def main(

@@ -26,15 +26,18 @@ from ..protocol import Budget, Split, slugify
 
 __all__ = [
     "AUTO",
+    "COSINE_LR",
     "FOUNDATION",
     "HAND_CRAFTED",
     "LONG_BUDGET",
     "MAIN",
     "RAW_UNTRAINED",
     "RBF_SCRATCH",
+    "SCRATCH_COSINE",
     "SCRATCH_LONG",
     "SCRATCH_MAGPIE_HEAD",
     "SHIPPED",
+    "SHIPPED_COSINE",
     "SHIPPED_LONG",
     "SHIPPED_MAGPIE_HEAD",
     "UNIONS",
@@ -145,6 +148,16 @@ SHIPPED_LONG = f"DIM shipped ({LONG_BUDGET}x budget)"
 it."""
 
 SCRATCH_LONG = f"untrained ({LONG_BUDGET}x budget)"
+"""The same from random weights; run only when ``--features`` names it."""
+
+COSINE_LR = 1e-3
+"""The learning rate ``SHIPPED_COSINE`` and ``SCRATCH_COSINE`` start from (ten times the default)."""
+
+SHIPPED_COSINE = "DIM shipped (cosine schedule)"
+"""Fine-tuning from the shipped encoder with ``SiteNetRegressor(lr=COSINE_LR, lr_schedule="cosine")``: the
+learning rate falls to 0 over the study's epochs; run only when ``--features`` names it."""
+
+SCRATCH_COSINE = "untrained (cosine schedule)"
 """The same from random weights; run only when ``--features`` names it."""
 
 UNIONS: dict[str, tuple[str, str]] = {

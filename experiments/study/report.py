@@ -13,6 +13,7 @@ from ..protocol import TARGETS, slugify
 from .ensembles import ensemble_lines
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, RBF_SCRATCH, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines
+from .options import option_lines
 
 __all__ = ["summarise", "write_report"]
 
@@ -698,6 +699,9 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
             *ensembles,
             "",
         ]
+    options = option_lines(frame)
+    if options:
+        lines += ["## Fine-tuning options, one network against the defaults", "", *options, ""]
     lines += _union_section(frame, summary, results_dir)
     lines += _investigation(frame)
     lines += _settings(meta, frame)

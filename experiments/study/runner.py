@@ -35,14 +35,17 @@ from dim_sklearn import SiteNetEnsemble, SiteNetRegressor
 from ..protocol import Budget, Split, Target, capped_label_counts, label_subset, load_split, untrained_encoder
 from .features import (
     AUTO,
+    COSINE_LR,
     FOUNDATION,
     HAND_CRAFTED,
     LONG_BUDGET,
     RAW_UNTRAINED,
     RBF_SCRATCH,
+    SCRATCH_COSINE,
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
     SHIPPED,
+    SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
     UNIONS,
@@ -203,19 +206,43 @@ def run_representation(
         )
 
 
-OPT_IN = (RBF_SCRATCH, SHIPPED_MAGPIE_HEAD, SCRATCH_MAGPIE_HEAD, SHIPPED_LONG, SCRATCH_LONG)
+OPT_IN = (
+    RBF_SCRATCH,
+    SHIPPED_MAGPIE_HEAD,
+    SCRATCH_MAGPIE_HEAD,
+    SHIPPED_LONG,
+    SCRATCH_LONG,
+    SHIPPED_COSINE,
+    SCRATCH_COSINE,
+)
 """Fine-tuning starts and ensembles that run only when ``--features`` names them."""
 
 
 class Start(NamedTuple):
-    """A fine-tuning start: the ledger's name, ``SiteNetRegressor``'s ``encoder``, ``init`` and ``composition``,
-    and the multiple of the study's epoch budget it trains for."""
+    """A fine-tuning start: the ledger's name, ``SiteNetRegressor``'s ``encoder``, ``init``, ``composition``,
+    ``lr`` and ``lr_schedule``, and the multiple of the study's epoch budget it trains for."""
 
     name: str
     encoder: object
     init: str = "encoder"
     composition: str | None = None
     budget_factor: int = 1
+    lr: float = 1e-4
+    lr_schedule: str = "constant"
+
+    def regressor(self, budget: Budget, n_labels: int, seed: int, cache_dir: str | None) -> SiteNetRegressor:
+        """The network this start fine-tunes at ``n_labels`` labels with ``seed``."""
+        return SiteNetRegressor(
+            encoder=self.encoder,
+            init=self.init,
+            random_state=seed,
+            max_epochs=self.max_epochs(budget, n_labels),
+            patience=budget.finetune_patience,
+            cache_dir=cache_dir,
+            composition=self.composition,
+            lr=self.lr,
+            lr_schedule=self.lr_schedule,
+        )
 
     def max_epochs(self, budget: Budget, n_labels: int) -> int:
         return min(budget.finetune_max_epochs, self.budget_factor * budget.finetune_epochs(n_labels))
@@ -225,7 +252,7 @@ def starts(dim) -> tuple[Start, ...]:
     """The fine-tuning starts: random weights, the split's DIM encoder, the shipped encoder, ``init="auto"``
     between the shipped encoder and random weights, and, when asked for, random weights again
     (``RBF_SCRATCH``), the shipped encoder and random weights with a head that also sees the Magpie descriptors,
-    and both with ``LONG_BUDGET`` times the epochs."""
+    both with ``LONG_BUDGET`` times the epochs, and both with a cosine schedule from ``COSINE_LR``."""
     return (
         Start("untrained", None),
         Start(RBF_SCRATCH, None),
@@ -236,6 +263,8 @@ def starts(dim) -> tuple[Start, ...]:
         Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
         Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
         Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
+        Start(SHIPPED_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine"),
+        Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
     )
 
 
@@ -292,15 +321,7 @@ def run_transfer(
                     continue
                 tic = time.perf_counter()
                 regressor = fit_uninterrupted(
-                    SiteNetRegressor(
-                        encoder=start.encoder,
-                        init=init,
-                        random_state=seed,
-                        max_epochs=start.max_epochs(budget, n_labels),
-                        patience=budget.finetune_patience,
-                        cache_dir=cache_dir,
-                        composition=start.composition,
-                    ),
+                    start.regressor(budget, n_labels, seed, cache_dir),
                     [split.structures[i] for i in subset],
                     split.y[subset],
                 )
@@ -327,9 +348,12 @@ ENSEMBLE_STARTS = (
     Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
     Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
     Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
+    Start(SHIPPED_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine"),
+    Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
 )
 """The starts of the ensembles' networks: the shipped encoder and random weights, and (when asked for) both with
-a head that also sees the Magpie descriptors and both with ``LONG_BUDGET`` times the epochs."""
+a head that also sees the Magpie descriptors, both with ``LONG_BUDGET`` times the epochs and both with a cosine
+schedule from ``COSINE_LR``."""
 ENSEMBLE = "SiteNetEnsemble"
 """The ledger's model name of an ensemble blended with its composition forest."""
 ENSEMBLE_NETWORKS = "SiteNetEnsemble, networks only"
@@ -357,14 +381,7 @@ def run_ensembles(
                 if all(ledger.has(**_row(split, n_labels, seed, name, m)) for m in (ENSEMBLE, ENSEMBLE_NETWORKS)):
                     continue
                 tic = time.perf_counter()
-                network = SiteNetRegressor(
-                    encoder=start.encoder,
-                    random_state=seed,
-                    max_epochs=start.max_epochs(budget, n_labels),
-                    patience=budget.finetune_patience,
-                    cache_dir=cache_dir,
-                    composition=start.composition,
-                )
+                network = start.regressor(budget, n_labels, seed, cache_dir)
                 ensemble = SiteNetEnsemble(network, n_estimators=budget.n_estimators, random_state=seed)
                 structures = [split.structures[i] for i in subset]
                 fit_uninterrupted(ensemble, structures, split.y[subset])
