@@ -17,7 +17,9 @@ Per task and fold (Matbench v0.1's official folds, through ``MatbenchBenchmark``
    into the fold's ``params``. With ``--recipe ensemble`` (and ``--encoder``) the model is
    ``SiteNetEnsemble`` on all of the fold's training data: five networks fine-tuned from the encoder on
    the folds of the labels, blended with a RandomForest on Magpie in the share chosen out of fold; the
-   submission is ``DIM-SiteNet-ensemble``.
+   submission is ``DIM-SiteNet-ensemble``. ``--recipe ensemble-cosine`` is the same ensemble whose networks
+   train with ``lr=1e-3, lr_schedule="cosine"`` over a shorter budget; the submission is
+   ``DIM-SiteNet-ensemble-cosine``.
 3. The model predicts the fold's test structures, and the predictions are recorded with
    ``MatbenchTask.record``.
 
@@ -28,6 +30,8 @@ done. Offline, matbench reads its data from the folder named by ``MATMINER_DATA`
     python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons
     python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons \
         --recipe ensemble
+    python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons \
+        --recipe ensemble-cosine
 """
 
 from __future__ import annotations
@@ -51,7 +55,10 @@ from dim_sklearn import DeepInfoMaxFeaturizer, SiteNetEnsemble, SiteNetRegressor
 ALGORITHM = "DIM-SiteNet"
 CORPUS_ALGORITHM = "DIM-SiteNet-corpus"
 ENSEMBLE_ALGORITHM = "DIM-SiteNet-ensemble"
-RECIPES = ("choose", "ensemble")
+COSINE_ALGORITHM = "DIM-SiteNet-ensemble-cosine"
+RECIPES = ("choose", "ensemble", "ensemble-cosine")
+COSINE_EPOCHS = 150
+"""Fine-tuning epochs of the ``ensemble-cosine`` networks, over which the learning rate falls from 1e-3 to 0."""
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6; the phonons board, cm^-1)
     "matbench_phonons": {
@@ -69,21 +76,25 @@ LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6; the pho
 
 def algorithm(encoder: Path | None, recipe: str = "choose") -> str:
     """The submission's name: per-fold pretraining, or one encoder pretrained on a corpus (``encoder``), with the
-    model chosen on a validation split or (``recipe="ensemble"``) a ``SiteNetEnsemble``."""
+    model chosen on a validation split or (``recipe="ensemble"``, ``"ensemble-cosine"``) a ``SiteNetEnsemble``."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    if recipe == "ensemble":
+    if recipe.startswith("ensemble"):
         if encoder is None:
             raise ValueError("the ensemble recipe fine-tunes a corpus encoder: give --encoder")
-        return ENSEMBLE_ALGORITHM
+        return COSINE_ALGORITHM if recipe == "ensemble-cosine" else ENSEMBLE_ALGORITHM
     return ALGORITHM if encoder is None else CORPUS_ALGORITHM
 
 
-def settings(quick: bool, corpus: bool = False) -> dict:
+def settings(quick: bool, corpus: bool = False, recipe: str = "choose") -> dict:
     """Budgets of one fold; ``quick`` is for the CI check (one fold, tiny budgets), ``corpus`` for an encoder
-    pretrained on a corpus (no per-fold pretraining, so fine-tuning gets the time: 300 epochs at most)."""
+    pretrained on a corpus (no per-fold pretraining, so fine-tuning gets the time: 300 epochs at most);
+    ``recipe="ensemble-cosine"`` fine-tunes from lr 1e-3 down a cosine over ``COSINE_EPOCHS`` epochs."""
+    cosine = recipe == "ensemble-cosine"
+    schedule = {"finetune_lr": 1e-3 if cosine else 1e-4, "lr_schedule": "cosine" if cosine else "constant"}
     if quick:
         return {
+            **schedule,
             "folds": [0],
             "train_limit": 120,
             "pretrain_epochs": 2,
@@ -92,11 +103,12 @@ def settings(quick: bool, corpus: bool = False) -> dict:
             "n_estimators": 50,
         }
     return {
+        **schedule,
         "folds": None,
         "train_limit": None,
         "pretrain_epochs": 40,
         "pretrain_patience": 10,
-        "finetune_epochs": 300 if corpus else 150,
+        "finetune_epochs": COSINE_EPOCHS if cosine else 300 if corpus else 150,
         "n_estimators": 500,
     }
 
@@ -174,6 +186,7 @@ def _finetuning(regressors: list[SiteNetRegressor], max_epochs: int) -> dict:
         "epochs_run": runs[0] if len(runs) == 1 else runs,
         "max_epochs": max_epochs,
         "lr": regressors[0].lr,
+        "lr_schedule": regressors[0].lr_schedule,
         "batch_sites": regressors[0].batch_sites,
         "patience": regressors[0].patience,
     }
@@ -183,7 +196,13 @@ def ensemble_fold(
     X_train: list, y_train: np.ndarray, X_test: list, featurizer, budget: dict, fold: int, cache_dir: str | None
 ) -> tuple[np.ndarray, dict]:
     """``SiteNetEnsemble`` from the corpus encoder on the fold's training data; test predictions and params."""
-    network = SiteNetRegressor(encoder=featurizer.encoder_, max_epochs=budget["finetune_epochs"], cache_dir=cache_dir)
+    network = SiteNetRegressor(
+        encoder=featurizer.encoder_,
+        max_epochs=budget["finetune_epochs"],
+        lr=budget["finetune_lr"],
+        lr_schedule=budget["lr_schedule"],
+        cache_dir=cache_dir,
+    )
     ensemble = SiteNetEnsemble(
         regressor=network, composition="magpie", n_estimators=budget["n_estimators"], random_state=fold
     ).fit(X_train, y_train)
@@ -230,7 +249,7 @@ def run_fold(
     else:
         featurizer = corpus_encoder(encoder, task.dataset_name, cache_dir)
     pretraining = _pretraining(featurizer, encoder, time.perf_counter() - start)
-    if recipe == "ensemble":
+    if recipe.startswith("ensemble"):
         predictions, params = ensemble_fold(X_train, y_train, X_test, featurizer, budget, fold, cache_dir)
         params = {**params, "pretraining": pretraining, "seconds": round(time.perf_counter() - start, 1)}
         return np.asarray(predictions, dtype=float), params
@@ -319,6 +338,14 @@ def _pretraining_notes(pretraining: list[dict]) -> str:
     )
 
 
+def _schedule(finetuning: list[dict]) -> str:
+    """ ", lr 1e-3 annealed to 0 along a cosine" where the folds' networks used that schedule; else nothing."""
+    if finetuning[0].get("lr_schedule") != "cosine":
+        return ""
+    rates = _distinct([format(f["lr"], "g") for f in finetuning])
+    return f", lr {rates} annealed to 0 along a cosine"
+
+
 def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     """The submission's notes, from the ``params`` recorded for every fold: compute, budgets, wall time."""
     machines = [fold.get("compute") for fold in folds]
@@ -342,7 +369,8 @@ def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     return (
         f"{'QUICK CHECK RUN (one fold, tiny budgets), not a leaderboard result. ' if quick else ''}"
         f"Compute per fold: {hardware}. {_pretraining_notes(pretraining)}; {choice}. Budgets: "
-        f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs max (early stopping, patience "
+        f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs max{_schedule(finetuning)} "
+        "(early stopping, patience "
         f"{_distinct([f['patience'] for f in finetuning])}; "
         f"{min(runs)}-{max(runs)} run), RF "
         f"{_distinct([fold['random_forest']['n_estimators'] for fold in folds])} trees. Wall time per fold "
@@ -355,6 +383,17 @@ def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
     """The submission's info.json; ``folds`` are the ``params`` recorded for every fold of ``tasks``."""
     corpus = "encoder" in folds[0]["pretraining"]
     ensemble = folds[0].get("model") == "SiteNetEnsemble"
+    cosine = folds[0]["finetuning"].get("lr_schedule") == "cosine"
+    if ensemble:
+        name = COSINE_ALGORITHM if cosine else ENSEMBLE_ALGORITHM
+    else:
+        name = CORPUS_ALGORITHM if corpus else ALGORITHM
+    annealed = (
+        f" Each network's learning rate falls from {folds[0]['finetuning']['lr']:g} to 0 along a cosine over "
+        f"{folds[0]['finetuning']['max_epochs']} epochs."
+        if cosine
+        else ""
+    )
     import matbench
     import matminer
     import pymatgen.core
@@ -365,14 +404,14 @@ def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
 
     return {
         "authors": "dim-sklearn developers",
-        "algorithm": ENSEMBLE_ALGORITHM if ensemble else CORPUS_ALGORITHM if corpus else ALGORITHM,
+        "algorithm": name,
         "algorithm_long": (
             "Site-Net encoder pretrained once with Deep InfoMax (local + global Jensen-Shannon objectives with "
             "domain-aware negatives) on a corpus of unlabelled structures from which every structure of the task "
             "is held out; SiteNetEnsemble on each fold's training data: five SiteNetRegressors fine-tuned from the "
             "encoder, each on four of five folds of the training data and early-stopped on the fifth, averaged, "
             "and blended with a RandomForest on Magpie features in the share that fits the training data best out "
-            "of fold (drawn toward an equal blend)."
+            "of fold (drawn toward an equal blend)." + annealed
             if ensemble
             else "Site-Net encoder pretrained once with Deep InfoMax (local + global Jensen-Shannon objectives with "
             "domain-aware negatives) on a corpus of unlabelled structures from which every structure of the task "
@@ -415,7 +454,7 @@ def run(
 
     ``encoder`` is a saved encoder pretrained on a corpus that held the tasks out (:func:`corpus_encoder`);
     without it, every fold pretrains its own. ``recipe`` is "choose" (a model chosen on a validation split)
-    or "ensemble" (``SiteNetEnsemble``; needs ``encoder``).
+    or "ensemble" / "ensemble-cosine" (``SiteNetEnsemble``; needs ``encoder``).
 
     Every finished fold is also kept in ``<output_dir>/matbench_v0.1_<algorithm>.progress.json`` (matbench
     cannot read back a partly recorded benchmark); a later run re-records those folds instead of recomputing
@@ -424,7 +463,7 @@ def run(
     from matbench.bench import MatbenchBenchmark
 
     warnings.filterwarnings("ignore")
-    budget, name = settings(quick, encoder is not None), algorithm(encoder, recipe)
+    budget, name = settings(quick, encoder is not None, recipe), algorithm(encoder, recipe)
     folder = output_dir / f"matbench_v0.1_{name}"
     folder.mkdir(parents=True, exist_ok=True)
     progress_path = output_dir / f"{folder.name}.progress.json"
@@ -492,7 +531,8 @@ def main() -> None:
         "--recipe",
         choices=RECIPES,
         default="choose",
-        help="choose: a model chosen on a 10%% validation split; ensemble: SiteNetEnsemble (needs --encoder)",
+        help="choose: a model chosen on a 10%% validation split; ensemble: SiteNetEnsemble (needs --encoder); "
+        "ensemble-cosine: the same, its networks from lr 1e-3 down a cosine",
     )
     args = parser.parse_args()
     run(

@@ -98,6 +98,23 @@ def test_quick_run_with_the_ensemble_recipe(runner, tmp_path, capsys, data_home,
     assert f"{runner.ENSEMBLE_ALGORITHM} mean MAE" in capsys.readouterr().out
 
 
+def test_quick_run_with_the_cosine_ensemble_recipe(runner, tmp_path, data_home, hand_built):
+    encoder = _corpus_encoder(tmp_path / "encoder", hand_built, ["matbench_phonons"])
+    assert runner.algorithm(encoder, "ensemble-cosine") == runner.COSINE_ALGORITHM
+    full = runner.settings(False, True, "ensemble-cosine")
+    assert (full["finetune_lr"], full["lr_schedule"], full["finetune_epochs"]) == (1e-3, "cosine", runner.COSINE_EPOCHS)
+    assert runner.settings(False, True, "ensemble")["lr_schedule"] == "constant"
+    runner.run(["matbench_phonons"], tmp_path, quick=True, encoder=encoder, recipe="ensemble-cosine")
+    folder = tmp_path / f"matbench_v0.1_{runner.COSINE_ALGORITHM}"
+    info = json.loads((folder / "info.json").read_text())
+    assert info["algorithm"] == runner.COSINE_ALGORITHM and "along a cosine over 3 epochs" in info["algorithm_long"]
+    assert "lr 0.001 annealed to 0 along a cosine" in info["notes"]
+    result = json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"]
+    finetuning = result["parameters"]["finetuning"]
+    assert (finetuning["lr"], finetuning["lr_schedule"], finetuning["max_epochs"]) == (1e-3, "cosine", 3)
+    assert np.isfinite(list(result["data"].values())).all()
+
+
 def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys, data_home):
     from matbench.bench import MatbenchBenchmark
 
