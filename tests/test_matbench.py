@@ -151,10 +151,15 @@ def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys
     )
 
 
+CORPUS = (
+    "a corpus of 37595 structures without labels (held out: the 20% test split of every set, Matbench phonons "
+    "fold 0, every row of matbench_phonons,"
+)
 SUBMISSIONS = {
     "DIM-SiteNet": "this fold's training structures only",
-    "DIM-SiteNet-corpus": "a corpus of 37595 structures without labels (held out: the 20% test split of every set, "
-    "Matbench phonons fold 0, every row of matbench_phonons,",
+    "DIM-SiteNet-corpus": CORPUS,
+    "DIM-SiteNet-ensemble": CORPUS,
+    "DIM-SiteNet-ensemble-cosine": CORPUS,
 }
 """The committed submissions, and how each fold's record says its encoder was pretrained."""
 
