@@ -206,18 +206,6 @@ def run_representation(
         )
 
 
-OPT_IN = (
-    RBF_SCRATCH,
-    SHIPPED_MAGPIE_HEAD,
-    SCRATCH_MAGPIE_HEAD,
-    SHIPPED_LONG,
-    SCRATCH_LONG,
-    SHIPPED_COSINE,
-    SCRATCH_COSINE,
-)
-"""Fine-tuning starts and ensembles that run only when ``--features`` names them."""
-
-
 class Start(NamedTuple):
     """A fine-tuning start: the ledger's name, ``SiteNetRegressor``'s ``encoder``, ``init``, ``composition``,
     ``lr`` and ``lr_schedule``, and the multiple of the study's epoch budget it trains for."""
@@ -248,6 +236,23 @@ class Start(NamedTuple):
         return min(budget.finetune_max_epochs, self.budget_factor * budget.finetune_epochs(n_labels))
 
 
+OPTION_STARTS = (
+    Start(SHIPPED_MAGPIE_HEAD, "pretrained", composition="magpie"),
+    Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
+    Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
+    Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
+    Start(SHIPPED_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine"),
+    Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
+)
+"""The recipe's options, each from the shipped encoder and from random weights, as single networks and as the
+ensembles' networks: a head that also sees the Magpie descriptors, ``LONG_BUDGET`` times the epochs, and a cosine
+schedule from ``COSINE_LR``; all opt-in (``OPT_IN``)."""
+
+
+OPT_IN = (RBF_SCRATCH, *(start.name for start in OPTION_STARTS))
+"""Fine-tuning starts and ensembles that run only when ``--features`` names them."""
+
+
 def starts(dim) -> tuple[Start, ...]:
     """The fine-tuning starts: random weights, the split's DIM encoder, the shipped encoder, ``init="auto"``
     between the shipped encoder and random weights, and, when asked for, random weights again
@@ -259,12 +264,7 @@ def starts(dim) -> tuple[Start, ...]:
         Start("DIM", dim),
         Start(SHIPPED, "pretrained"),
         Start(AUTO, "pretrained", "auto"),
-        Start(SHIPPED_MAGPIE_HEAD, "pretrained", composition="magpie"),
-        Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
-        Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
-        Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
-        Start(SHIPPED_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine"),
-        Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
+        *OPTION_STARTS,
     )
 
 
@@ -341,19 +341,9 @@ def run_transfer(
                 )
 
 
-ENSEMBLE_STARTS = (
-    Start(SHIPPED, "pretrained"),
-    Start("untrained", None),
-    Start(SHIPPED_MAGPIE_HEAD, "pretrained", composition="magpie"),
-    Start(SCRATCH_MAGPIE_HEAD, None, composition="magpie"),
-    Start(SHIPPED_LONG, "pretrained", budget_factor=LONG_BUDGET),
-    Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
-    Start(SHIPPED_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine"),
-    Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
-)
-"""The starts of the ensembles' networks: the shipped encoder and random weights, and (when asked for) both with
-a head that also sees the Magpie descriptors, both with ``LONG_BUDGET`` times the epochs and both with a cosine
-schedule from ``COSINE_LR``."""
+ENSEMBLE_STARTS = (Start(SHIPPED, "pretrained"), Start("untrained", None), *OPTION_STARTS)
+"""The starts of the ensembles' networks: the shipped encoder and random weights, and (when asked for) the
+recipe's options (``OPTION_STARTS``)."""
 ENSEMBLE = "SiteNetEnsemble"
 """The ledger's model name of an ensemble blended with its composition forest."""
 ENSEMBLE_NETWORKS = "SiteNetEnsemble, networks only"
