@@ -298,8 +298,12 @@ class SiteNetRegressor(NeuralNetRegressor):
         reported losses are then in units of the target's std (squared for MSE).
     batch_sites : int, default=128
         Unique sites per batch.
-    patience : int, default=30
-        EarlyStopping patience on the validation loss (epochs).
+    patience : int or None, default=30
+        EarlyStopping patience on the validation loss (epochs); the weights of
+        the best epoch are kept. None: no early stopping, every one of
+        ``max_epochs`` epochs is trained and the final weights are kept (with
+        ``lr_schedule="cosine"`` and ``train_split=None``: the whole schedule
+        on all the labels).
     gradient_clip : float or None, default=1.0
         Gradient norm clipping (skorch's ``GradientNormClipping``, with foreach norms); None disables.
     random_state : int, RandomState or None
@@ -345,8 +349,9 @@ class SiteNetRegressor(NeuralNetRegressor):
         skorch's split of the labels into training and validation; None
         trains on all of them and stops early on the training loss.
     callbacks : list or None, default=None
-        skorch callbacks, run after the default ones: ``early_stopping``,
-        ``gradient_clipping``, ``divergence_guard`` (and ``freezer``), which
+        skorch callbacks, run after the default ones: ``early_stopping`` (unless
+        ``patience`` is None), ``gradient_clipping``, ``divergence_guard`` (and
+        ``freezer``, ``lr_scheduler``), which
         are tuned as ``callbacks__early_stopping__patience=50`` or removed as
         ``callbacks__early_stopping=None``.
     warm_start : bool, default=False
@@ -406,7 +411,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         "nonnegative": boolean,
         "standardize_target": boolean,
         "batch_sites": integer(1),
-        "patience": integer(1),
+        "patience": optional(integer(1)),
         "gradient_clip": optional(real(0, low_open=True)),
         "random_state": seed,
         "cache_dir": optional(instance_of("a folder", str, os.PathLike)),
@@ -429,7 +434,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         nonnegative: bool = False,
         standardize_target: bool = True,
         batch_sites: int = 128,
-        patience: int = 30,
+        patience: int | None = 30,
         gradient_clip: float | None = 1.0,
         random_state: int | np.random.RandomState | None = None,
         cache_dir: str | None = None,
@@ -630,8 +635,10 @@ class SiteNetRegressor(NeuralNetRegressor):
         callbacks.append(("divergence_guard", DivergenceGuard()))
         if self.lr_schedule == "cosine":
             callbacks.append(("lr_scheduler", LRScheduler(CosineAnnealingLR, T_max=self.max_epochs)))
-        monitor = "valid_loss" if self.train_split is not None else "train_loss"
-        callbacks.append(("early_stopping", EarlyStopping(monitor=monitor, patience=self.patience, load_best=True)))
+        if self.patience is not None:
+            monitor = "valid_loss" if self.train_split is not None else "train_loss"
+            early_stopping = EarlyStopping(monitor=monitor, patience=self.patience, load_best=True)
+            callbacks.append(("early_stopping", early_stopping))
         return callbacks
 
     # ------------------------------------------------------------------ data

@@ -30,10 +30,12 @@ from experiments.study.features import (
     SCRATCH_COSINE,
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
+    SCRATCH_WHOLE_COSINE,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
+    SHIPPED_WHOLE_COSINE,
     UNIONS,
     VARIANTS,
 )
@@ -301,7 +303,7 @@ def test_opt_in_starts_run_only_when_named_and_the_long_budget_keeps_the_epoch_c
     assert not _asked(SHIPPED_LONG, None) and _asked(SHIPPED_LONG, (SHIPPED_LONG,))
     assert _asked(SHIPPED, None) and not _asked(SHIPPED, (SHIPPED_LONG,))
     assert {SHIPPED_LONG, SHIPPED_MAGPIE_HEAD, SCRATCH_LONG, SCRATCH_MAGPIE_HEAD} <= set(OPT_IN)
-    assert {SHIPPED_COSINE, SCRATCH_COSINE} <= set(OPT_IN)
+    assert {SHIPPED_COSINE, SCRATCH_COSINE, SHIPPED_WHOLE_COSINE, SCRATCH_WHOLE_COSINE} <= set(OPT_IN)
 
 
 def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():
@@ -312,7 +314,13 @@ def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():
         net = start.regressor(FULL, 250, seed=3, cache_dir=None)
         assert (net.encoder, net.init, net.composition) == (start.encoder, start.init, start.composition)
         assert (net.lr, net.lr_schedule, net.random_state) == (start.lr, start.lr_schedule, 3)
-        assert net.max_epochs == start.max_epochs(FULL, 250) and net.patience == FULL.finetune_patience
+        assert net.max_epochs == start.max_epochs(FULL, 250)
+        if start.early_stopping:
+            assert net.patience == FULL.finetune_patience and net.train_split is not None
+        else:  # every epoch, every label
+            assert net.patience is None and net.train_split is None
     assert all(name in FEATURES for name in OPT_IN)
     cosine = next(start for start in ENSEMBLE_STARTS if start.name == SHIPPED_COSINE)
-    assert (cosine.lr, cosine.lr_schedule) == (1e-3, "cosine")
+    assert (cosine.lr, cosine.lr_schedule, cosine.early_stopping) == (1e-3, "cosine", True)
+    whole = next(start for start in ENSEMBLE_STARTS if start.name == SCRATCH_WHOLE_COSINE)
+    assert (whole.encoder, whole.lr_schedule, whole.early_stopping) == (None, "cosine", False)

@@ -36,10 +36,12 @@ __all__ = [
     "SCRATCH_COSINE",
     "SCRATCH_LONG",
     "SCRATCH_MAGPIE_HEAD",
+    "SCRATCH_WHOLE_COSINE",
     "SHIPPED",
     "SHIPPED_COSINE",
     "SHIPPED_LONG",
     "SHIPPED_MAGPIE_HEAD",
+    "SHIPPED_WHOLE_COSINE",
     "UNIONS",
     "VARIANTS",
     "Pretraining",
@@ -158,6 +160,14 @@ SHIPPED_COSINE = "DIM shipped (cosine schedule)"
 learning rate falls to 0 over the study's epochs; run only when ``--features`` names it."""
 
 SCRATCH_COSINE = "untrained (cosine schedule)"
+"""The same from random weights; run only when ``--features`` names it."""
+
+SHIPPED_WHOLE_COSINE = "DIM shipped (whole cosine schedule)"
+"""``SHIPPED_COSINE`` without early stopping (``SiteNetRegressor(patience=None)``): every epoch of the schedule
+is trained and the final weights kept; a single network trains on all the labels (``train_split=None``), each
+network of an ensemble on its folds. Run only when ``--features`` names it."""
+
+SCRATCH_WHOLE_COSINE = "untrained (whole cosine schedule)"
 """The same from random weights; run only when ``--features`` names it."""
 
 UNIONS: dict[str, tuple[str, str]] = {

@@ -1,7 +1,8 @@
 """The fine-tuning options of the study, one network each, against the default on the same label subsets.
 
 Each option (a head that also sees Magpie, four times the epochs, a cosine
-schedule from a ten times larger learning rate) runs from the shipped encoder
+schedule from a ten times larger learning rate, and that schedule trained to its
+end on all the labels, without early stopping) runs from the shipped encoder
 and from random weights; the table sets each beside the default fine-tuning from
 the same start, on the subsets where the option ran, so every comparison is paired.
 """
@@ -14,10 +15,12 @@ from .features import (
     SCRATCH_COSINE,
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
+    SCRATCH_WHOLE_COSINE,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
+    SHIPPED_WHOLE_COSINE,
 )
 
 __all__ = ["OPTIONS", "option_lines", "option_table"]
@@ -27,13 +30,15 @@ OPTIONS = {
     "Magpie head": SHIPPED_MAGPIE_HEAD,
     "4x budget": SHIPPED_LONG,
     "cosine": SHIPPED_COSINE,
+    "whole cosine": SHIPPED_WHOLE_COSINE,
     "scratch": "untrained",
     "scratch, Magpie head": SCRATCH_MAGPIE_HEAD,
     "scratch, 4x budget": SCRATCH_LONG,
     "scratch, cosine": SCRATCH_COSINE,
+    "scratch, whole cosine": SCRATCH_WHOLE_COSINE,
 }
-"""The columns: a name and the ledger's feature name of a ``fine-tuned`` row. The first four start from the
-shipped encoder, the last four from random weights."""
+"""The columns: a name and the ledger's feature name of a ``fine-tuned`` row. The first five start from the
+shipped encoder, the last five from random weights."""
 _DEFAULTS = ("shipped", "scratch")
 
 
@@ -89,6 +94,7 @@ def option_lines(frame: pd.DataFrame) -> list[str]:
         "Test MAE of one SiteNetRegressor, mean over the label subsets where the options ran (the same subsets in "
         "every column); **bold**: the lowest of each start. Shipped: fine-tuned from the shipped DIM encoder with "
         'the defaults; Magpie head: `composition="magpie"`; 4x budget: four times the study\'s epochs; cosine: '
-        '`lr=1e-3, lr_schedule="cosine"` over the study\'s epochs; scratch: the same from random weights.',
+        '`lr=1e-3, lr_schedule="cosine"` over the study\'s epochs; whole cosine: the same schedule trained to its end '
+        "on all the labels (`patience=None, train_split=None`); scratch: the same from random weights.",
     ]
     return lines

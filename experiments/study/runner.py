@@ -44,10 +44,12 @@ from .features import (
     SCRATCH_COSINE,
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
+    SCRATCH_WHOLE_COSINE,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
+    SHIPPED_WHOLE_COSINE,
     UNIONS,
     VARIANTS,
     feature_table,
@@ -208,7 +210,8 @@ def run_representation(
 
 class Start(NamedTuple):
     """A fine-tuning start: the ledger's name, ``SiteNetRegressor``'s ``encoder``, ``init``, ``composition``,
-    ``lr`` and ``lr_schedule``, and the multiple of the study's epoch budget it trains for."""
+    ``lr`` and ``lr_schedule``, the multiple of the study's epoch budget it trains for, and whether it stops
+    early on a validation split (without: ``patience=None, train_split=None``, every epoch on every label)."""
 
     name: str
     encoder: object
@@ -217,10 +220,11 @@ class Start(NamedTuple):
     budget_factor: int = 1
     lr: float = 1e-4
     lr_schedule: str = "constant"
+    early_stopping: bool = True
 
     def regressor(self, budget: Budget, n_labels: int, seed: int, cache_dir: str | None) -> SiteNetRegressor:
         """The network this start fine-tunes at ``n_labels`` labels with ``seed``."""
-        return SiteNetRegressor(
+        network = SiteNetRegressor(
             encoder=self.encoder,
             init=self.init,
             random_state=seed,
@@ -231,6 +235,7 @@ class Start(NamedTuple):
             lr=self.lr,
             lr_schedule=self.lr_schedule,
         )
+        return network if self.early_stopping else network.set_params(patience=None, train_split=None)
 
     def max_epochs(self, budget: Budget, n_labels: int) -> int:
         return min(budget.finetune_max_epochs, self.budget_factor * budget.finetune_epochs(n_labels))
@@ -243,10 +248,13 @@ OPTION_STARTS = (
     Start(SCRATCH_LONG, None, budget_factor=LONG_BUDGET),
     Start(SHIPPED_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine"),
     Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
+    Start(SHIPPED_WHOLE_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine", early_stopping=False),
+    Start(SCRATCH_WHOLE_COSINE, None, lr=COSINE_LR, lr_schedule="cosine", early_stopping=False),
 )
 """The recipe's options, each from the shipped encoder and from random weights, as single networks and as the
-ensembles' networks: a head that also sees the Magpie descriptors, ``LONG_BUDGET`` times the epochs, and a cosine
-schedule from ``COSINE_LR``; all opt-in (``OPT_IN``)."""
+ensembles' networks: a head that also sees the Magpie descriptors, ``LONG_BUDGET`` times the epochs, a cosine
+schedule from ``COSINE_LR``, and the same schedule trained to its end without early stopping; all opt-in
+(``OPT_IN``)."""
 
 
 OPT_IN = (RBF_SCRATCH, *(start.name for start in OPTION_STARTS))
@@ -257,7 +265,8 @@ def starts(dim) -> tuple[Start, ...]:
     """The fine-tuning starts: random weights, the split's DIM encoder, the shipped encoder, ``init="auto"``
     between the shipped encoder and random weights, and, when asked for, random weights again
     (``RBF_SCRATCH``), the shipped encoder and random weights with a head that also sees the Magpie descriptors,
-    both with ``LONG_BUDGET`` times the epochs, and both with a cosine schedule from ``COSINE_LR``."""
+    both with ``LONG_BUDGET`` times the epochs, and both with a cosine schedule from ``COSINE_LR`` (with and without
+    early stopping)."""
     return (
         Start("untrained", None),
         Start(RBF_SCRATCH, None),
