@@ -54,6 +54,7 @@ from .._utils import Rule, boolean, check_fields, real
 from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
 from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, gather_rows, segment_mean
+from .local_terms import local_terms
 
 if TYPE_CHECKING:
     from ..pointsets.batching import PointSetBatch
@@ -290,6 +291,19 @@ class DeepInfoMax(nn.Module):
             own_distances, other_distances = batch.distance_index[own, :n], batch.distance_index[other, :n]
             own_weights, other_weights = weights[own, :n], weights[other, :n]
             rows_query = query[rows]
+            if critic.compiled_pairs:  # every term in one compiled pass, forward and backward
+                positive, negative = local_terms(
+                    species,
+                    distance,
+                    rows_query @ critic.neighbour_out.weight,
+                    rows_query @ critic.neighbour_out.bias,
+                    (own_keys, partner_keys, None if scrambled is None else scrambled[own, :n]),
+                    (own_distances, other_distances),
+                    (own_weights, other_weights),
+                )
+                positives.append(positive)
+                negatives.append(negative)
+                continue
             neighbours = {
                 name: gather_rows(species, keys) for name, keys in (("own", own_keys), ("partner", partner_keys))
             }

@@ -8,6 +8,7 @@ from dim_sklearn import build_point_sets
 from dim_sklearn.nn import DeepInfoMax, SiteNet, SiteNetEncoder
 from dim_sklearn.nn import compiled as compiled_module
 from dim_sklearn.nn.compiled import AUTO_COMPILE_PASSES, compile_available, resolve_compile, set_compiled
+from dim_sklearn.nn.local_terms import local_terms
 from dim_sklearn.pointsets import collate_point_sets
 from dim_sklearn.pretrain import PretrainSettings, pretrain
 
@@ -24,11 +25,12 @@ def _losses_and_gradients(model, batch):
     return losses, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-def test_compiled_blocks_give_the_eager_losses_gradients_and_vectors(batch):
+@pytest.mark.parametrize("local_scrambled", [True, False], ids=["five local terms", "four local terms"])
+def test_compiled_blocks_give_the_eager_losses_gradients_and_vectors(batch, local_scrambled):
     if not compile_available():
         pytest.skip("torch.compile is not usable on this machine")
     torch.manual_seed(0)
-    model = DeepInfoMax(SiteNetEncoder())
+    model = DeepInfoMax(SiteNetEncoder(), local_scrambled=local_scrambled)
     eager_losses, eager_grads = _losses_and_gradients(model, batch)
     with torch.no_grad():
         eager_vectors = model.encoder(batch)
@@ -111,3 +113,27 @@ def test_without_a_compiler_the_blocks_run_eagerly_with_a_warning(monkeypatch, h
         assert not model.encoder.local.compiled_pairs  # eager again after the run
     finally:
         compile_available.cache_clear()  # the next test asks the real compiler again
+
+
+@pytest.mark.parametrize("scrambled", [True, False], ids=["five terms", "four terms"])
+def test_fused_local_terms_backward_is_the_gradient_of_their_forward(scrambled):
+    """The hand-written backward of ``local_terms`` against finite differences (float64, eager form)."""
+    generator = torch.Generator().manual_seed(0)
+    rows, keys, width, sites, n_distances = 3, 4, 5, 6, 7
+
+    def tensor(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    def index(high):
+        return torch.randint(0, high, (rows, keys), generator=generator)
+
+    key_sets = (index(sites), index(sites), index(sites) if scrambled else None)
+    weights = tuple(torch.rand(rows, keys, generator=generator, dtype=torch.float64) for _ in range(2))
+
+    def function(species, distance, folded, bias):
+        return local_terms(species, distance, folded, bias, key_sets, (index_own, index_other), weights, compiled=False)
+
+    index_own, index_other = index(n_distances), index(n_distances)
+    assert torch.autograd.gradcheck(
+        function, (tensor(sites, width), tensor(n_distances, width), tensor(rows, width), tensor(rows))
+    )
