@@ -77,7 +77,7 @@ def _backward(
         exp = torch.exp(hidden)
         tanh_sp = 1 - 2 / ((1 + exp).square() + 1)
         # d mish / dx = tanh(softplus(x)) + x sigmoid(x) (1 - tanh(softplus(x))^2)
-        mish_grad = tanh_sp + hidden * (exp / (1 + exp)) * (1 - tanh_sp * tanh_sp)
+        mish_grad = tanh_sp + hidden * (1 - 1 / (1 + exp)) * (1 - tanh_sp * tanh_sp)  # sigmoid, also at exp = inf
         pair_grad = score_grad.unsqueeze(-1) * folded * mish_grad
         neighbour_grads[n] = neighbour_grads[n] + pair_grad
         distance_grads[d] = distance_grads[d] + pair_grad
