@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, overload
 
 import numpy as np
@@ -165,6 +165,16 @@ class PointSet:
     def self_key(self) -> np.ndarray:
         """Key index of each unique site's own position (its image at the origin)."""
         return np.arange(self.n_sites) * self.n_images
+
+    @cached_property
+    def distance_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct values of ``distances`` (sorted) and the position of each distance among them.
+
+        Computed once per point set and kept (not saved by the point-set
+        cache): batching merges these instead of sorting every batch's pairs.
+        """
+        values, inverse = np.unique(self.distances, return_inverse=True)
+        return values, inverse.reshape(self.distances.shape).astype(np.int32)
 
 
 def supercell_matrix(lattice: np.ndarray, n_sites: int, max_atoms: int) -> np.ndarray:

@@ -14,6 +14,18 @@ from dim_sklearn.pointsets.batching import (
 )
 
 
+def test_collated_distinct_distances_are_those_of_the_padded_batch(mp_cs419, rocksalt):
+    """Merged from each point set's distinct distances: the sorted distinct values and positions of every pair."""
+    point_sets = build_point_sets([mp_cs419[0][0], rocksalt, mp_cs419[0][2], mp_cs419[0][5]])
+    for batch_sets in (point_sets, point_sets[1:2], point_sets[::-1]):
+        batch = collate_point_sets(batch_sets)
+        values, inverse = np.unique(batch.distances.numpy(), return_inverse=True)
+        np.testing.assert_array_equal(batch.distance_values.numpy(), values)
+        np.testing.assert_array_equal(batch.distance_index.numpy(), inverse.reshape(batch.distances.shape))
+        assert batch.distance_index.dtype == torch.int64
+        assert torch.equal(batch.distance_values[batch.distance_index], batch.distances)
+
+
 def test_collate_pads_masks_and_segments_a_mixed_batch(mp_cs419, rocksalt):
     structures = [mp_cs419[0][0], rocksalt, mp_cs419[0][2]]
     point_sets = build_point_sets(structures)
