@@ -21,8 +21,6 @@ rounding (tests/nn/test_compiled.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch.nn import functional as F
 
@@ -63,10 +61,7 @@ def _backward(
     distances, weights = (distance[own_d], distance[other_d]), (own_w, other_w)
     folded = folded.unsqueeze(1)
     g_pos, g_neg = g_pos.unsqueeze(-1), g_neg.unsqueeze(-1) / (n_terms - 1)
-    neighbour_grads: list[Any] = [0, 0, 0]
-    distance_grads: list[Any] = [0, 0]
-    folded_grad: Any = 0
-    bias_grad: Any = 0
+    neighbour_grads, distance_grads, folded_grad, bias_grad = [0, 0, 0], [0, 0], 0, 0
     for t, (n, d, w) in enumerate(TERMS[:n_terms]):
         # d term / d score: -sigmoid(-s) for the positive softplus(-s), sigmoid(s) for the negatives
         if t == 0:
@@ -127,6 +122,10 @@ class _LocalTerms(torch.autograd.Function):
         return species_grad, distance_grad, folded_grad, bias_grad, *[None] * (len(index_args) + 1)
 
 
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 def local_terms(
     species: torch.Tensor,
     distance: torch.Tensor,
@@ -156,5 +155,8 @@ def local_terms(
         Run the compiled forward and backward (False: the same functions eagerly,
         for tests; slower and heavier than ``DeepInfoMax``'s own eager path).
     """
-    positive, negative = _LocalTerms.apply(species, distance, folded, bias, compiled, *keys, *distance_index, *weights)
+    # float32 at least, under a GPU's bfloat16 autocast too: the function returns gradients of its inputs' type
+    tables = [_at_least_float32(t) for t in (species, distance, folded, bias)]
+    pair_weights = [_at_least_float32(w) for w in weights]
+    positive, negative = _LocalTerms.apply(*tables, compiled, *keys, *distance_index, *pair_weights)
     return positive, negative
