@@ -83,13 +83,17 @@ def embed_point_sets(
     encoder: SiteNetEncoder,
     point_sets: Sequence[PointSet],
     device: str | torch.device = "auto",
-    batch_sites: int = 256,
+    batch_sites: int = 1024,
     compile: CompileOption = False,
 ) -> np.ndarray:
     """Crystal vectors (means) of point sets, in order: float32 array (n, global_dim).
 
     The encoder itself stays where it is; a copy runs on a GPU or compiled
-    (``compile``: see ``dim_sklearn.nn.compiled.resolve_compile``).
+    (``compile``: see ``dim_sklearn.nn.compiled.resolve_compile``). Batches
+    hold at most ``batch_sites`` unique sites (or one crystal, if larger);
+    a crystal's vector does not depend on the others of its batch (to float32
+    rounding), and larger batches spread the fixed cost of a batch over more
+    crystals (docs/performance.md).
     """
     device = resolve_device(device)
     compiled = resolve_compile(compile, len(point_sets), device)
