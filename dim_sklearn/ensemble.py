@@ -29,7 +29,11 @@ from .composition import magpie_features
 from .pointsets import as_structure_list
 from .regressor import SiteNetRegressor, _training_targets
 
-__all__ = ["BLEND_GRID", "SiteNetEnsemble"]
+__all__ = ["BLEND_GRID", "RESAMPLING", "SiteNetEnsemble"]
+
+RESAMPLING = ("folds", "none")
+"""How ``SiteNetEnsemble`` gives its networks the labels: the folds (train on the others, stop on its own), or
+all of them to every network (a seed ensemble)."""
 
 BLEND_GRID = np.linspace(0.0, 1.0, 21)
 """The networks' shares of the blend that ``SiteNetEnsemble`` tries (steps of 0.05)."""
@@ -55,6 +59,14 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
     (a third of the way from 0.5 at 50 labels with the default 100; 91% of
     the way at 1,000).
 
+    With ``resampling="none"`` it is a seed ensemble instead: every network
+    fine-tunes on all the labels, with its own seed. That suits networks
+    without early stopping (``SiteNetRegressor(lr_schedule="cosine",
+    patience=None, train_split=None)``: the whole schedule on every label),
+    which folds would only deprive of a fifth of the labels; there are no
+    out-of-fold predictions then, so no blend with the forest
+    (``composition=None``).
+
     Point sets are built once per ``fit`` and ``predict`` and shared by the
     networks. Fitting costs ``n_folds`` fine-tunings.
 
@@ -67,6 +79,12 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
         ``SiteNetRegressor(encoder="pretrained")``, the shipped encoder.
     n_folds : int, default=5
         Folds, and networks (at least 2; at most the number of labels).
+    resampling : {"folds", "none"}, default="folds"
+        "folds": each network trains on the other folds and validates on its
+        own (the regressor's ``train_split`` is replaced); "none": each
+        network fine-tunes on every label as ``regressor`` is set up (its
+        ``train_split`` kept), only the seed differs; needs
+        ``composition=None``.
     composition : {"magpie"} or None, default="magpie"
         Blend with a random forest on Magpie descriptors; None: the networks'
         mean alone (``weight_`` 1).
@@ -92,11 +110,12 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
     best_weight_ : float
         The share whose blend fits the out-of-fold predictions best (before
         ``blend_prior``).
-    oof_prediction_ : ndarray of shape (n,)
-        Each label's prediction by the network that stopped on its fold.
+    oof_prediction_ : ndarray of shape (n,) or None
+        Each label's prediction by the network that stopped on its fold (None
+        with ``resampling="none"``).
     oof_mae_ : dict of str to float
         Out-of-fold mean absolute error of the networks, the forest (out of
-        bag) and the blend.
+        bag) and the blend (empty with ``resampling="none"``).
     composition_means_ : ndarray of shape (132,)
         Training means of the descriptors, which replace missing values.
 
@@ -110,6 +129,7 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
     _PARAM_RULES: ClassVar[dict[str, Rule]] = {
         "regressor": optional(instance_of("a SiteNetRegressor", SiteNetRegressor)),
         "n_folds": integer(2),
+        "resampling": one_of(*RESAMPLING),
         "composition": optional(one_of("magpie")),
         "n_estimators": integer(1),
         "blend_prior": real(0),
@@ -121,6 +141,7 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
         self,
         regressor: SiteNetRegressor | None = None,
         n_folds: int = 5,
+        resampling: str = "folds",
         composition: str | None = "magpie",
         n_estimators: int = 100,
         blend_prior: float = 100,
@@ -129,6 +150,7 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
     ):
         self.regressor = regressor
         self.n_folds = n_folds
+        self.resampling = resampling
         self.composition = composition
         self.n_estimators = n_estimators
         self.blend_prior = blend_prior
@@ -142,17 +164,23 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
         return tags
 
     def fit(self, X: Any, y: Any) -> SiteNetEnsemble:
-        """Fine-tune one network per fold of ``(X, y)`` and, with ``composition``, the forest and the blend.
+        """Fine-tune one network per fold of ``(X, y)`` (or per seed) and, with ``composition``, the forest and
+        the blend.
 
         Raises
         ------
         ValueError
-            A parameter out of range, fewer structures than ``n_folds``, or
-            targets that do not match ``X``.
+            A parameter out of range, ``resampling="none"`` with
+            ``composition``, fewer structures than ``n_folds``, or targets that
+            do not match ``X``.
         StructureError
             For the first structure that cannot be featurised, naming its position.
         """
         check_fields(self, **self._PARAM_RULES)
+        if self.resampling == "none" and self.composition is not None:
+            raise ValueError(
+                'resampling="none" leaves no out-of-fold predictions to weigh the forest by: set composition=None'
+            )
         structures = as_structure_list(X)
         targets = _training_targets(structures, y, "SiteNetEnsemble.fit")
         assert targets is not None  # a list of structures with y None is refused above
@@ -165,7 +193,15 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
         fold_seed, forest_seed, *member_seeds = spawn_seeds(self.random_state, self.n_folds + 2)
         template = self._template()
         dataset = clone(template).initialize().get_dataset(structures, targets)
-        self.estimators_, self.oof_prediction_ = [], np.empty(len(structures))
+        if self.resampling == "none":
+            self.estimators_ = [
+                clone(template).set_params(random_state=member_seed).fit(dataset, targets)
+                for member_seed in member_seeds
+            ]
+            self.oof_prediction_, self.oof_mae_ = None, {}
+            self.forest_, self.best_weight_, self.weight_ = None, 1.0, 1.0
+            return self
+        self.estimators_, oof = [], np.empty(len(structures))
         folds = KFold(self.n_folds, shuffle=True, random_state=fold_seed).split(np.arange(len(structures)))
         for member_seed, (_, valid) in zip(member_seeds, folds):
             test_fold = np.full(len(structures), -1)
@@ -173,20 +209,21 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
             split = ValidSplit(PredefinedSplit(test_fold))
             net = clone(template).set_params(train_split=split, random_state=member_seed)
             net.fit(dataset, targets)
-            self.oof_prediction_[valid] = net.predict(Subset(dataset, valid.tolist()))
+            oof[valid] = net.predict(Subset(dataset, valid.tolist()))
             self.estimators_.append(net)
-        self.oof_mae_ = {"networks": float(np.abs(self.oof_prediction_ - y_flat).mean())}
+        self.oof_prediction_, self.oof_mae_ = oof, {"networks": float(np.abs(oof - y_flat).mean())}
         self.forest_, self.best_weight_, self.weight_ = None, 1.0, 1.0
         if self.composition is not None:
-            self.forest_ = self._fit_forest(structures, y_flat, forest_seed)
+            self.forest_ = self._fit_forest(structures, y_flat, oof, forest_seed)
         return self
 
     def _template(self) -> SiteNetRegressor:
         """The network each fold clones: ``regressor``, or one fine-tuned from the shipped encoder."""
         return self.regressor if self.regressor is not None else SiteNetRegressor(encoder="pretrained")
 
-    def _fit_forest(self, structures: list, y: np.ndarray, forest_seed: int) -> RandomForestRegressor:
-        """The forest on Magpie descriptors; sets the shares ``best_weight_`` and ``weight_``.
+    def _fit_forest(self, structures: list, y: np.ndarray, oof: np.ndarray, forest_seed: int) -> RandomForestRegressor:
+        """The forest on Magpie descriptors; sets the shares ``best_weight_`` and ``weight_`` (blends with the
+        networks' out-of-fold predictions ``oof``).
 
         ``oof_mae_`` gains the out-of-bag error of the forest and the
         out-of-fold errors of the blends at the best share ("best blend") and
@@ -202,12 +239,10 @@ class SiteNetEnsemble(RegressorMixin, BaseEstimator):
             forest.fit(self._imputed(descriptors), y)
         out_of_bag = forest.oob_prediction_.ravel()
         seen = np.isfinite(out_of_bag)
-        errors = [
-            np.abs(w * self.oof_prediction_[seen] + (1 - w) * out_of_bag[seen] - y[seen]).mean() for w in BLEND_GRID
-        ]
+        errors = [np.abs(w * oof[seen] + (1 - w) * out_of_bag[seen] - y[seen]).mean() for w in BLEND_GRID]
         self.best_weight_ = float(BLEND_GRID[int(np.argmin(errors))])
         self.weight_ = 0.5 + (self.best_weight_ - 0.5) * len(y) / (len(y) + self.blend_prior)
-        blend = np.abs(self.weight_ * self.oof_prediction_[seen] + (1 - self.weight_) * out_of_bag[seen] - y[seen])
+        blend = np.abs(self.weight_ * oof[seen] + (1 - self.weight_) * out_of_bag[seen] - y[seen])
         self.oof_mae_.update(forest=float(errors[0]), best_blend=float(min(errors)), blend=float(blend.mean()))
         return forest
 

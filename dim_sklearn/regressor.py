@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence, Sized
@@ -67,6 +68,10 @@ STARTS = ("encoder", "scratch")
 """The starts ``init="auto"`` fine-tunes from, in the order it tries them (a tie keeps the first)."""
 INITS = (*STARTS, "auto")
 LR_SCHEDULES = ("constant", "cosine")
+AUTO_EPOCH_SAMPLES = 30_000
+"""``max_epochs="auto"`` trains for this many structures seen, ``ceil(AUTO_EPOCH_SAMPLES / n)`` epochs for ``n``
+labels, at most ``AUTO_MAX_EPOCHS``."""
+AUTO_MAX_EPOCHS = 300
 _ENCODER_WORDS = "a shipped encoder's name, a folder, a PretrainedEncoder"
 _FEATURIZER: Rule = (
     "a fitted featurizer",
@@ -342,9 +347,13 @@ class SiteNetRegressor(NeuralNetRegressor):
         arguments say otherwise.
     lr : float, default=1e-4
         Learning rate.
-    max_epochs : int, default=500
+    max_epochs : int or "auto", default=500
         At most this many epochs (at least 1); early stopping usually ends
-        the fit sooner.
+        the fit sooner. "auto": a budget of 30,000 structures seen,
+        ``ceil(30_000 / n)`` epochs for ``n`` labels (those passed to ``fit``),
+        at most 300: 120 epochs at 250 labels, 30 at 1,000. The budget for a
+        cosine schedule trained to its end (``patience=None``), as measured in
+        the label-masking study.
     train_split : callable or None, default=ValidSplit(0.05, random_state=0)
         skorch's split of the labels into training and validation; None
         trains on all of them and stops early on the training loss.
@@ -390,6 +399,9 @@ class SiteNetRegressor(NeuralNetRegressor):
         (the ``init`` of the fitted clone whose state this net holds).
     init_valid_losses_ : dict of str to float
         With ``init="auto"``: the best validation loss of each start.
+    epochs_ : int
+        The epochs ``fit`` trains at most: ``max_epochs``, or the number
+        ``"auto"`` chose for the labels.
 
     Examples
     --------
@@ -416,7 +428,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         "random_state": seed,
         "cache_dir": optional(instance_of("a folder", str, os.PathLike)),
         "lr": real(0, low_open=True),
-        "max_epochs": integer(1),
+        "max_epochs": either(integer(1), one_of("auto")),
         "compile": boolean,
         "composition": optional(one_of(*COMPOSITION_DESCRIPTORS)),
         "lr_schedule": one_of(*LR_SCHEDULES),
@@ -448,7 +460,7 @@ class SiteNetRegressor(NeuralNetRegressor):
         criterion: type[nn.Module] = nn.MSELoss,
         optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
         lr: float = 1e-4,
-        max_epochs: int = 500,
+        max_epochs: int | str = 500,
         train_split: Any = VALIDATION_SPLIT,
         verbose: int = 0,
         device: str | torch.device | None = "auto",
@@ -634,7 +646,8 @@ class SiteNetRegressor(NeuralNetRegressor):
             callbacks.append(("gradient_clipping", ForeachGradientNormClipping(self.gradient_clip)))
         callbacks.append(("divergence_guard", DivergenceGuard()))
         if self.lr_schedule == "cosine":
-            callbacks.append(("lr_scheduler", LRScheduler(CosineAnnealingLR, T_max=self.max_epochs)))
+            epochs = getattr(self, "epochs_", None) or self._epoch_budget(None)  # set by fit and partial_fit
+            callbacks.append(("lr_scheduler", LRScheduler(CosineAnnealingLR, T_max=epochs)))
         if self.patience is not None:
             monitor = "valid_loss" if self.train_split is not None else "train_loss"
             early_stopping = EarlyStopping(monitor=monitor, patience=self.patience, load_best=True)
@@ -744,11 +757,24 @@ class SiteNetRegressor(NeuralNetRegressor):
             )
         if self.warm_start and self.initialized_:
             return super().fit(X, y, **fit_params)
+        self.epochs_ = self._epoch_budget(_n_structures(X))
         if self.init == "auto":
             return self._fit_best_start(X, y, **fit_params)
         self._set_target_scaling(y)
         self._set_descriptor_stats(X)
         return super().fit(X, y, **fit_params)
+
+    def _epoch_budget(self, n_labels: int | None) -> int:
+        """``max_epochs``, or the epochs ``"auto"`` gives ``n_labels`` labels (unknown: ``AUTO_MAX_EPOCHS``)."""
+        if self.max_epochs != "auto":
+            return int(self.max_epochs)
+        if not n_labels:
+            return AUTO_MAX_EPOCHS
+        return min(AUTO_MAX_EPOCHS, math.ceil(AUTO_EPOCH_SAMPLES / n_labels))
+
+    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> SiteNetRegressor:
+        """skorch's training loop, for ``epochs`` or else the fit's budget ``epochs_`` (``max_epochs`` resolved)."""
+        return super().fit_loop(X, y, epochs=self.epochs_ if epochs is None else epochs, **fit_params)
 
     def _fit_best_start(self, X: Any, y: np.ndarray | None, **fit_params: Any) -> SiteNetRegressor:
         """``init="auto"``: fit a clone from each of ``STARTS``; take over the one with the lower validation loss.
@@ -788,6 +814,7 @@ class SiteNetRegressor(NeuralNetRegressor):
             y = _training_targets(X, y, "SiteNetRegressor.partial_fit")
             fit_params.setdefault("epochs", 1)
         if not self.initialized_:
+            self.epochs_ = self._epoch_budget(_n_structures(X))
             self._set_target_scaling(y)
             self._set_descriptor_stats(X)
         with self._device_resolved():  # callbacks read it: EpochScoring maps its cached predictions to it

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.study.ensembles import ensemble_lines, ensemble_table
+from experiments.study.ensembles import ensemble_lines, ensemble_table, seed_ensemble_lines, seed_ensemble_table
 from experiments.study.headline import headline, headline_lines, headline_sentence, refresh_block, uses_dim
 from experiments.study.options import option_lines, option_table
 
@@ -119,6 +119,31 @@ def test_the_ensemble_table_compares_on_the_subsets_the_ensembles_ran_on():
     lines = ensemble_lines(_ledger(rows))
     assert "| d t | 50 | 2 | 0.45 | 0.5 | 0.38 | **0.36** |  |  |  | -20.0% |" in lines  # no Magpie-head runs
     assert ensemble_lines(_ledger(rows[:4])) == []
+
+
+def test_the_seed_ensemble_table_sets_seeds_beside_folds_and_one_network_per_start():
+    whole, scratch = "DIM shipped (whole cosine schedule)", "untrained (whole cosine schedule)"
+    rows = [(250, seed, whole, "fine-tuned", 0.50 + 0.1 * seed) for seed in range(3)]  # seed 2: no ensembles
+    rows += [(250, seed, whole, "SiteNetEnsemble, networks only", 0.45) for seed in range(3)]
+    rows += [(250, seed, whole, "SiteNetEnsemble, seeds on all labels", 0.40) for seed in range(2)]
+    rows += [(250, 0, scratch, "SiteNetEnsemble, seeds on all labels", 0.42)]  # no single network on seed 0
+    rows += [(250, 1, scratch, "fine-tuned", 0.30)]
+    table = seed_ensemble_table(_ledger(rows))
+    assert list(table.start) == ["DIM shipped", "scratch"] and list(table.subsets) == [2, 1]
+    dim = table.iloc[0]
+    assert dim["1 network"] == pytest.approx(0.55) and dim["5 on folds"] == pytest.approx(0.45)
+    assert table.iloc[1]["1 network"] != table.iloc[1]["1 network"]  # NaN: seed 1 is not a seed of its ensembles
+    lines = seed_ensemble_lines(_ledger(rows))
+    assert "| d t | 250 | 2 | DIM shipped | 0.55 | 0.45 | **0.4** |" in lines
+    assert "| d t | 250 | 1 | scratch |  |  | **0.42** |" in lines
+    assert seed_ensemble_lines(_ledger(rows[:6])) == []
+
+
+def test_the_fine_tuning_page_quotes_the_seed_ensemble_table_of_the_published_ledger():
+    lines = seed_ensemble_lines(pd.read_csv(REPO / "docs" / "results" / "label_masking.csv"))
+    for page in ("fine-tuning.md", "results/label_masking.md"):
+        text = (REPO / "docs" / page).read_text()
+        assert "\n".join(lines) in text, f"{page}: run python -m experiments study --report-only"
 
 
 def test_the_pages_quote_the_ensemble_table_of_the_published_ledger():

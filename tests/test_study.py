@@ -43,6 +43,7 @@ from experiments.study.runner import (
     COLUMNS,
     ENSEMBLE,
     ENSEMBLE_NETWORKS,
+    ENSEMBLE_SEEDS,
     ENSEMBLE_STARTS,
     OPT_IN,
     Ledger,
@@ -264,6 +265,16 @@ def test_the_radial_basis_scratch_start_runs_only_when_asked_for(tmp_path, data_
     assert main([*argv, "--quiet", "--data-home", str(data_home), "--features", RBF_SCRATCH]) == 0
     frame = pd.read_csv(tmp_path / "label_masking.csv")
     assert set(frame.features) == {RBF_SCRATCH} and len(frame) == len(QUICK.label_counts) * QUICK.seeds
+
+
+def test_an_ensemble_without_early_stopping_also_runs_as_a_seed_ensemble_on_all_labels(tmp_path, data_home):
+    argv = ["--quick", "--parts", "ensemble", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")]
+    assert main([*argv, "--quiet", "--data-home", str(data_home), "--features", SCRATCH_WHOLE_COSINE]) == 0
+    frame = pd.read_csv(tmp_path / "label_masking.csv")
+    assert set(frame.features) == {SCRATCH_WHOLE_COSINE}
+    assert set(frame.model) == {ENSEMBLE, ENSEMBLE_NETWORKS, ENSEMBLE_SEEDS}
+    assert (frame.model.value_counts() == len(QUICK.label_counts) * QUICK.seeds).all()
+    assert np.isfinite(frame.mae).all() and (frame.epochs == QUICK.finetune_max_epochs).all()
 
 
 def test_unknown_feature_set_is_refused_before_anything_runs(tmp_path):

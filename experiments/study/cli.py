@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..protocol import FULL, QUICK, TARGETS, get_target
-from .ensembles import ensemble_lines
+from .ensembles import ensemble_lines, seed_ensemble_lines
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines, headline_sentence, refresh_block
 from .options import option_lines
@@ -153,6 +153,7 @@ def _quote_headline(results: Path) -> None:
     for page in ("fine-tuning.md", "which-features.md"):
         refresh_block(DEFAULT_RESULTS.parent / page, "ensembles", ensemble_lines(frame))
     refresh_block(DEFAULT_RESULTS.parent / "fine-tuning.md", "options", option_lines(frame))
+    refresh_block(DEFAULT_RESULTS.parent / "fine-tuning.md", "seed ensembles", seed_ensemble_lines(frame))
 
 
 def main(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .features import SHIPPED, SHIPPED_MAGPIE_HEAD
-from .runner import ENSEMBLE, ENSEMBLE_NETWORKS
+from .features import SCRATCH_WHOLE_COSINE, SHIPPED, SHIPPED_MAGPIE_HEAD, SHIPPED_WHOLE_COSINE
+from .runner import ENSEMBLE, ENSEMBLE_NETWORKS, ENSEMBLE_SEEDS
 
-__all__ = ["COMPARED", "ensemble_lines", "ensemble_table"]
+__all__ = ["COMPARED", "SEED_STARTS", "ensemble_lines", "ensemble_table", "seed_ensemble_lines", "seed_ensemble_table"]
 
 COMPARED = {
     "RF, Magpie": ("Magpie", "RF"),
@@ -67,7 +67,7 @@ def ensemble_lines(frame: pd.DataFrame) -> list[str]:
     ]
     for row in table.itertuples(index=False):
         values = row[4 : 4 + len(COMPARED)]
-        best = min(v for v in values if v == v)
+        best = min((v for v in values if v == v), default=None)  # none: only other starts ran here
         cells = [("" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}") for v in values]
         change = "" if row.change != row.change else f"{row.change:+.1f}%"
         lines.append(
@@ -81,5 +81,73 @@ def ensemble_lines(frame: pd.DataFrame) -> list[str]:
         "networks from the shipped encoder whose head also sees the Magpie descriptors "
         '(`SiteNetRegressor(composition="magpie")`). Change: the ensemble from the shipped encoder against the '
         "better of the forest on Magpie and the single network.",
+    ]
+    return lines
+
+
+SEED_STARTS = {"DIM shipped": SHIPPED_WHOLE_COSINE, "scratch": SCRATCH_WHOLE_COSINE}
+"""The starts of the seed-ensemble table (networks trained to the end of a cosine schedule): a name and the
+ledger's feature name."""
+SEED_COLUMNS = {
+    "1 network": "fine-tuned",
+    "5 on folds": ENSEMBLE_NETWORKS,
+    "5 seeds, all labels": ENSEMBLE_SEEDS,
+}
+"""The columns of the seed-ensemble table: a name and the ledger's model."""
+
+
+def seed_ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, target, n_labels) and start of ``SEED_STARTS`` where seed ensembles ran: mean test MAE of one
+    network, of five networks on the folds and of five seeds on all the labels, over the subsets of the seed
+    ensembles (a column whose runs do not cover them all is NaN)."""
+    seeded = frame[(frame.model == ENSEMBLE_SEEDS) & frame.features.isin(SEED_STARTS.values())]
+    rows = []
+    for (dataset, target, n, features), cell in seeded.groupby(
+        ["dataset", "target", "n_labels", "features"], sort=False
+    ):
+        seeds = set(cell.seed)
+        same = frame[
+            (frame.dataset == dataset)
+            & (frame.target == target)
+            & (frame.n_labels == n)
+            & (frame.features == features)
+            & frame.seed.isin(seeds)
+        ]
+        start = next(name for name, value in SEED_STARTS.items() if value == features)
+        row: dict = {"dataset": dataset, "target": target, "n_labels": int(n), "subsets": len(seeds), "start": start}
+        for column, model in SEED_COLUMNS.items():
+            runs = same[same.model == model]
+            row[column] = runs.mae.mean() if len(runs) == len(seeds) else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["dataset", "target", "n_labels", "subsets", "start", *SEED_COLUMNS])
+    return table.sort_values(["dataset", "target", "n_labels", "start"], kind="stable", ignore_index=True)
+
+
+def seed_ensemble_lines(frame: pd.DataFrame) -> list[str]:
+    """Markdown: ``seed_ensemble_table``, the lowest of each row in bold (nothing without seed ensembles)."""
+    table = seed_ensemble_table(frame)
+    if table.empty:
+        return []
+    lines = [
+        "| target | labels | subsets | start | " + " | ".join(SEED_COLUMNS) + " |",
+        "|---|---:|---:|---|" + "---:|" * len(SEED_COLUMNS),
+    ]
+    for row in table.itertuples(index=False):
+        values = row[5:]
+        best = min((v for v in values if v == v), default=None)
+        cells = [("" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}") for v in values]
+        lines.append(
+            f"| {row.dataset} {row.target} | {row.n_labels:,} | {row.subsets} | {row.start} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Test MAE, mean over the label subsets the seed ensembles ran on (the same subsets in every column); "
+        "**bold**: the lowest of the row. Every network trains to the end of a cosine schedule from `lr=1e-3` "
+        "(the study's epochs, no early stopping), from the shipped DIM encoder or from random weights. 1 network: "
+        "one SiteNetRegressor on all the labels; 5 on folds: the mean of `SiteNetEnsemble`'s five networks, each "
+        'on four fifths of the labels; 5 seeds, all labels: `SiteNetEnsemble(resampling="none", '
+        "composition=None)`, five networks on all the labels with their own seeds.",
     ]
     return lines

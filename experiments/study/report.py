@@ -10,7 +10,7 @@ import pandas as pd
 from dim_sklearn.nn import CHANCE
 
 from ..protocol import TARGETS, slugify
-from .ensembles import ensemble_lines
+from .ensembles import ensemble_lines, seed_ensemble_lines
 from .features import AUTO, FOUNDATION, HAND_CRAFTED, RAW_UNTRAINED, RBF_SCRATCH, SHIPPED, UNIONS, VARIANTS
 from .headline import headline, headline_lines
 from .options import option_lines
@@ -702,6 +702,9 @@ def write_report(csv_path: Path, meta: dict, results_dir: Path) -> Path | None:
     options = option_lines(frame)
     if options:
         lines += ["## Fine-tuning options, one network against the defaults", "", *options, ""]
+    seeded = seed_ensemble_lines(frame)
+    if seeded:
+        lines += ["## Seed ensembles: five networks on all the labels", "", *seeded, ""]
     lines += _union_section(frame, summary, results_dir)
     lines += _investigation(frame)
     lines += _settings(meta, frame)

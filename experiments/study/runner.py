@@ -60,6 +60,7 @@ from .features import (
 __all__ = [
     "ENSEMBLE",
     "ENSEMBLE_NETWORKS",
+    "ENSEMBLE_SEEDS",
     "ENSEMBLE_STARTS",
     "OPT_IN",
     "Ledger",
@@ -357,6 +358,9 @@ ENSEMBLE = "SiteNetEnsemble"
 """The ledger's model name of an ensemble blended with its composition forest."""
 ENSEMBLE_NETWORKS = "SiteNetEnsemble, networks only"
 """The ledger's model name of the same ensemble's networks alone (their mean, from the same fit)."""
+ENSEMBLE_SEEDS = "SiteNetEnsemble, seeds on all labels"
+"""The ledger's model name of ``SiteNetEnsemble(resampling="none", composition=None)``: the networks of a start
+without early stopping, each on every label with its own seed, averaged."""
 
 
 def run_ensembles(
@@ -368,39 +372,49 @@ def run_ensembles(
     sizes: list[int] | None = None,
     features: tuple[str, ...] | None = None,
 ) -> None:
-    """``SiteNetEnsemble`` from each of ``ENSEMBLE_STARTS``: two rows per fit, the blend and the networks alone."""
+    """``SiteNetEnsemble`` from each of ``ENSEMBLE_STARTS``: two rows per fit on the folds, the blend and the
+    networks alone; for a start without early stopping also a seed ensemble on all the labels (one row)."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
     for n_labels in _label_counts(split, budget, sizes):
         for seed in range(budget.seeds):
             subset = label_subset(split.train, n_labels, seed)
+            structures, y = [split.structures[i] for i in subset], split.y[subset]
             for start in ENSEMBLE_STARTS:
                 name = start.name
                 if not _asked(name, features):
                     continue
-                if all(ledger.has(**_row(split, n_labels, seed, name, m)) for m in (ENSEMBLE, ENSEMBLE_NETWORKS)):
-                    continue
-                tic = time.perf_counter()
+                models = (ENSEMBLE, ENSEMBLE_NETWORKS) + (() if start.early_stopping else (ENSEMBLE_SEEDS,))
+                done = {m for m in models if ledger.has(**_row(split, n_labels, seed, name, m))}
                 network = start.regressor(budget, n_labels, seed, cache_dir)
-                ensemble = SiteNetEnsemble(network, n_estimators=budget.n_estimators, random_state=seed)
-                structures = [split.structures[i] for i in subset]
-                fit_uninterrupted(ensemble, structures, split.y[subset])
-                seconds = round(time.perf_counter() - tic, 1)
-                columns = ensemble.transform(test_structures)
-                blend, networks = ensemble.blend(columns), columns[:, : len(ensemble.estimators_)].mean(axis=1)
-                epochs = round(float(np.mean([len(net.history) for net in ensemble.estimators_])))
-                rows = [
-                    _row(split, n_labels, seed, name, ENSEMBLE, mae=_mae(blend, y_test), epochs=epochs),
-                    _row(split, n_labels, seed, name, ENSEMBLE_NETWORKS, mae=_mae(networks, y_test), epochs=epochs),
-                ]
-                for row in rows:
-                    row["seconds"] = seconds
-                ledger.append(rows)
-                log(
-                    f"  {split.target.name}: {n_labels} labels seed {seed} ensemble from {name}: "
-                    f"blend {rows[0]['mae']:.4f} (networks' share {ensemble.weight_:.2f}, "
-                    f"best {ensemble.best_weight_:.2f}), "
-                    f"networks {rows[1]['mae']:.4f} ({epochs} epochs, {seconds:.0f} s)"
-                )
+                for resampling, fit_models in (("folds", (ENSEMBLE, ENSEMBLE_NETWORKS)), ("none", (ENSEMBLE_SEEDS,))):
+                    if not set(fit_models) & set(models) - done:
+                        continue
+                    tic = time.perf_counter()
+                    ensemble = SiteNetEnsemble(
+                        network,
+                        resampling=resampling,
+                        composition="magpie" if resampling == "folds" else None,
+                        n_estimators=budget.n_estimators,
+                        random_state=seed,
+                    )
+                    fit_uninterrupted(ensemble, structures, y)
+                    seconds = round(time.perf_counter() - tic, 1)
+                    columns = ensemble.transform(test_structures)
+                    blend, networks = ensemble.blend(columns), columns[:, : len(ensemble.estimators_)].mean(axis=1)
+                    epochs = round(float(np.mean([len(net.history) for net in ensemble.estimators_])))
+                    rows = [
+                        _row(split, n_labels, seed, name, model, mae=_mae(prediction, y_test), epochs=epochs)
+                        for model, prediction in zip(fit_models, (blend, networks))
+                    ]
+                    for row in rows:
+                        row["seconds"] = seconds
+                    ledger.append(rows)
+                    maes = ", ".join(f"{row['model']} {row['mae']:.4f}" for row in rows)
+                    share = f" (networks' share {ensemble.weight_:.2f}, best {ensemble.best_weight_:.2f})"
+                    log(
+                        f"  {split.target.name}: {n_labels} labels seed {seed} ensemble from {name}: {maes}"
+                        f"{share if ensemble.forest_ is not None else ''} ({epochs} epochs, {seconds:.0f} s)"
+                    )
 
 
 def _representations(

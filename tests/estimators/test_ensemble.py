@@ -100,6 +100,25 @@ def test_without_composition_the_prediction_is_the_networks_mean(crystals, targe
     assert model.transform(crystals).shape == (len(crystals), 3)
 
 
+def test_a_seed_ensemble_trains_every_network_on_every_label(crystals, targets):
+    whole = SiteNetRegressor(max_epochs=2, batch_sites=64, lr_schedule="cosine", patience=None, train_split=None)
+    model = _ensemble(regressor=whole, resampling="none", composition=None).fit(crystals, targets)
+    assert len(model.estimators_) == 3 and len({net.random_state for net in model.estimators_}) == 3
+    for net in model.estimators_:
+        assert net.train_split is None and len(net.history) == 2 and "valid_loss" not in net.history[-1]
+    assert model.oof_prediction_ is None and model.oof_mae_ == {} and model.forest_ is None
+    networks = [net.predict(crystals) for net in model.estimators_]
+    assert not np.allclose(networks[0], networks[1])  # the seeds differ, so do the networks
+    np.testing.assert_allclose(model.predict(crystals), np.mean(networks, axis=0), rtol=1e-6)
+    again = _ensemble(regressor=whole, resampling="none", composition=None).fit(crystals, targets)
+    np.testing.assert_array_equal(again.predict(crystals), model.predict(crystals))
+
+
+def test_a_seed_ensemble_refuses_a_forest_blend(crystals, targets):
+    with pytest.raises(ValueError, match="no out-of-fold predictions to weigh the forest by: set composition=None"):
+        _ensemble(resampling="none").fit(crystals, targets)
+
+
 def test_same_seed_same_model_and_the_template_is_left_as_given(crystals, targets, fitted):
     template = SiteNetRegressor(max_epochs=2, batch_sites=64)
     before = template.get_params()
@@ -128,6 +147,7 @@ def test_default_network_starts_from_the_shipped_encoder():
     [
         ({"n_folds": 1}, "n_folds must be an integer >= 2"),
         ({"composition": "oxides"}, "composition must be None or 'magpie'"),
+        ({"resampling": "bagging"}, "resampling must be one of 'folds', 'none', got 'bagging'"),
         ({"regressor": "SiteNet"}, "regressor must be None or a SiteNetRegressor"),
         ({"n_estimators": 0}, "n_estimators must be an integer >= 1"),
         ({"blend_prior": -1.0}, "blend_prior must be a finite number >= 0"),

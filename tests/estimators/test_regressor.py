@@ -258,7 +258,7 @@ def test_targets_far_from_unit_scale_lengths_and_parameters(structures, targets)
     with pytest.raises(ValueError, match="complex values"):
         SiteNetRegressor(**QUICK).fit(structures, targets + 1j)
     for params, message in [
-        ({"max_epochs": 0}, "SiteNetRegressor: max_epochs must be an integer >= 1, got 0"),
+        ({"max_epochs": 0}, "SiteNetRegressor: max_epochs must be an integer >= 1 or 'auto', got 0"),
         ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
         ({"batch_sites": 0}, "batch_sites must be an integer >= 1, got 0"),
         ({"max_atoms": 5000}, "max_atoms must be None or an integer from 1 to 1000, got 5000"),
