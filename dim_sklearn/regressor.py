@@ -774,7 +774,9 @@ class SiteNetRegressor(NeuralNetRegressor):
 
     def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> SiteNetRegressor:
         """skorch's training loop, for ``epochs`` or else the fit's budget ``epochs_`` (``max_epochs`` resolved)."""
-        return super().fit_loop(X, y, epochs=self.epochs_ if epochs is None else epochs, **fit_params)
+        if epochs is None:
+            epochs = getattr(self, "epochs_", None) or self._epoch_budget(_n_structures(X))
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def _fit_best_start(self, X: Any, y: np.ndarray | None, **fit_params: Any) -> SiteNetRegressor:
         """``init="auto"``: fit a clone from each of ``STARTS``; take over the one with the lower validation loss.
