@@ -85,13 +85,13 @@ def ensemble_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-SEED_STARTS = {"DIM shipped": SHIPPED_WHOLE_COSINE, "scratch": SCRATCH_WHOLE_COSINE}
+SEED_STARTS = {"shipped": SHIPPED_WHOLE_COSINE, "scratch": SCRATCH_WHOLE_COSINE}
 """The starts of the seed-ensemble table (networks trained to the end of a cosine schedule): a name and the
 ledger's feature name."""
 SEED_COLUMNS = {
-    "1 network": "fine-tuned",
+    "1 net": "fine-tuned",
     "5 on folds": ENSEMBLE_NETWORKS,
-    "5 seeds, all labels": ENSEMBLE_SEEDS,
+    "5 seeds": ENSEMBLE_SEEDS,
 }
 """The columns of the seed-ensemble table: a name and the ledger's model."""
 
@@ -120,7 +120,8 @@ def seed_ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
             row[column] = runs.mae.mean() if len(runs) == len(seeds) else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows, columns=["dataset", "target", "n_labels", "subsets", "start", *SEED_COLUMNS])
-    return table.sort_values(["dataset", "target", "n_labels", "start"], kind="stable", ignore_index=True)
+    table = table.sort_values("start", key=lambda start: start.map(list(SEED_STARTS).index), kind="stable")
+    return table.sort_values(["dataset", "target", "n_labels"], kind="stable", ignore_index=True)
 
 
 def seed_ensemble_lines(frame: pd.DataFrame) -> list[str]:
@@ -129,25 +130,23 @@ def seed_ensemble_lines(frame: pd.DataFrame) -> list[str]:
     if table.empty:
         return []
     lines = [
-        "| target | labels | subsets | start | " + " | ".join(SEED_COLUMNS) + " |",
-        "|---|---:|---:|---|" + "---:|" * len(SEED_COLUMNS),
+        "| target | labels | start | " + " | ".join(SEED_COLUMNS) + " |",
+        "|---|---:|---|" + "---:|" * len(SEED_COLUMNS),
     ]
     for row in table.itertuples(index=False):
         values = row[5:]
         best = min((v for v in values if v == v), default=None)
         cells = [("" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}") for v in values]
-        lines.append(
-            f"| {row.dataset} {row.target} | {row.n_labels:,} | {row.subsets} | {row.start} | "
-            + " | ".join(cells)
-            + " |"
-        )
+        lines.append(f"| {row.dataset} {row.target} | {row.n_labels:,} | {row.start} | " + " | ".join(cells) + " |")
+    counts = sorted(set(table.subsets))
+    subsets = f"{counts[0]} label subsets" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} label subsets per row"
     lines += [
         "",
-        "Test MAE, mean over the label subsets the seed ensembles ran on (the same subsets in every column); "
+        f"Test MAE, mean over the {subsets} the seed ensembles ran on (the same subsets in every column); "
         "**bold**: the lowest of the row. Every network trains to the end of a cosine schedule from `lr=1e-3` "
-        "(the study's epochs, no early stopping), from the shipped DIM encoder or from random weights. 1 network: "
-        "one SiteNetRegressor on all the labels; 5 on folds: the mean of `SiteNetEnsemble`'s five networks, each "
-        'on four fifths of the labels; 5 seeds, all labels: `SiteNetEnsemble(resampling="none", '
+        "(the study's epochs, no early stopping), from the shipped DIM encoder (shipped) or from random weights "
+        "(scratch). 1 net: one SiteNetRegressor on all the labels; 5 on folds: the mean of `SiteNetEnsemble`'s "
+        'five networks, each on four fifths of the labels; 5 seeds: `SiteNetEnsemble(resampling="none", '
         "composition=None)`, five networks on all the labels with their own seeds.",
     ]
     return lines
