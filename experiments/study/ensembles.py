@@ -7,6 +7,8 @@ single network are averaged over those subsets only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from .features import SCRATCH_WHOLE_COSINE, SHIPPED, SHIPPED_MAGPIE_HEAD, SHIPPED_WHOLE_COSINE
@@ -28,6 +30,24 @@ COMPARED = {
 "Magpie head": from the shipped encoder, with a head that also sees the Magpie descriptors."""
 
 
+def _runs_on(frame: pd.DataFrame, dataset: str, target: str, n_labels: int, seeds: set) -> pd.DataFrame:
+    """The ledger's rows of one (dataset, target, n_labels) cell on the label subsets ``seeds``."""
+    return frame[
+        (frame.dataset == dataset) & (frame.target == target) & (frame.n_labels == n_labels) & frame.seed.isin(seeds)
+    ]
+
+
+def _mean_if_complete(runs: pd.DataFrame, seeds: set) -> float:
+    """Mean MAE of ``runs`` when they cover every subset of ``seeds``, else NaN (the column is left empty)."""
+    return runs.mae.mean() if len(runs) == len(seeds) else float("nan")
+
+
+def _bold_lowest(values: Sequence[float]) -> list[str]:
+    """Markdown cells of ``values`` (4 significant digits), the lowest in bold, NaN empty."""
+    best = min((v for v in values if v == v), default=None)  # none: nothing of this row's columns ran
+    return ["" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}" for v in values]
+
+
 def ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean test MAE of each of ``COMPARED`` per (dataset, target, n_labels), over the subsets the ensembles ran on.
 
@@ -42,13 +62,10 @@ def ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
     for (dataset, target, n), cell in ensembles.groupby(["dataset", "target", "n_labels"], sort=False):
         shipped = cell[cell.features == SHIPPED]
         seeds = set((shipped if len(shipped) else cell).seed)
-        same = frame[
-            (frame.dataset == dataset) & (frame.target == target) & (frame.n_labels == n) & frame.seed.isin(seeds)
-        ]
+        same = _runs_on(frame, dataset, target, n, seeds)
         row: dict = {"dataset": dataset, "target": target, "n_labels": int(n), "subsets": len(seeds)}
         for name, (features, model) in COMPARED.items():
-            runs = same[(same.features == features) & (same.model == model)]
-            row[name] = runs.mae.mean() if len(runs) == len(seeds) else float("nan")
+            row[name] = _mean_if_complete(same[(same.features == features) & (same.model == model)], seeds)
         single = min(row["RF, Magpie"], row["1 network, shipped"])
         row["change"] = 100 * (row["ensemble, shipped"] / single - 1)
         rows.append(row)
@@ -66,9 +83,7 @@ def ensemble_lines(frame: pd.DataFrame) -> list[str]:
         "|---|---:|---:|" + "---:|" * (len(COMPARED) + 1),
     ]
     for row in table.itertuples(index=False):
-        values = row[4 : 4 + len(COMPARED)]
-        best = min((v for v in values if v == v), default=None)  # none: only other starts ran here
-        cells = [("" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}") for v in values]
+        cells = _bold_lowest(row[4 : 4 + len(COMPARED)])
         change = "" if row.change != row.change else f"{row.change:+.1f}%"
         lines.append(
             f"| {row.dataset} {row.target} | {row.n_labels:,} | {row.subsets} | " + " | ".join(cells) + f" | {change} |"
@@ -106,18 +121,12 @@ def seed_ensemble_table(frame: pd.DataFrame) -> pd.DataFrame:
         ["dataset", "target", "n_labels", "features"], sort=False
     ):
         seeds = set(cell.seed)
-        same = frame[
-            (frame.dataset == dataset)
-            & (frame.target == target)
-            & (frame.n_labels == n)
-            & (frame.features == features)
-            & frame.seed.isin(seeds)
-        ]
+        same = _runs_on(frame, dataset, target, n, seeds)
+        same = same[same.features == features]
         start = next(name for name, value in SEED_STARTS.items() if value == features)
         row: dict = {"dataset": dataset, "target": target, "n_labels": int(n), "subsets": len(seeds), "start": start}
         for column, model in SEED_COLUMNS.items():
-            runs = same[same.model == model]
-            row[column] = runs.mae.mean() if len(runs) == len(seeds) else float("nan")
+            row[column] = _mean_if_complete(same[same.model == model], seeds)
         rows.append(row)
     table = pd.DataFrame(rows, columns=["dataset", "target", "n_labels", "subsets", "start", *SEED_COLUMNS])
     table = table.sort_values("start", key=lambda start: start.map(list(SEED_STARTS).index), kind="stable")
@@ -134,9 +143,7 @@ def seed_ensemble_lines(frame: pd.DataFrame) -> list[str]:
         "|---|---:|---|" + "---:|" * len(SEED_COLUMNS),
     ]
     for row in table.itertuples(index=False):
-        values = row[5:]
-        best = min((v for v in values if v == v), default=None)
-        cells = [("" if v != v else f"**{v:.4g}**" if v == best else f"{v:.4g}") for v in values]
+        cells = _bold_lowest(row[5:])
         lines.append(f"| {row.dataset} {row.target} | {row.n_labels:,} | {row.start} | " + " | ".join(cells) + " |")
     counts = sorted(set(table.subsets))
     subsets = f"{counts[0]} label subsets" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} label subsets per row"
