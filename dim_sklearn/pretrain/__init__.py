@@ -58,7 +58,15 @@ from ..pointsets.batching import (
     collate_point_sets,
     merge_small_batches,
 )
-from ..training import EarlyStopping, diverged, site_counts, warn_diverged
+from ..training import (
+    EarlyStopping,
+    diverged,
+    flat_groups,
+    link_flat_groups,
+    site_counts,
+    unlink_flat_groups,
+    warn_diverged,
+)
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .distributed import all_gather_objects, all_reduce_sum, barrier, broadcast_object, rank_and_world
 
@@ -161,7 +169,7 @@ def _run_epoch(model, batches, optimisers, device, autocast, generator, on_batch
             losses = model(batch, sample=training, generator=generator)
         if training:
             for optimiser in optimisers:
-                optimiser.zero_grad(set_to_none=True)
+                optimiser.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views into it
             losses["loss"].backward()
             for optimiser in optimisers:
                 optimiser.step()
@@ -211,10 +219,15 @@ def _split(n: int, settings: PretrainSettings, seed: int, world: int) -> tuple[n
 
 
 def _optimisers(model: DeepInfoMax, settings: PretrainSettings) -> list[torch.optim.Optimizer]:
-    """One AdamW for the local and one for the global parameters."""
+    """One AdamW for the local and one for the global parameters, each holding them as one flat tensor."""
+    named = list(model.named_parameters())
     return [
         torch.optim.AdamW(
-            params, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, amsgrad=True, foreach=True
+            flat_groups([{"params": params}], named),
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            eps=1e-7,
+            amsgrad=True,
         )
         for params in (model.local_parameters(), model.global_parameters())
     ]
@@ -386,6 +399,15 @@ def pretrain(
     valid_batches = [collate_point_sets([point_sets[valid_idx[i]] for i in b]) for b in valid_plan[rank::world]]
 
     optimisers = _optimisers(model, settings)
+    history: History = []
+    stopping = EarlyStopping(settings.patience)
+    initial_state = copy.deepcopy(model.state_dict())
+    if state:
+        _resume(state, model, optimisers, stopping, checkpoint_path)
+        history = state["history"]
+    parameters = dict(model.named_parameters())
+    for optimiser in optimisers:  # the parameters are views into the optimisers' flat tensors until the end
+        link_flat_groups(optimiser, parameters)
     # what the training pass calls: under a process group, the model in DistributedDataParallel
     trainer: torch.nn.Module = model
     if world > 1:
@@ -393,12 +415,6 @@ def pretrain(
             model, device_ids=[device] if device.type == "cuda" else None
         )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    history: History = []
-    stopping = EarlyStopping(settings.patience)
-    initial_state = copy.deepcopy(model.state_dict())
-    if state:
-        _resume(state, model, optimisers, stopping, checkpoint_path)
-        history = state["history"]
     on_batch_end = functools.partial(_notify, callbacks, "on_batch_end", model)
 
     # eager again when the run ends: the trained model's later uses decide for themselves
@@ -410,43 +426,47 @@ def pretrain(
         desc="DIM pretraining",
         unit="epoch",
     )
-    for epoch in epochs:
-        if stopping.should_stop:
-            break
-        sampler.set_epoch(epoch)
-        batches = (collate_point_sets([point_sets[train_idx[i]] for i in b]) for b in sampler)
-        noise_seed = derive_seed(seed, 2, epoch) if world == 1 else derive_seed(seed, 2, epoch, rank + 1)
-        generator = torch.Generator(device).manual_seed(noise_seed)
-        model.train()
-        start = time.perf_counter()
-        train = _run_epoch(trainer, batches, optimisers, device, autocast, generator, on_batch_end)
-        seconds = time.perf_counter() - start
-        if diverged(train["loss"], model):
-            warn_diverged("Deep InfoMax pretraining", epoch, train["loss"], stopping.best_epoch)
-            break
-        row = {"epoch": epoch, **train, "crystals_per_second": len(train_idx) / seconds, "seconds": seconds}
-        if len(valid_idx):
-            row.update(_held_out(model, valid_batches, device, autocast, seed, on_batch_end))
-        history.append(row)
+    try:
+        for epoch in epochs:
+            if stopping.should_stop:
+                break
+            sampler.set_epoch(epoch)
+            batches = (collate_point_sets([point_sets[train_idx[i]] for i in b]) for b in sampler)
+            noise_seed = derive_seed(seed, 2, epoch) if world == 1 else derive_seed(seed, 2, epoch, rank + 1)
+            generator = torch.Generator(device).manual_seed(noise_seed)
+            model.train()
+            start = time.perf_counter()
+            train = _run_epoch(trainer, batches, optimisers, device, autocast, generator, on_batch_end)
+            seconds = time.perf_counter() - start
+            if diverged(train["loss"], model):
+                warn_diverged("Deep InfoMax pretraining", epoch, train["loss"], stopping.best_epoch)
+                break
+            row = {"epoch": epoch, **train, "crystals_per_second": len(train_idx) / seconds, "seconds": seconds}
+            if len(valid_idx):
+                row.update(_held_out(model, valid_batches, device, autocast, seed, on_batch_end))
+            history.append(row)
 
-        stopping.update(epoch, row.get("valid_loss", row["loss"]), model)
-        if verbose and rank == 0:
-            epochs.write(_epoch_line(row) + (" *" if stopping.best_epoch == epoch else ""))
-        if checkpoint_path is not None:
-            if rank == 0:
-                save_checkpoint(
-                    {
-                        "fingerprint": fingerprint,
-                        "seed": seed,
-                        "model": model.state_dict(),
-                        "optimisers": [o.state_dict() for o in optimisers],
-                        "history": history,
-                        **stopping.state_dict(),
-                    },
-                    checkpoint_path,
-                )
-            barrier()  # every rank knows the epoch is saved
-        _notify(callbacks, "on_epoch_end", model, history=history)
+            stopping.update(epoch, row.get("valid_loss", row["loss"]), model)
+            if verbose and rank == 0:
+                epochs.write(_epoch_line(row) + (" *" if stopping.best_epoch == epoch else ""))
+            if checkpoint_path is not None:
+                if rank == 0:
+                    save_checkpoint(
+                        {
+                            "fingerprint": fingerprint,
+                            "seed": seed,
+                            "model": model.state_dict(),
+                            "optimisers": [o.state_dict() for o in optimisers],
+                            "history": history,
+                            **stopping.state_dict(),
+                        },
+                        checkpoint_path,
+                    )
+                barrier()  # every rank knows the epoch is saved
+            _notify(callbacks, "on_epoch_end", model, history=history)
+    finally:
+        for optimiser in optimisers:
+            unlink_flat_groups(optimiser, parameters)
     model.load_state_dict(stopping.best_state if stopping.best_state is not None else initial_state)
     set_compiled(model, False)
     model.eval()
