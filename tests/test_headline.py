@@ -128,14 +128,17 @@ def test_the_seed_ensemble_table_sets_seeds_beside_folds_and_one_network_per_sta
     rows += [(250, seed, whole, "SiteNetEnsemble, seeds on all labels", 0.40) for seed in range(2)]
     rows += [(250, 0, scratch, "SiteNetEnsemble, seeds on all labels", 0.42)]  # no single network on seed 0
     rows += [(250, 1, scratch, "fine-tuned", 0.30)]
+    fast = "DIM shipped (whole cosine schedule from 3e-3)"  # listed before scratch, whatever the ledger's order
+    rows += [(250, 0, fast, "SiteNetEnsemble, seeds on all labels", 0.35), (250, 0, fast, "fine-tuned", 0.6)]
     table = seed_ensemble_table(_ledger(rows))
-    assert list(table.start) == ["shipped", "scratch"] and list(table.subsets) == [2, 1]
+    assert list(table.start) == ["shipped", "shipped, 3e-3", "scratch"] and list(table.subsets) == [2, 1, 1]
     dim = table.iloc[0]
     assert dim["1 net"] == pytest.approx(0.55) and dim["5 on folds"] == pytest.approx(0.45)
-    assert table.iloc[1]["1 net"] != table.iloc[1]["1 net"]  # NaN: seed 1 is not a seed of its ensembles
+    assert table.iloc[2]["1 net"] != table.iloc[2]["1 net"]  # NaN: seed 1 is not a seed of its ensembles
     lines = seed_ensemble_lines(_ledger(rows))
     assert "| d t | 250 | shipped | 0.55 | 0.45 | **0.4** |" in lines
     assert "| d t | 250 | scratch |  |  | **0.42** |" in lines
+    assert "| d t | 250 | shipped, 3e-3 | 0.6 |  | **0.35** |" in lines  # no ensembles on folds
     assert any("mean over the 1-2 label subsets per row" in line for line in lines)
     assert seed_ensemble_lines(_ledger(rows[:6])) == []
 

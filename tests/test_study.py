@@ -31,11 +31,13 @@ from experiments.study.features import (
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
     SCRATCH_WHOLE_COSINE,
+    SCRATCH_WHOLE_FAST,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
     SHIPPED_WHOLE_COSINE,
+    SHIPPED_WHOLE_FAST,
     UNIONS,
     VARIANTS,
 )
@@ -268,9 +270,14 @@ def test_the_radial_basis_scratch_start_runs_only_when_asked_for(tmp_path, data_
 
 
 def test_an_ensemble_without_early_stopping_also_runs_as_a_seed_ensemble_on_all_labels(tmp_path, data_home):
-    argv = ["--quick", "--parts", "ensemble", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")]
-    assert main([*argv, "--quiet", "--data-home", str(data_home), "--features", SCRATCH_WHOLE_COSINE]) == 0
+    argv = ["--quick", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work"), "--quiet"]
+    argv += ["--data-home", str(data_home), "--features", SCRATCH_WHOLE_COSINE]
+    assert main([*argv, "--parts", "seeds"]) == 0  # the seed ensembles alone
+    seeds = pd.read_csv(tmp_path / "label_masking.csv")
+    assert set(seeds.model) == {ENSEMBLE_SEEDS}
+    assert main([*argv, "--parts", "ensemble"]) == 0  # adds the ensembles on folds, keeps the seed ensembles
     frame = pd.read_csv(tmp_path / "label_masking.csv")
+    assert frame[frame.model == ENSEMBLE_SEEDS].reset_index(drop=True).equals(seeds)
     assert set(frame.features) == {SCRATCH_WHOLE_COSINE}
     assert set(frame.model) == {ENSEMBLE, ENSEMBLE_NETWORKS, ENSEMBLE_SEEDS}
     assert (frame.model.value_counts() == len(QUICK.label_counts) * QUICK.seeds).all()
@@ -315,6 +322,7 @@ def test_opt_in_starts_run_only_when_named_and_the_long_budget_keeps_the_epoch_c
     assert _asked(SHIPPED, None) and not _asked(SHIPPED, (SHIPPED_LONG,))
     assert {SHIPPED_LONG, SHIPPED_MAGPIE_HEAD, SCRATCH_LONG, SCRATCH_MAGPIE_HEAD} <= set(OPT_IN)
     assert {SHIPPED_COSINE, SCRATCH_COSINE, SHIPPED_WHOLE_COSINE, SCRATCH_WHOLE_COSINE} <= set(OPT_IN)
+    assert {SHIPPED_WHOLE_FAST, SCRATCH_WHOLE_FAST} <= set(OPT_IN)
 
 
 def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():

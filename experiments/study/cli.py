@@ -22,7 +22,7 @@ from .runner import OPT_IN, run_study
 DEFAULT_WORK = Path.home() / ".cache" / "dim-sklearn"
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 """The study's published results: docs/results of the checkout, wherever the command runs from."""
-PARTS = ("representation", "transfer", "ensemble", "investigation")
+PARTS = ("representation", "transfer", "ensemble", "seeds", "investigation")
 FEATURES = ("DIM", "untrained", SHIPPED, AUTO, *OPT_IN, *HAND_CRAFTED, *FOUNDATION, *UNIONS)
 """The names ``--features`` accepts (with the investigation's variants): feature sets and fine-tuning starts.
 The paper's raw-distance untrained encoder has a comma in its name: it runs when ``--features`` is not given."""
@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str | Path =
         "--parts",
         default=",".join(PARTS),
         help="representation (scikit-learn models), transfer (fine-tuning), ensemble (SiteNetEnsemble from the "
-        "shipped encoder and from scratch), investigation (pretraining variants); comma-separated",
+        "shipped encoder and from scratch), seeds (the ensemble part's seed ensembles only), investigation "
+        "(pretraining variants); comma-separated",
     )
     parser.add_argument(
         "--results-dir",

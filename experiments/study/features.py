@@ -27,6 +27,7 @@ from ..protocol import Budget, Split, slugify
 __all__ = [
     "AUTO",
     "COSINE_LR",
+    "FAST_LR",
     "FOUNDATION",
     "HAND_CRAFTED",
     "LONG_BUDGET",
@@ -37,11 +38,13 @@ __all__ = [
     "SCRATCH_LONG",
     "SCRATCH_MAGPIE_HEAD",
     "SCRATCH_WHOLE_COSINE",
+    "SCRATCH_WHOLE_FAST",
     "SHIPPED",
     "SHIPPED_COSINE",
     "SHIPPED_LONG",
     "SHIPPED_MAGPIE_HEAD",
     "SHIPPED_WHOLE_COSINE",
+    "SHIPPED_WHOLE_FAST",
     "UNIONS",
     "VARIANTS",
     "Pretraining",
@@ -168,6 +171,15 @@ is trained and the final weights kept; a single network trains on all the labels
 network of an ensemble on its folds. Run only when ``--features`` names it."""
 
 SCRATCH_WHOLE_COSINE = "untrained (whole cosine schedule)"
+"""The same from random weights; run only when ``--features`` names it."""
+
+FAST_LR = 3e-3
+"""The learning rate ``SHIPPED_WHOLE_FAST`` and ``SCRATCH_WHOLE_FAST`` start from (thirty times the default)."""
+
+SHIPPED_WHOLE_FAST = "DIM shipped (whole cosine schedule from 3e-3)"
+"""``SHIPPED_WHOLE_COSINE`` from ``FAST_LR``; run only when ``--features`` names it."""
+
+SCRATCH_WHOLE_FAST = "untrained (whole cosine schedule from 3e-3)"
 """The same from random weights; run only when ``--features`` names it."""
 
 UNIONS: dict[str, tuple[str, str]] = {

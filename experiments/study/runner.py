@@ -36,6 +36,7 @@ from ..protocol import Budget, Split, Target, capped_label_counts, label_subset,
 from .features import (
     AUTO,
     COSINE_LR,
+    FAST_LR,
     FOUNDATION,
     HAND_CRAFTED,
     LONG_BUDGET,
@@ -45,11 +46,13 @@ from .features import (
     SCRATCH_LONG,
     SCRATCH_MAGPIE_HEAD,
     SCRATCH_WHOLE_COSINE,
+    SCRATCH_WHOLE_FAST,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
     SHIPPED_WHOLE_COSINE,
+    SHIPPED_WHOLE_FAST,
     UNIONS,
     VARIANTS,
     feature_table,
@@ -251,11 +254,13 @@ OPTION_STARTS = (
     Start(SCRATCH_COSINE, None, lr=COSINE_LR, lr_schedule="cosine"),
     Start(SHIPPED_WHOLE_COSINE, "pretrained", lr=COSINE_LR, lr_schedule="cosine", early_stopping=False),
     Start(SCRATCH_WHOLE_COSINE, None, lr=COSINE_LR, lr_schedule="cosine", early_stopping=False),
+    Start(SHIPPED_WHOLE_FAST, "pretrained", lr=FAST_LR, lr_schedule="cosine", early_stopping=False),
+    Start(SCRATCH_WHOLE_FAST, None, lr=FAST_LR, lr_schedule="cosine", early_stopping=False),
 )
 """The recipe's options, each from the shipped encoder and from random weights, as single networks and as the
 ensembles' networks: a head that also sees the Magpie descriptors, ``LONG_BUDGET`` times the epochs, a cosine
-schedule from ``COSINE_LR``, and the same schedule trained to its end without early stopping; all opt-in
-(``OPT_IN``)."""
+schedule from ``COSINE_LR``, the same schedule trained to its end without early stopping, and that from
+``FAST_LR``; all opt-in (``OPT_IN``)."""
 
 
 OPT_IN = (RBF_SCRATCH, *(start.name for start in OPTION_STARTS))
@@ -371,9 +376,11 @@ def run_ensembles(
     log: Callable[..., None],
     sizes: list[int] | None = None,
     features: tuple[str, ...] | None = None,
+    folds: bool = True,
 ) -> None:
     """``SiteNetEnsemble`` from each of ``ENSEMBLE_STARTS``: two rows per fit on the folds, the blend and the
-    networks alone; for a start without early stopping also a seed ensemble on all the labels (one row)."""
+    networks alone; for a start without early stopping also a seed ensemble on all the labels (one row).
+    ``folds=False`` fits the seed ensembles only."""
     test_structures, y_test = [split.structures[i] for i in split.test], split.y[split.test]
     for n_labels in _label_counts(split, budget, sizes):
         for seed in range(budget.seeds):
@@ -383,7 +390,11 @@ def run_ensembles(
                 name = start.name
                 if not _asked(name, features):
                     continue
-                models = (ENSEMBLE, ENSEMBLE_NETWORKS) + (() if start.early_stopping else (ENSEMBLE_SEEDS,))
+                models = ((ENSEMBLE, ENSEMBLE_NETWORKS) if folds else ()) + (
+                    () if start.early_stopping else (ENSEMBLE_SEEDS,)
+                )
+                if not models:
+                    continue
                 done = {m for m in models if ledger.has(**_row(split, n_labels, seed, name, m))}
                 network = start.regressor(budget, n_labels, seed, cache_dir)
                 for resampling, fit_models in (("folds", (ENSEMBLE, ENSEMBLE_NETWORKS)), ("none", (ENSEMBLE_SEEDS,))):
@@ -620,11 +631,11 @@ def run_study(
                         split, dim, budget, ledger, cache_dir, log, [n_labels], features, meta.setdefault(AUTO, {})
                     )
                     save()
-        if "ensemble" in parts:
+        if "ensemble" in parts or "seeds" in parts:
             for n_labels in budget.label_counts:
                 for target in budget.targets:
                     split = load_split(target, budget, data_home)
-                    run_ensembles(split, budget, ledger, cache_dir, log, [n_labels], features)
+                    run_ensembles(split, budget, ledger, cache_dir, log, [n_labels], features, "ensemble" in parts)
                     save()
         if "investigation" in parts:
             scikit_learn([t for t in budget.targets if t.name in budget.investigate], _variants)
