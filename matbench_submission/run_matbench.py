@@ -19,7 +19,10 @@ Per task and fold (Matbench v0.1's official folds, through ``MatbenchBenchmark``
    the folds of the labels, blended with a RandomForest on Magpie in the share chosen out of fold; the
    submission is ``DIM-SiteNet-ensemble``. ``--recipe ensemble-cosine`` is the same ensemble whose networks
    train with ``lr=1e-3, lr_schedule="cosine"`` over a shorter budget; the submission is
-   ``DIM-SiteNet-ensemble-cosine``.
+   ``DIM-SiteNet-ensemble-cosine``. ``--recipe seeds`` is a seed ensemble instead
+   (``SiteNetEnsemble(resampling="none", composition=None)``): five networks, each on all of the fold's
+   training data with its own seed, trained to the end of that cosine schedule without early stopping, and
+   averaged; the submission is ``DIM-SiteNet-seeds``.
 3. The model predicts the fold's test structures, and the predictions are recorded with
    ``MatbenchTask.record``.
 
@@ -32,6 +35,8 @@ done. Offline, matbench reads its data from the folder named by ``MATMINER_DATA`
         --recipe ensemble
     python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons \
         --recipe ensemble-cosine
+    python matbench_submission/run_matbench.py --tasks matbench_phonons --encoder ~/.cache/dim-38k-no-phonons \
+        --recipe seeds
 """
 
 from __future__ import annotations
@@ -56,9 +61,13 @@ ALGORITHM = "DIM-SiteNet"
 CORPUS_ALGORITHM = "DIM-SiteNet-corpus"
 ENSEMBLE_ALGORITHM = "DIM-SiteNet-ensemble"
 COSINE_ALGORITHM = "DIM-SiteNet-ensemble-cosine"
-RECIPES = ("choose", "ensemble", "ensemble-cosine")
+SEEDS_ALGORITHM = "DIM-SiteNet-seeds"
+RECIPES = ("choose", "ensemble", "ensemble-cosine", "seeds")
+ENSEMBLES = {"ensemble": ENSEMBLE_ALGORITHM, "ensemble-cosine": COSINE_ALGORITHM, "seeds": SEEDS_ALGORITHM}
+"""The recipes that fit a ``SiteNetEnsemble`` on a corpus encoder, and their submissions."""
 COSINE_EPOCHS = 150
-"""Fine-tuning epochs of the ``ensemble-cosine`` networks, over which the learning rate falls from 1e-3 to 0."""
+"""Fine-tuning epochs of the ``ensemble-cosine`` and ``seeds`` networks, over which the learning rate falls from
+1e-3 to 0."""
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6; the phonons board, cm^-1)
     "matbench_phonons": {
@@ -76,22 +85,27 @@ LEADERBOARD = {  # mean MAE over the 5 folds (docs/method.md, section 6; the pho
 
 def algorithm(encoder: Path | None, recipe: str = "choose") -> str:
     """The submission's name: per-fold pretraining, or one encoder pretrained on a corpus (``encoder``), with the
-    model chosen on a validation split or (``recipe="ensemble"``, ``"ensemble-cosine"``) a ``SiteNetEnsemble``."""
+    model chosen on a validation split or (``recipe`` one of ``ENSEMBLES``) a ``SiteNetEnsemble``."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    if recipe.startswith("ensemble"):
+    if recipe in ENSEMBLES:
         if encoder is None:
-            raise ValueError("the ensemble recipe fine-tunes a corpus encoder: give --encoder")
-        return COSINE_ALGORITHM if recipe == "ensemble-cosine" else ENSEMBLE_ALGORITHM
+            raise ValueError(f"the {recipe} recipe fine-tunes a corpus encoder: give --encoder")
+        return ENSEMBLES[recipe]
     return ALGORITHM if encoder is None else CORPUS_ALGORITHM
 
 
 def settings(quick: bool, corpus: bool = False, recipe: str = "choose") -> dict:
     """Budgets of one fold; ``quick`` is for the CI check (one fold, tiny budgets), ``corpus`` for an encoder
     pretrained on a corpus (no per-fold pretraining, so fine-tuning gets the time: 300 epochs at most);
-    ``recipe="ensemble-cosine"`` fine-tunes from lr 1e-3 down a cosine over ``COSINE_EPOCHS`` epochs."""
-    cosine = recipe == "ensemble-cosine"
-    schedule = {"finetune_lr": 1e-3 if cosine else 1e-4, "lr_schedule": "cosine" if cosine else "constant"}
+    ``recipe="ensemble-cosine"`` fine-tunes from lr 1e-3 down a cosine over ``COSINE_EPOCHS`` epochs, and
+    ``recipe="seeds"`` the same without early stopping, every network on all the training data."""
+    cosine = recipe in ("ensemble-cosine", "seeds")
+    schedule = {
+        "finetune_lr": 1e-3 if cosine else 1e-4,
+        "lr_schedule": "cosine" if cosine else "constant",
+        "resampling": "none" if recipe == "seeds" else "folds",
+    }
     if quick:
         return {
             **schedule,
@@ -195,7 +209,8 @@ def _finetuning(regressors: list[SiteNetRegressor], max_epochs: int) -> dict:
 def ensemble_fold(
     X_train: list, y_train: np.ndarray, X_test: list, featurizer, budget: dict, fold: int, cache_dir: str | None
 ) -> tuple[np.ndarray, dict]:
-    """``SiteNetEnsemble`` from the corpus encoder on the fold's training data; test predictions and params."""
+    """``SiteNetEnsemble`` from the corpus encoder on the fold's training data (on the folds of the labels and
+    blended with a forest, or a seed ensemble: ``budget["resampling"]``); test predictions and params."""
     network = SiteNetRegressor(
         encoder=featurizer.encoder_,
         max_epochs=budget["finetune_epochs"],
@@ -203,18 +218,27 @@ def ensemble_fold(
         lr_schedule=budget["lr_schedule"],
         cache_dir=cache_dir,
     )
+    seeds = budget["resampling"] == "none"
+    if seeds:  # the whole schedule on every label
+        network.set_params(patience=None, train_split=None)
     ensemble = SiteNetEnsemble(
-        regressor=network, composition="magpie", n_estimators=budget["n_estimators"], random_state=fold
+        regressor=network,
+        resampling=budget["resampling"],
+        composition=None if seeds else "magpie",
+        n_estimators=budget["n_estimators"],
+        random_state=fold,
     ).fit(X_train, y_train)
     params = {
         "model": "SiteNetEnsemble",
         "validation_mae": {name: round(mae, 6) for name, mae in ensemble.oof_mae_.items()},
-        "validation": f"out of fold: {ensemble.n_folds} networks, each early-stopped on its own fold of the "
+        "validation": "none: five networks on all the training data with their own seeds, no early stopping"
+        if seeds
+        else f"out of fold: {ensemble.n_folds} networks, each early-stopped on its own fold of the "
         "training data; the forest out of bag",
         "networks_share": ensemble.weight_,
         "networks_share_best_out_of_fold": ensemble.best_weight_,
         "n_train": len(X_train),
-        "random_forest": {"n_estimators": budget["n_estimators"], "features": "Magpie (132)"},
+        "random_forest": None if seeds else {"n_estimators": budget["n_estimators"], "features": "Magpie (132)"},
         "finetuning": _finetuning(ensemble.estimators_, budget["finetune_epochs"]),
         "compute": compute(ensemble.estimators_[0].device_),
     }
@@ -249,7 +273,7 @@ def run_fold(
     else:
         featurizer = corpus_encoder(encoder, task.dataset_name, cache_dir)
     pretraining = _pretraining(featurizer, encoder, time.perf_counter() - start)
-    if recipe.startswith("ensemble"):
+    if recipe in ENSEMBLES:
         predictions, params = ensemble_fold(X_train, y_train, X_test, featurizer, budget, fold, cache_dir)
         params = {**params, "pretraining": pretraining, "seconds": round(time.perf_counter() - start, 1)}
         return np.asarray(predictions, dtype=float), params
@@ -346,6 +370,11 @@ def _schedule(finetuning: list[dict]) -> str:
     return f", lr {rates} annealed to 0 along a cosine"
 
 
+def _seed_ensemble(fold: dict) -> bool:
+    """Whether a fold's ``params`` record a seed ensemble (``SiteNetEnsemble`` without a forest)."""
+    return fold.get("model") == "SiteNetEnsemble" and fold.get("random_forest", {}) is None
+
+
 def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     """The submission's notes, from the ``params`` recorded for every fold: compute, budgets, wall time."""
     machines = [fold.get("compute") for fold in folds]
@@ -361,19 +390,29 @@ def notes(tasks: list[str], quick: bool, folds: list[dict]) -> str:
     pretraining, finetuning = [fold["pretraining"] for fold in folds], [fold["finetuning"] for fold in folds]
     seconds = [fold["seconds"] for fold in folds]
     runs = [n for f in finetuning for n in np.atleast_1d(f["epochs_run"]).tolist()]
-    choice = (
-        "the blend of the ensemble's networks with the forest is chosen out of fold inside each fold's training data"
-        if folds[0].get("model") == "SiteNetEnsemble"
-        else "the model choice uses a validation split inside each fold's training data"
-    )
+    if _seed_ensemble(folds[0]):
+        choice = "no choice is made on the data: five networks with their own seeds are averaged"
+        budgets = (
+            f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs{_schedule(finetuning)}, no "
+            "early stopping, every network on all of the fold's training data"
+        )
+    else:
+        choice = (
+            "the blend of the ensemble's networks with the forest is chosen out of fold inside each fold's training "
+            "data"
+            if folds[0].get("model") == "SiteNetEnsemble"
+            else "the model choice uses a validation split inside each fold's training data"
+        )
+        budgets = (
+            f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs max{_schedule(finetuning)} "
+            f"(early stopping, patience {_distinct([f['patience'] for f in finetuning])}; "
+            f"{min(runs)}-{max(runs)} run), RF "
+            f"{_distinct([fold['random_forest']['n_estimators'] for fold in folds])} trees"
+        )
     return (
         f"{'QUICK CHECK RUN (one fold, tiny budgets), not a leaderboard result. ' if quick else ''}"
-        f"Compute per fold: {hardware}. {_pretraining_notes(pretraining)}; {choice}. Budgets: "
-        f"fine-tuning {_distinct([f['max_epochs'] for f in finetuning])} epochs max{_schedule(finetuning)} "
-        "(early stopping, patience "
-        f"{_distinct([f['patience'] for f in finetuning])}; "
-        f"{min(runs)}-{max(runs)} run), RF "
-        f"{_distinct([fold['random_forest']['n_estimators'] for fold in folds])} trees. Wall time per fold "
+        f"Compute per fold: {hardware}. {_pretraining_notes(pretraining)}; {choice}. Budgets: {budgets}. "
+        "Wall time per fold "
         f"{min(seconds):.0f}-{max(seconds):.0f} s ({sum(seconds) / 60:.0f} min in all, {len(folds)} folds). "
         f"Tasks: {', '.join(tasks)}."
     )
@@ -384,8 +423,9 @@ def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
     corpus = "encoder" in folds[0]["pretraining"]
     ensemble = folds[0].get("model") == "SiteNetEnsemble"
     cosine = folds[0]["finetuning"].get("lr_schedule") == "cosine"
+    seeds = _seed_ensemble(folds[0])
     if ensemble:
-        name = COSINE_ALGORITHM if cosine else ENSEMBLE_ALGORITHM
+        name = SEEDS_ALGORITHM if seeds else COSINE_ALGORITHM if cosine else ENSEMBLE_ALGORITHM
     else:
         name = CORPUS_ALGORITHM if corpus else ALGORITHM
     annealed = (
@@ -407,6 +447,12 @@ def info(tasks: list[str], quick: bool, folds: list[dict]) -> dict:
         "algorithm": name,
         "algorithm_long": (
             "Site-Net encoder pretrained once with Deep InfoMax (local + global Jensen-Shannon objectives with "
+            "domain-aware negatives) on a corpus of unlabelled structures from which every structure of the task "
+            "is held out; SiteNetEnsemble on each fold's training data as a seed ensemble: five SiteNetRegressors "
+            "fine-tuned from the encoder on all of the fold's training data, each with its own seed and without "
+            "early stopping, averaged." + annealed
+            if seeds
+            else "Site-Net encoder pretrained once with Deep InfoMax (local + global Jensen-Shannon objectives with "
             "domain-aware negatives) on a corpus of unlabelled structures from which every structure of the task "
             "is held out; SiteNetEnsemble on each fold's training data: five SiteNetRegressors fine-tuned from the "
             "encoder, each on four of five folds of the training data and early-stopped on the fifth, averaged, "
@@ -454,7 +500,7 @@ def run(
 
     ``encoder`` is a saved encoder pretrained on a corpus that held the tasks out (:func:`corpus_encoder`);
     without it, every fold pretrains its own. ``recipe`` is "choose" (a model chosen on a validation split)
-    or "ensemble" / "ensemble-cosine" (``SiteNetEnsemble``; needs ``encoder``).
+    or "ensemble" / "ensemble-cosine" / "seeds" (``SiteNetEnsemble``; needs ``encoder``).
 
     Every finished fold is also kept in ``<output_dir>/matbench_v0.1_<algorithm>.progress.json`` (matbench
     cannot read back a partly recorded benchmark); a later run re-records those folds instead of recomputing
@@ -532,7 +578,8 @@ def main() -> None:
         choices=RECIPES,
         default="choose",
         help="choose: a model chosen on a 10%% validation split; ensemble: SiteNetEnsemble (needs --encoder); "
-        "ensemble-cosine: the same, its networks from lr 1e-3 down a cosine",
+        "ensemble-cosine: the same, its networks from lr 1e-3 down a cosine; seeds: five networks on all the "
+        "training data down that cosine to its end, averaged (needs --encoder)",
     )
     args = parser.parse_args()
     run(

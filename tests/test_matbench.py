@@ -115,6 +115,26 @@ def test_quick_run_with_the_cosine_ensemble_recipe(runner, tmp_path, data_home, 
     assert np.isfinite(list(result["data"].values())).all()
 
 
+def test_quick_run_with_the_seeds_recipe(runner, tmp_path, data_home, hand_built):
+    """Five networks on all of the fold's training data, no early stopping and no forest: the record says so."""
+    with pytest.raises(ValueError, match="give --encoder"):
+        runner.algorithm(None, "seeds")
+    encoder = _corpus_encoder(tmp_path / "encoder", hand_built, ["matbench_phonons"])
+    assert runner.settings(False, True, "seeds")["resampling"] == "none"
+    runner.run(["matbench_phonons"], tmp_path, quick=True, encoder=encoder, recipe="seeds")
+    folder = tmp_path / f"matbench_v0.1_{runner.SEEDS_ALGORITHM}"
+    info = json.loads((folder / "info.json").read_text())
+    assert info["algorithm"] == runner.SEEDS_ALGORITHM and "seed ensemble" in info["algorithm_long"]
+    assert "no early stopping" in info["notes"] and "RF" not in info["notes"]
+    result = json.loads((folder / "results.json.gz").read_text())["tasks"]["matbench_phonons"]["results"]["fold_0"]
+    params = result["parameters"]
+    assert params["random_forest"] is None and params["validation_mae"] == {} and params["networks_share"] == 1
+    finetuning = params["finetuning"]
+    assert finetuning["patience"] is None and finetuning["epochs_run"] == [3] * 5
+    assert (finetuning["lr"], finetuning["lr_schedule"]) == (1e-3, "cosine")
+    assert np.isfinite(list(result["data"].values())).all()
+
+
 def test_quick_run_writes_a_submission_matbench_accepts(runner, tmp_path, capsys, data_home):
     from matbench.bench import MatbenchBenchmark
 
