@@ -126,11 +126,12 @@ def _model_params(encoder: PretrainedEncoder) -> dict[str, Any]:
         "global_width": config.global_width,
         "global_dim": config.global_dim,
         "n_rbf": config.n_rbf,
+        "n_blocks": config.n_blocks,
     }
 
 
 _ENCODER_TYPES = (str, os.PathLike, PretrainedEncoder)
-_ENCODER_PARAMS = ("width", "local_dim", "global_width", "global_dim", "n_rbf")
+_ENCODER_PARAMS = ("width", "local_dim", "global_width", "global_dim", "n_rbf", "n_blocks")
 """The encoder's fields that are featurizer parameters (the rest follow from the point sets)."""
 
 
@@ -167,7 +168,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         encoder ("dim-38k", [`list_pretrained`][dim_sklearn.encoder.list_pretrained]),
         a folder written by [`save`][dim_sklearn.DeepInfoMaxFeaturizer.save], or
         the encoder itself. The parameters that define the model (``max_atoms``,
-        ``oxidation``, the widths, ``n_rbf``) must then be the encoder's
+        ``oxidation``, the widths, ``n_rbf``, ``n_blocks``) must then be the encoder's
         ([`from_pretrained`][dim_sklearn.DeepInfoMaxFeaturizer.from_pretrained]
         and [`load`][dim_sklearn.DeepInfoMaxFeaturizer.load] set them so); the
         pretraining parameters are not used. None: ``fit`` pretrains a new
@@ -198,6 +199,12 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         Expand each distance on this many Gaussian radial basis functions
         (0 to 8 Angstrom) in the encoder and the local critic; 0 gives the raw
         distance, as the paper; at most 256.
+    n_blocks : int, default=1
+        Attention blocks of the local encoder (at most 8). Each further block
+        attends over the keys' vectors from the block before, so a site's
+        vector also sees its neighbours' environments; each adds about
+        ``7 * width ** 2`` parameters and the time of one more pass over the
+        (site, key) pairs.
     domain_negatives : bool, default=True
         Use the composition-swapped, structure-swapped and scrambled negatives.
     local_scrambled : bool, default=True
@@ -295,10 +302,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     _PARAM_RULES: ClassVar[dict[str, Rule]] = {
         "encoder": optional(instance_of("a shipped encoder's name, a folder or a PretrainedEncoder", *_ENCODER_TYPES)),
         **PointSetConfig.FIELD_RULES,
-        **{
-            name: EncoderConfig.FIELD_RULES[name]
-            for name in ("width", "local_dim", "global_width", "global_dim", "n_rbf")
-        },
+        **{name: EncoderConfig.FIELD_RULES[name] for name in _ENCODER_PARAMS},
         **PRETRAINING_SETTINGS,
         "device": instance_of("a device name or a torch.device", str, torch.device),
         "cache_dir": optional(instance_of("a folder", str, os.PathLike)),
@@ -328,6 +332,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         global_width: int = EncoderConfig.global_width,
         global_dim: int = EncoderConfig.global_dim,
         n_rbf: int = EncoderConfig.n_rbf,
+        n_blocks: int = EncoderConfig.n_blocks,
         domain_negatives: bool = ObjectiveSettings.domain_negatives,
         local_scrambled: bool = ObjectiveSettings.local_scrambled,
         batch_negatives: bool = ObjectiveSettings.batch_negatives,
@@ -358,6 +363,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         self.global_width = global_width
         self.global_dim = global_dim
         self.n_rbf = n_rbf
+        self.n_blocks = n_blocks
         self.domain_negatives = domain_negatives
         self.local_scrambled = local_scrambled
         self.batch_negatives = batch_negatives
@@ -402,6 +408,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             global_width=self.global_width,
             global_dim=self.global_dim,
             n_rbf=self.n_rbf,
+            n_blocks=self.n_blocks,
         )
 
     def _point_sets(self, X: Any, ignore_errors: bool, verbose: bool = False) -> tuple[list, list]:

@@ -5,10 +5,10 @@
 
 Uses the featurizer's defaults (the settings chosen on the mp_crysxpp training split, docs/deep-infomax.md)
 with ``random_state=0``, ``--epochs`` epochs (``--patience``: early stopping on the held-out DIM loss) and
-the widths given; an interrupted run resumes from ``--checkpoint-dir``. ``--snapshot-dir`` keeps the encoder
-of every epoch (``epoch-001``, ...), for the selection curves of scripts/select_encoder.py. The saved
-encoder's ``metadata`` records the corpus (size, sha256, rows per set), the settings, the epochs, the
-held-out DIM terms against chance, the time and the machine.
+the widths and attention blocks given; an interrupted run resumes from ``--checkpoint-dir``. ``--snapshot-dir``
+keeps the encoder of every epoch (``epoch-001``, ...), for the selection curves of
+``python -m experiments.selection``. The saved encoder's ``metadata`` records the corpus (size, sha256, rows per
+set), the settings, the epochs, the held-out DIM terms against chance, the time and the machine.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dim_sklearn.pretrain import PretrainCallback
 
 TERMS = ("loss", "local_dim", "global_dim", "vector_std")
 POINT_SET = ("max_atoms", "max_sites", "oxidation", "min_distance")
-WIDTHS = ("width", "local_dim", "global_width", "global_dim")
+ARCHITECTURE = ("width", "local_dim", "global_width", "global_dim", "n_blocks")
 SETTINGS = (
-    *WIDTHS,
+    *ARCHITECTURE,
     "n_rbf",
     "domain_negatives",
     "local_scrambled",
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--data-home", default=None)
     parser.add_argument("--epochs", type=int, default=6, help="upper bound on epochs")
     parser.add_argument("--patience", type=int, default=10, help="early stopping on the held-out DIM loss")
-    for name in WIDTHS:
+    for name in ARCHITECTURE:
         default = DeepInfoMaxFeaturizer().get_params()[name]
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default: {default}")
     parser.add_argument("--snapshot-dir", type=Path, default=None, help="keep every epoch's encoder here")
@@ -139,7 +139,7 @@ def main() -> None:
     featurizer = DeepInfoMaxFeaturizer(
         max_epochs=args.epochs,
         patience=args.patience,
-        **{name: getattr(args, name) for name in WIDTHS},
+        **{name: getattr(args, name) for name in ARCHITECTURE},
         random_state=0,
         cache_dir=args.cache_dir,
         checkpoint_dir=args.checkpoint_dir,

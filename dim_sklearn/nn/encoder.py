@@ -2,11 +2,15 @@
 
 Every hidden layer is Linear -> mish -> LayerNorm; no dropout, no residuals.
 
-Local encoder (one attention block, one head): the site features (8 or 9) and
-each query-key distance are embedded to ``width``; every (query i, key j) pair
-``[x_i, x_j, e_ij]`` feeds an attention-logit MLP (3 width -> width -> 1, softmax
-over the keys) and a value MLP (3 width -> width -> width); the attention-weighted
-sum of values goes through a plain Linear to the ``local_dim`` site vector mu_i.
+Local encoder (``n_blocks`` attention blocks, one head each; one by default): the
+site features (8 or 9) and each query-key distance are embedded to ``width``;
+every (query i, key j) pair ``[x_i, x_j, e_ij]`` feeds an attention-logit MLP
+(3 width -> width -> 1, softmax over the keys) and a value MLP (3 width -> width ->
+width), and the attention-weighted sum of values is the site's new ``width``
+vector. A further block does the same with each site's vector from the block
+before as ``x`` (its own layers, the same distance embedding), so a site sees its
+neighbours' environments too. The last block's sums go through a plain Linear
+to the ``local_dim`` site vector mu_i.
 
 Global encoder: per site local_dim -> width -> global_width, mean over the
 crystal's unique sites, global_width -> width, then a plain Linear to the
@@ -28,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -43,8 +47,10 @@ if TYPE_CHECKING:
     from ..pointsets.batching import PointSetBatch
 
 __all__ = [
+    "MAX_BLOCKS",
     "MAX_RBF",
     "MAX_WIDTH",
+    "AttentionBlock",
     "DistanceExpansion",
     "EncoderConfig",
     "GlobalEncoder",
@@ -62,6 +68,8 @@ MAX_WIDTH = 1024
 memory and time grow with its square, so no setting or saved file may ask for more."""
 MAX_RBF = 256
 """Largest number of radial basis functions a distance may be expanded on."""
+MAX_BLOCKS = 8
+"""Most attention blocks of the local encoder: time and memory grow with their number."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,9 @@ class EncoderConfig:
     ``n_rbf=0`` feeds the raw distance, as the paper; the default expands it on
     16 Gaussians, which let Deep InfoMax learn geometry (docs/deep-infomax.md).
     Every width (``n_site_features`` included) is an integer from 1 to
-    ``MAX_WIDTH``; ``n_rbf`` is 0 or from 2 to ``MAX_RBF``; a value
-    outside raises a ``ValueError`` naming the field.
+    ``MAX_WIDTH``; ``n_rbf`` is 0 or from 2 to ``MAX_RBF``; ``n_blocks`` (attention
+    blocks of the local encoder) from 1 to ``MAX_BLOCKS``; a value outside raises
+    a ``ValueError`` naming the field.
     """
 
     n_site_features: int = 8
@@ -82,11 +91,13 @@ class EncoderConfig:
     global_dim: int = 64
     n_rbf: int = 16
     rbf_cutoff: float = 8.0
+    n_blocks: int = 1
 
     FIELD_RULES: ClassVar[dict[str, Rule]] = {
         **dict.fromkeys(("n_site_features", "width", "local_dim", "global_width", "global_dim"), integer(1, MAX_WIDTH)),
         "n_rbf": either(("0 (raw distances)", lambda v: is_int(v) and v == 0), integer(2, MAX_RBF)),
         "rbf_cutoff": real(0, low_open=True),
+        "n_blocks": integer(1, MAX_BLOCKS),
     }
     """What each field must be; the estimators check their parameters of these names by the same rules."""
 
@@ -260,17 +271,26 @@ where the compiled form never writes the pair tensors to memory (about 2.5 times
 outside on two CPU threads)."""
 
 
-class LocalEncoder(nn.Module):
-    """Attention over supercell sites -> one vector per unique site."""
+class _AttentionLayers(nn.Module):
+    """The layers of one attention block, and what a block computes with them.
 
-    def __init__(self, config: EncoderConfig):
-        super().__init__()
-        w = config.width
-        self.site_embedding = hidden_layer(config.n_site_features, w)
-        self.expand_distances = DistanceExpansion(config.n_rbf, config.rbf_cutoff)
-        self.distance_embedding = hidden_layer(config.n_distance_features, w)
-        # First layers of the attention and value MLPs on the pair [x_i, x_j, e_ij],
-        # each as its query, key and distance parts.
+    The first layers of the attention and value MLPs on the pair ``[x_i, x_j, e_ij]``
+    are held as their query, key and distance parts.
+    """
+
+    query_attention: nn.Linear
+    query_value: nn.Linear
+    key_attention: nn.Linear
+    key_value: nn.Linear
+    distance_attention: nn.Linear
+    distance_value: nn.Linear
+    attention_norm: nn.LayerNorm
+    attention_logit: nn.Linear
+    value_norm: nn.LayerNorm
+    value_out: nn.Sequential
+
+    def _add_attention_layers(self, w: int) -> None:
+        """Register the block's layers (in this order: their names and order are those of the saved files)."""
         self.query_attention = nn.Linear(w, w)
         self.query_value = nn.Linear(w, w)
         self.key_attention = nn.Linear(w, w, bias=False)
@@ -281,9 +301,89 @@ class LocalEncoder(nn.Module):
         self.attention_logit = nn.Linear(w, 1)
         self.value_norm = nn.LayerNorm(w)
         self.value_out = hidden_layer(w, w)
+
+    def _site_parts(self, x: torch.Tensor) -> tuple[Pair, Pair]:
+        """Query and key parts of the first pair layers from site vectors ``x``: (n_sites, width) each."""
+        return (self.query_attention(x), self.query_value(x)), (self.key_attention(x), self.key_value(x))
+
+    def _distance_parts(self, e: torch.Tensor) -> Pair:
+        """Distance parts of the first pair layers from embedded distances ``e``: (n_distances, width) each."""
+        return self.distance_attention(e), self.distance_value(e)
+
+    def _pool(
+        self,
+        query: Pair,
+        key: Pair,
+        key_index: torch.Tensor,
+        distance: Pair,
+        distance_index: torch.Tensor,
+        key_mask: torch.Tensor,
+        chunks: RowChunks,
+        compiled: bool,
+    ) -> torch.Tensor:
+        """The block's attention-weighted sums of values, (n_rows, width), chunk by chunk."""
+        value_linear, _, out_norm = self.value_out
+        layers = (
+            (self.attention_norm.weight, self.attention_norm.bias),
+            self.attention_logit.weight,
+            self.attention_logit.bias,
+            (self.value_norm.weight, self.value_norm.bias),
+            value_linear.weight,
+            value_linear.bias,
+            (out_norm.weight, out_norm.bias),
+        )
+        # the attention and value parts side by side: one gather of rows twice as wide instead of two
+        query_both, key_both, distance_both = (torch.cat(part, dim=-1) for part in (query, key, distance))
+        gathered = compiled and not torch.is_grad_enabled()
+        per_chunk = []
+        for rows, n_keys in chunks:
+            row_keys, row_distances, row_mask = (
+                key_index[rows, :n_keys],
+                distance_index[rows, :n_keys],
+                key_mask[rows, :n_keys],
+            )
+            if gathered:
+                pooled = GATHERED_ATTENTION_POOL(
+                    query_both[rows], key_both, row_keys, distance_both, row_distances, row_mask, layers, compiled=True
+                )
+            else:
+                pairs = pair_input(query_both[rows], key_both, distance_both, row_keys, row_distances)
+                pooled = ATTENTION_POOL(pairs, row_mask, layers, compiled=compiled)
+            per_chunk.append(pooled)
+        return chunks.gather(per_chunk)
+
+
+class AttentionBlock(_AttentionLayers):
+    """A further attention block of the local encoder: each site's vector -> a new one from its keys' vectors.
+
+    The layers of the first block (which lives on ``LocalEncoder`` itself), fed
+    with the previous block's site vectors instead of the site embedding.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self._add_attention_layers(width)
+
+
+class LocalEncoder(_AttentionLayers):
+    """Attention over supercell sites -> one vector per unique site."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        w = config.width
+        self.site_embedding = hidden_layer(config.n_site_features, w)
+        self.expand_distances = DistanceExpansion(config.n_rbf, config.rbf_cutoff)
+        self.distance_embedding = hidden_layer(config.n_distance_features, w)
+        self._add_attention_layers(w)  # the first block
         self.mu = nn.Linear(w, config.local_dim)
         self.logvar = nn.Linear(w, config.local_dim)
+        self.blocks = nn.ModuleList(AttentionBlock(w) for _ in range(config.n_blocks - 1))  # after the first
         self.compiled_pairs = False  # see dim_sklearn.nn.compiled.set_compiled
+
+    @property
+    def further_blocks(self) -> list[AttentionBlock]:
+        """The attention blocks after the first (none by default)."""
+        return cast(list[AttentionBlock], list(self.blocks))
 
     def forward(
         self,
@@ -312,68 +412,44 @@ class LocalEncoder(nn.Module):
         return self.attend(query, key, key_index, self.project_distances(distance_values), distance_index, key_mask)
 
     def project_sites(self, site_features: torch.Tensor) -> tuple[Pair, Pair]:
-        """Query and key parts of the first pair layers, per site: (n_sites, width) each."""
-        x = self.site_embedding(site_features)
-        return (self.query_attention(x), self.query_value(x)), (self.key_attention(x), self.key_value(x))
+        """Query and key parts of the first block's first pair layers, per site: (n_sites, width) each."""
+        return self._site_parts(self.site_embedding(site_features))
 
-    def project_distances(self, distance_values: torch.Tensor) -> Pair:
-        """Distance parts of the first pair layers, per distinct distance: (n_distances, width) each."""
+    def project_distances(self, distance_values: torch.Tensor) -> list[Pair]:
+        """Distance parts of every block's first pair layers, per distinct distance: (n_distances, width) each."""
         e = self.distance_embedding(self.expand_distances(distance_values))
-        return self.distance_attention(e), self.distance_value(e)
+        return [self._distance_parts(e), *(block._distance_parts(e) for block in self.further_blocks)]
 
     def attend(
         self,
         query: Pair,
         key: Pair,
         key_index: torch.Tensor,
-        distance: Pair,
+        distance: list[Pair],
         distance_index: torch.Tensor,
         key_mask: torch.Tensor,
         chunks: RowChunks | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention of every query row over its keys.
+        """Attention of every query row over its keys, through every block.
 
         Parameters
         ----------
-        query : per-site projections from ``project_sites``
-        key : per-site projections from ``project_sites``
-        key_index : (n_sites, max_keys)
+        query : per-row projections from ``project_sites``
+        key : per-site projections from ``project_sites``; with further blocks, one row per query row (the
+            keys of the next block are the query rows' vectors, indexed by the same ``key_index``)
+        key_index : (n_rows, max_keys) rows of ``key``
         distance : per-distance projections from ``project_distances``
-        distance_index : (n_sites, max_keys)
-        key_mask : (n_sites, max_keys)
+        distance_index : (n_rows, max_keys)
+        key_mask : (n_rows, max_keys)
         chunks : RowChunks, optional
             How to split the rows (by default from ``key_mask``); the result does not depend on it.
         """
-        value_linear, _, out_norm = self.value_out
-        layers = (
-            (self.attention_norm.weight, self.attention_norm.bias),
-            self.attention_logit.weight,
-            self.attention_logit.bias,
-            (self.value_norm.weight, self.value_norm.bias),
-            value_linear.weight,
-            value_linear.bias,
-            (out_norm.weight, out_norm.bias),
-        )
         chunks = chunks or RowChunks(key_mask.sum(-1))
-        # the attention and value parts side by side: one gather of rows twice as wide instead of two
-        query_both, key_both, distance_both = (torch.cat(part, dim=-1) for part in (query, key, distance))
-        gathered = self.compiled_pairs and not torch.is_grad_enabled()
-        per_chunk = []
-        for rows, n_keys in chunks:
-            row_keys, row_distances, row_mask = (
-                key_index[rows, :n_keys],
-                distance_index[rows, :n_keys],
-                key_mask[rows, :n_keys],
-            )
-            if gathered:
-                pooled = GATHERED_ATTENTION_POOL(
-                    query_both[rows], key_both, row_keys, distance_both, row_distances, row_mask, layers, compiled=True
-                )
-            else:
-                pairs = pair_input(query_both[rows], key_both, distance_both, row_keys, row_distances)
-                pooled = ATTENTION_POOL(pairs, row_mask, layers, compiled=self.compiled_pairs)
-            per_chunk.append(pooled)
-        pooled = chunks.gather(per_chunk)
+        geometry = (distance_index, key_mask, chunks, self.compiled_pairs)
+        pooled = self._pool(query, key, key_index, distance[0], *geometry)
+        for block, block_distance in zip(self.further_blocks, distance[1:], strict=True):
+            query, key = block._site_parts(pooled)
+            pooled = block._pool(query, key, key_index, block_distance, *geometry)
         return self.mu(pooled), self.logvar(pooled)
 
 

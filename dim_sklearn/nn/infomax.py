@@ -19,7 +19,9 @@ vectors (positive), against another crystal's sites (negative) and, with
 current local encoder under no-grad: composition swapped (another crystal's
 site features on the true geometry), structure swapped (true site features on
 another crystal's distances and mask) and scrambled (keys randomly permuted,
-so species no longer match distances).
+so species no longer match distances). Each fake is applied to every site of
+the batch at once, so an encoder with several attention blocks encodes a site
+among neighbours that are fakes too.
 
 Per-site loss = positive + mean of the negatives; mean per crystal, then over
 the batch. "Another crystal" is the crystal half a batch away, site at the same
@@ -53,13 +55,21 @@ from torch.nn import functional as F
 from .._utils import Rule, boolean, check_fields, real
 from .activations import Mish, mish, mish_plain
 from .compiled import PairBlock
-from .encoder import DistanceExpansion, RowChunks, SiteNetEncoder, gather_rows, segment_mean
+from .encoder import DistanceExpansion, LocalEncoder, Pair, RowChunks, SiteNetEncoder, gather_rows, segment_mean
 from .local_terms import local_terms
 
 if TYPE_CHECKING:
     from ..pointsets.batching import PointSetBatch
 
-__all__ = ["CHANCE", "DeepInfoMax", "ObjectiveSettings", "cyclic_key_index", "gaussian_kl", "partner_sites"]
+__all__ = [
+    "CHANCE",
+    "DeepInfoMax",
+    "ObjectiveSettings",
+    "cyclic_key_index",
+    "fake_environments",
+    "gaussian_kl",
+    "partner_sites",
+]
 
 
 CHANCE = 2 * math.log(2)
@@ -201,6 +211,40 @@ def _partner_then_own(
     """Both parts of per-site projections: the partner's rows, then ``copies`` times the own rows."""
     first, second = (torch.cat([part[partner], *[part] * copies]) for part in pair)
     return first, second
+
+
+def fake_environments(
+    local: LocalEncoder,
+    query: Pair,
+    key: Pair,
+    distance: list[Pair],
+    batch: PointSetBatch,
+    partner: torch.Tensor,
+    cyclic: torch.Tensor,
+    scrambled: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """Local vectors (means) of every site in the global objective's three fake environments.
+
+    Composition swapped: the partner's site features on the true geometry;
+    structure swapped: the true keys (``cyclic``) on the partner's distances and
+    key mask; scrambled: the true keys in ``scrambled`` order. Each is a whole
+    fake batch, its keys being its own rows, so further attention blocks see
+    fake neighbours too. The three are encoded in one pass over 3 x n_sites rows,
+    from ``query``, ``key`` and ``distance``, the true batch's projections
+    (``LocalEncoder.project_sites`` and ``project_distances``).
+    """
+    n_sites = len(partner)
+    mask, distance_index = batch.key_mask, batch.distance_index
+    key_counts = mask.sum(-1)
+    return local.attend(
+        _partner_then_own(query, partner, 2),
+        _partner_then_own(key, partner, 2),  # key table [partner's; own; own]: each third indexes its own rows
+        torch.cat([batch.key_index, cyclic + n_sites, scrambled + 2 * n_sites]),
+        distance,
+        torch.cat([distance_index, distance_index[partner], distance_index]),
+        torch.cat([mask, mask[partner], mask]),
+        RowChunks(torch.cat([key_counts, key_counts[partner], key_counts])),
+    )[0].split(n_sites)
 
 
 class DeepInfoMax(nn.Module):
@@ -389,22 +433,9 @@ class DeepInfoMax(nn.Module):
             negatives = {"partner": F.softplus(score(local_vectors, F.embedding(crystal[partner], crystal_side)))}
         if self.domain_negatives:
             with torch.no_grad():
-                # Fake environments through the current local encoder, reusing the projections above.
                 if scrambled is None:
                     scrambled = scramble()
-                # Composition swapped (the partner's sites on the own geometry), structure swapped (own sites on
-                # the partner's distances) and scrambled (own keys shuffled), in one pass over 3 x n_sites rows:
-                # the key table is [partner's key projections; own], so the last two index it past n_sites.
-                n_sites = len(partner)
-                fakes = local_encoder.attend(
-                    _partner_then_own(query, partner, 2),
-                    _partner_then_own(key, partner, 1),
-                    torch.cat([keys, cyclic + n_sites, scrambled + n_sites]),
-                    distance,
-                    torch.cat([distance_index, distance_index[partner], distance_index]),
-                    torch.cat([mask, mask[partner], mask]),
-                    RowChunks(torch.cat([key_counts, key_counts[partner], key_counts])),
-                )[0].split(n_sites)
+                fakes = fake_environments(local_encoder, query, key, distance, batch, partner, cyclic, scrambled)
             negatives.update(
                 {kind: F.softplus(score(fake)) for kind, fake in zip(("composition", "structure", "scrambled"), fakes)}
             )

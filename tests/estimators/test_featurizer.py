@@ -255,7 +255,7 @@ def test_defaults_and_rules_come_from_the_settings_dataclasses_and_the_docstring
                 shared += 1
                 assert signature[field.name].default == field.default, field.name
                 assert DeepInfoMaxFeaturizer._PARAM_RULES[field.name] is settings.FIELD_RULES[field.name]
-    assert shared == 19
+    assert shared == 20
     documented = {}
     for names, values in re.findall(r"^    ([\w, ]+) : .*default=(.+)$", DeepInfoMaxFeaturizer.__doc__, re.M):
         names, values = names.split(", "), [v.strip() for v in values.split(", ")]

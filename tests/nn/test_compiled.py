@@ -5,7 +5,7 @@ import torch
 from crystals import six_crystals
 
 from dim_sklearn import build_point_sets
-from dim_sklearn.nn import DeepInfoMax, SiteNet, SiteNetEncoder
+from dim_sklearn.nn import DeepInfoMax, EncoderConfig, SiteNet, SiteNetEncoder
 from dim_sklearn.nn import compiled as compiled_module
 from dim_sklearn.nn.compiled import AUTO_COMPILE_PASSES, compile_available, resolve_compile, set_compiled
 from dim_sklearn.nn.local_terms import local_terms
@@ -25,12 +25,16 @@ def _losses_and_gradients(model, batch):
     return losses, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("local_scrambled", [True, False], ids=["five local terms", "four local terms"])
-def test_compiled_blocks_give_the_eager_losses_gradients_and_vectors(batch, local_scrambled):
+@pytest.mark.parametrize(
+    ("local_scrambled", "n_blocks"),
+    [(True, 1), (False, 1), (True, 2)],
+    ids=["five local terms", "four local terms", "two attention blocks"],
+)
+def test_compiled_blocks_give_the_eager_losses_gradients_and_vectors(batch, local_scrambled, n_blocks):
     if not compile_available():
         pytest.skip("torch.compile is not usable on this machine")
     torch.manual_seed(0)
-    model = DeepInfoMax(SiteNetEncoder(), local_scrambled=local_scrambled)
+    model = DeepInfoMax(SiteNetEncoder(EncoderConfig(n_blocks=n_blocks)), local_scrambled=local_scrambled)
     eager_losses, eager_grads = _losses_and_gradients(model, batch)
     with torch.no_grad():
         eager_vectors = model.encoder(batch)

@@ -31,10 +31,11 @@ def test_encoder_size_and_output_shape(point_sets):
     assert wide(collate_point_sets(point_sets)).shape == (12, 8)
 
 
-def test_crystal_vector_does_not_depend_on_the_rest_of_the_batch(point_sets):
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_crystal_vector_does_not_depend_on_the_rest_of_the_batch(point_sets, n_blocks):
     """Padding, masking and pooling keep crystals apart: a crystal's vector is the same alone or in any batch."""
     torch.manual_seed(0)
-    encoder = SiteNetEncoder().eval()
+    encoder = SiteNetEncoder(EncoderConfig(n_blocks=n_blocks)).eval()
     with torch.no_grad():
         together = encoder(collate_point_sets(point_sets))
         alone = torch.cat([encoder(collate_point_sets([p])) for p in point_sets])
@@ -127,9 +128,10 @@ def test_row_chunks_trim_padding_and_restore_the_order():
     assert len(RowChunks(counts, overhead_pairs=10**9).chunks) == 1
 
 
-def test_attention_does_not_depend_on_the_chunks(point_sets):
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_attention_does_not_depend_on_the_chunks(point_sets, n_blocks):
     torch.manual_seed(0)
-    local = SiteNetEncoder().local
+    local = SiteNetEncoder(EncoderConfig(n_blocks=n_blocks)).local
     batch = collate_point_sets(point_sets)
     query, key = local.project_sites(batch.site_features)
     distance = local.project_distances(batch.distance_values)
@@ -139,6 +141,38 @@ def test_attention_does_not_depend_on_the_chunks(point_sets):
     one = local.attend(*args, RowChunks(counts, overhead_pairs=10**9))
     for a, b in zip(many, one):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_further_block_sees_the_environments_of_the_keys(point_sets):
+    """Moving one site's keys further away changes the vectors of the sites that have it as a key only with
+    two blocks: one block sees its keys' species and distances, not the keys' own neighbours."""
+    batch = collate_point_sets(point_sets[:1])
+    moved = batch.distance_index.clone()
+    moved[0] = batch.distance_index[0].flip(0) * batch.key_mask[0]  # site 0's keys at other distances
+    neighbours_of_0 = ((batch.key_index[1:] == 0) & batch.key_mask[1:]).any(-1)
+    assert neighbours_of_0.any()
+    changed = {}
+    for n_blocks in (1, 2):
+        torch.manual_seed(0)
+        local = SiteNetEncoder(EncoderConfig(n_blocks=n_blocks)).local
+        assert len(local.further_blocks) == n_blocks - 1
+        with torch.no_grad():
+            before, after = (
+                local(batch.site_features, batch.key_index, batch.distance_values, index, batch.key_mask)[0]
+                for index in (batch.distance_index, moved)
+            )
+        assert not torch.equal(before[0], after[0])
+        changed[n_blocks] = (before[1:] - after[1:]).abs().amax(-1)[neighbours_of_0]
+    assert (changed[1] == 0).all() and (changed[2] > 1e-4).all()
+
+
+def test_each_further_block_adds_its_own_layers():
+    one, three = (SiteNetEncoder(EncoderConfig(n_blocks=n)) for n in (1, 3))
+    added = sum(p.numel() for p in three.parameters()) - sum(p.numel() for p in one.parameters())
+    assert added == 2 * (7 * 64 * 64 + 10 * 64 + 1)
+    assert set(one.state_dict()) < set(three.state_dict())  # a single-block file keeps its tensor names
+    with pytest.raises(ValueError, match="n_blocks must be an integer from 1 to 8, got 0"):
+        EncoderConfig(n_blocks=0)
 
 
 def test_a_batch_embeds_each_distinct_distance_once(point_sets):

@@ -7,7 +7,16 @@ from crystals import six_crystals
 from pymatgen.core import Lattice, Structure
 
 from dim_sklearn import DeepInfoMaxFeaturizer, build_point_sets
-from dim_sklearn.nn import CHANCE, DeepInfoMax, DistanceExpansion, EncoderConfig, SiteNetEncoder
+from dim_sklearn.nn import (
+    CHANCE,
+    DeepInfoMax,
+    DistanceExpansion,
+    EncoderConfig,
+    SiteNetEncoder,
+    cyclic_key_index,
+    partner_sites,
+)
+from dim_sklearn.nn.infomax import fake_environments
 from dim_sklearn.pointsets import collate_point_sets
 from dim_sklearn.pretrain import PretrainSettings, pretrain
 
@@ -70,6 +79,28 @@ def test_critics_that_score_zero_give_exactly_the_chance_value(point_sets):
         assert out[name].item() == pytest.approx(np.log(2), abs=1e-5), name
 
 
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_fake_environments_are_whole_fake_batches(point_sets, n_blocks):
+    """The global objective's three fakes, encoded in one pass, equal the encoder run on three fake batches."""
+    torch.manual_seed(0)
+    local = SiteNetEncoder(EncoderConfig(n_blocks=n_blocks)).local
+    batch = collate_point_sets(point_sets)
+    partner = partner_sites(batch.site_crystal, batch.crystal_offsets)
+    cyclic = cyclic_key_index(batch.key_index, batch.key_mask)
+    scrambled = batch.key_index.gather(1, torch.rand(batch.key_index.shape).masked_fill(~batch.key_mask, 2).argsort(-1))
+    values, index, mask = batch.distance_values, batch.distance_index, batch.key_mask
+    with torch.no_grad():
+        query, key = local.project_sites(batch.site_features)
+        fakes = fake_environments(local, query, key, local.project_distances(values), batch, partner, cyclic, scrambled)
+        expected = [
+            local(batch.site_features[partner], batch.key_index, values, index, mask)[0],
+            local(batch.site_features, cyclic, values, index[partner], mask[partner])[0],
+            local(batch.site_features, scrambled, values, index, mask)[0],
+        ]
+    for kind, fake, want in zip(("composition", "structure", "scrambled"), fakes, expected):
+        torch.testing.assert_close(fake, want, rtol=1e-5, atol=1e-5, msg=kind)
+
+
 def test_batch_negatives_with_two_crystals_equal_the_partner_negative(point_sets):
     """With two crystals the only other crystal is the partner: both forms give the same losses."""
     batch = collate_point_sets(point_sets[3:5])
@@ -116,7 +147,7 @@ def test_history_reports_the_terms_their_parts_and_the_vector_spread(point_sets)
 def test_featurizer_objective_options_round_trip(tmp_path):
     structures = _crystals()
     feat = DeepInfoMaxFeaturizer(
-        n_rbf=8, local_scrambled=True, batch_negatives=True, max_epochs=1, batch_sites=40, random_state=0
+        n_rbf=8, n_blocks=2, local_scrambled=True, batch_negatives=True, max_epochs=1, batch_sites=40, random_state=0
     ).fit(structures * 2)
     feat.save(tmp_path / "enc")
     loaded = DeepInfoMaxFeaturizer.load(tmp_path / "enc")
