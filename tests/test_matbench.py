@@ -180,6 +180,7 @@ SUBMISSIONS = {
     "DIM-SiteNet-corpus": CORPUS,
     "DIM-SiteNet-ensemble": CORPUS,
     "DIM-SiteNet-ensemble-cosine": CORPUS,
+    "DIM-SiteNet-seeds": CORPUS,
 }
 """The committed submissions, and how each fold's record says its encoder was pretrained."""
 
