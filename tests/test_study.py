@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from skorch.callbacks import Callback
 
 from dim_sklearn import SiteNetRegressor
@@ -32,12 +33,14 @@ from experiments.study.features import (
     SCRATCH_MAGPIE_HEAD,
     SCRATCH_WHOLE_COSINE,
     SCRATCH_WHOLE_FAST,
+    SCRATCH_WHOLE_L1,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
     SHIPPED_WHOLE_COSINE,
     SHIPPED_WHOLE_FAST,
+    SHIPPED_WHOLE_L1,
     UNIONS,
     VARIANTS,
 )
@@ -322,7 +325,7 @@ def test_opt_in_starts_run_only_when_named_and_the_long_budget_keeps_the_epoch_c
     assert _asked(SHIPPED, None) and not _asked(SHIPPED, (SHIPPED_LONG,))
     assert {SHIPPED_LONG, SHIPPED_MAGPIE_HEAD, SCRATCH_LONG, SCRATCH_MAGPIE_HEAD} <= set(OPT_IN)
     assert {SHIPPED_COSINE, SCRATCH_COSINE, SHIPPED_WHOLE_COSINE, SCRATCH_WHOLE_COSINE} <= set(OPT_IN)
-    assert {SHIPPED_WHOLE_FAST, SCRATCH_WHOLE_FAST} <= set(OPT_IN)
+    assert {SHIPPED_WHOLE_FAST, SCRATCH_WHOLE_FAST, SHIPPED_WHOLE_L1, SCRATCH_WHOLE_L1} <= set(OPT_IN)
 
 
 def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():
@@ -334,6 +337,7 @@ def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():
         assert (net.encoder, net.init, net.composition) == (start.encoder, start.init, start.composition)
         assert (net.lr, net.lr_schedule, net.random_state) == (start.lr, start.lr_schedule, 3)
         assert net.max_epochs == start.max_epochs(FULL, 250)
+        assert net.criterion is (start.criterion or torch.nn.MSELoss)
         if start.early_stopping:
             assert net.patience == FULL.finetune_patience and net.train_split is not None
         else:  # every epoch, every label
@@ -343,3 +347,5 @@ def test_every_start_reaches_its_network_and_can_be_named_on_the_command_line():
     assert (cosine.lr, cosine.lr_schedule, cosine.early_stopping) == (1e-3, "cosine", True)
     whole = next(start for start in ENSEMBLE_STARTS if start.name == SCRATCH_WHOLE_COSINE)
     assert (whole.encoder, whole.lr_schedule, whole.early_stopping) == (None, "cosine", False)
+    absolute = next(start for start in ENSEMBLE_STARTS if start.name == SHIPPED_WHOLE_L1)
+    assert (absolute.lr, absolute.early_stopping, absolute.criterion) == (1e-3, False, torch.nn.L1Loss)

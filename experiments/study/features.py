@@ -39,12 +39,14 @@ __all__ = [
     "SCRATCH_MAGPIE_HEAD",
     "SCRATCH_WHOLE_COSINE",
     "SCRATCH_WHOLE_FAST",
+    "SCRATCH_WHOLE_L1",
     "SHIPPED",
     "SHIPPED_COSINE",
     "SHIPPED_LONG",
     "SHIPPED_MAGPIE_HEAD",
     "SHIPPED_WHOLE_COSINE",
     "SHIPPED_WHOLE_FAST",
+    "SHIPPED_WHOLE_L1",
     "UNIONS",
     "VARIANTS",
     "Pretraining",
@@ -180,6 +182,13 @@ SHIPPED_WHOLE_FAST = "DIM shipped (whole cosine schedule from 3e-3)"
 """``SHIPPED_WHOLE_COSINE`` from ``FAST_LR``; run only when ``--features`` names it."""
 
 SCRATCH_WHOLE_FAST = "untrained (whole cosine schedule from 3e-3)"
+"""The same from random weights; run only when ``--features`` names it."""
+
+SHIPPED_WHOLE_L1 = "DIM shipped (whole cosine schedule with L1 loss)"
+"""``SHIPPED_WHOLE_COSINE`` trained on the absolute error (``criterion=torch.nn.L1Loss``), the study's metric,
+instead of the squared error; run only when ``--features`` names it."""
+
+SCRATCH_WHOLE_L1 = "untrained (whole cosine schedule with L1 loss)"
 """The same from random weights; run only when ``--features`` names it."""
 
 UNIONS: dict[str, tuple[str, str]] = {

@@ -29,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
+from torch.nn import L1Loss
 
 from dim_sklearn import SiteNetEnsemble, SiteNetRegressor
 
@@ -47,12 +48,14 @@ from .features import (
     SCRATCH_MAGPIE_HEAD,
     SCRATCH_WHOLE_COSINE,
     SCRATCH_WHOLE_FAST,
+    SCRATCH_WHOLE_L1,
     SHIPPED,
     SHIPPED_COSINE,
     SHIPPED_LONG,
     SHIPPED_MAGPIE_HEAD,
     SHIPPED_WHOLE_COSINE,
     SHIPPED_WHOLE_FAST,
+    SHIPPED_WHOLE_L1,
     UNIONS,
     VARIANTS,
     feature_table,
@@ -214,8 +217,9 @@ def run_representation(
 
 class Start(NamedTuple):
     """A fine-tuning start: the ledger's name, ``SiteNetRegressor``'s ``encoder``, ``init``, ``composition``,
-    ``lr`` and ``lr_schedule``, the multiple of the study's epoch budget it trains for, and whether it stops
-    early on a validation split (without: ``patience=None, train_split=None``, every epoch on every label)."""
+    ``lr`` and ``lr_schedule``, the multiple of the study's epoch budget it trains for, whether it stops
+    early on a validation split (without: ``patience=None, train_split=None``, every epoch on every label), and
+    the loss (``criterion``; None: the regressor's default, the squared error)."""
 
     name: str
     encoder: object
@@ -225,6 +229,7 @@ class Start(NamedTuple):
     lr: float = 1e-4
     lr_schedule: str = "constant"
     early_stopping: bool = True
+    criterion: type[torch.nn.Module] | None = None
 
     def regressor(self, budget: Budget, n_labels: int, seed: int, cache_dir: str | None) -> SiteNetRegressor:
         """The network this start fine-tunes at ``n_labels`` labels with ``seed``."""
@@ -239,6 +244,8 @@ class Start(NamedTuple):
             lr=self.lr,
             lr_schedule=self.lr_schedule,
         )
+        if self.criterion is not None:
+            network.set_params(criterion=self.criterion)
         return network if self.early_stopping else network.set_params(patience=None, train_split=None)
 
     def max_epochs(self, budget: Budget, n_labels: int) -> int:
@@ -256,11 +263,13 @@ OPTION_STARTS = (
     Start(SCRATCH_WHOLE_COSINE, None, lr=COSINE_LR, lr_schedule="cosine", early_stopping=False),
     Start(SHIPPED_WHOLE_FAST, "pretrained", lr=FAST_LR, lr_schedule="cosine", early_stopping=False),
     Start(SCRATCH_WHOLE_FAST, None, lr=FAST_LR, lr_schedule="cosine", early_stopping=False),
+    Start(SHIPPED_WHOLE_L1, "pretrained", lr=COSINE_LR, lr_schedule="cosine", early_stopping=False, criterion=L1Loss),
+    Start(SCRATCH_WHOLE_L1, None, lr=COSINE_LR, lr_schedule="cosine", early_stopping=False, criterion=L1Loss),
 )
 """The recipe's options, each from the shipped encoder and from random weights, as single networks and as the
 ensembles' networks: a head that also sees the Magpie descriptors, ``LONG_BUDGET`` times the epochs, a cosine
-schedule from ``COSINE_LR``, the same schedule trained to its end without early stopping, and that from
-``FAST_LR``; all opt-in (``OPT_IN``)."""
+schedule from ``COSINE_LR``, the same schedule trained to its end without early stopping, that from ``FAST_LR``
+and that on the absolute error (L1 loss); all opt-in (``OPT_IN``)."""
 
 
 OPT_IN = (RBF_SCRATCH, *(start.name for start in OPTION_STARTS))
