@@ -9,6 +9,8 @@ import pytest
 from dim_sklearn import DeepInfoMaxFeaturizer
 from experiments.selection import (
     COLUMNS,
+    DECIDING_PROBE,
+    FINE_TUNED_PROBES,
     FINETUNE_MARGIN,
     KEY,
     QUICK_PROBES,
@@ -56,19 +58,22 @@ def test_scores_are_geometric_means_over_targets_of_the_ratio_to_the_reference()
     assert ("w64", 9) not in scores(running).set_index(["candidate", "epoch"]).index
 
 
-def test_the_choice_needs_a_fine_tuned_ratio_beyond_the_noise_and_forests_no_worse():
+def test_the_choice_needs_a_recommended_recipe_ratio_beyond_the_noise_and_forests_no_worse():
+    decide = f"{DECIDING_PROBE} 250"
     frame = pd.DataFrame(
         {
-            "candidate": ["dim-38k", "a", "a", "b"],
-            "epoch": [6, 10, 20, 8],
-            "RF 250": [1.0, 0.99, RF_TOLERANCE + 0.05, 1.05],
-            "fine-tuned 250": [1.0, 0.93, 0.85, 0.90],
+            "candidate": ["dim-38k", "a", "a", "b", "c"],
+            "epoch": [6, 10, 20, 8, 3],
+            "RF 250": [1.0, 0.99, RF_TOLERANCE + 0.05, 1.05, 1.0],
+            "fine-tuned 250": [1.0, 0.93, 0.85, 0.90, 0.5],
+            decide: [1.0, 0.93, 0.85, 0.90, np.nan],
         }
     )
-    chosen = choose(frame)  # a at epoch 20 has the lowest fine-tuned ratio, but its forests are too far behind
+    chosen = choose(frame)  # a at epoch 20 has the lowest ratio, but its forests are too far behind; c lacks the probe
     assert (chosen.candidate, chosen.epoch) == ("b", 8)
-    within_noise = [1.0, FINETUNE_MARGIN + 0.01, 1.2, 0.99]
-    assert choose(frame.assign(**{"fine-tuned 250": within_noise})) is None
+    within_noise = [1.0, FINETUNE_MARGIN + 0.01, 1.2, 0.99, np.nan]
+    assert choose(frame.assign(**{decide: within_noise})) is None
+    assert choose(frame.drop(columns=decide)) is None  # the regressor's defaults alone decide nothing
 
 
 def test_probe_splits_never_touch_the_test_split(data_home):
@@ -86,7 +91,8 @@ def test_quick_selection_records_every_probe_once(data_home, small_structures, t
     chosen = candidates(["dim-38k=dim-38k", f"tiny={tmp_path / 'run'}", f"untrained={tmp_path / 'raw'}"])
     run_selection(chosen, Ledger(ledger_path, COLUMNS, KEY), probes=QUICK_PROBES, data_home=data_home, log=str)
     ledger = pd.read_csv(ledger_path)
-    per_candidate = len(QUICK_PROBES.rf_labels) * QUICK_PROBES.rf_subsets + QUICK_PROBES.finetune_seeds
+    per_candidate = len(QUICK_PROBES.rf_labels) * QUICK_PROBES.rf_subsets + 2 * QUICK_PROBES.finetune_seeds
+    assert set(ledger.probe) == {"RF", *FINE_TUNED_PROBES}
     assert len(ledger) == 3 * per_candidate and np.isfinite(ledger.mae).all() and (ledger.mae > 0).all()
     assert set(ledger[ledger.candidate == "tiny"].epoch) == {1}
     untrained = ledger[ledger.candidate == "untrained"]
@@ -102,7 +108,7 @@ def test_quick_selection_records_every_probe_once(data_home, small_structures, t
     assert np.isfinite(table.ratio).all()
     page = write_report(ledger_path, QUICK_PROBES)
     text = page.read_text()
-    assert text.count("| tiny ") == 2 and text.count("| dim-38k ") == 2  # a row in each table
+    assert text.count("| tiny ") == 3 and text.count("| dim-38k ") == 3  # a row of ratios, one per fine-tuned probe
     assert "Chosen: tiny" in text or "No candidate beats dim-38k" in text
     assert page.with_suffix(".png").stat().st_size > 10_000
 
