@@ -376,6 +376,9 @@ def write_report(ledger_path: Path, probes: Probes = PROBES) -> Path:
             "valid_global_dim": "global DIM",
         }
     )
+    tuned = [c for probe in reversed(FINE_TUNED_PROBES) for c in shown.columns if c.startswith(f"{probe} ")]
+    probe_columns = [*tuned, *(c for c in shown.columns if c.startswith("RF "))]  # the deciding probe first
+    shown = shown[["candidate", "epoch", *probe_columns, "global DIM", "local DIM", "seen (M)", "minutes"]]
     chosen = choose(frame)
     decide = f"{DECIDING_PROBE} {probes.finetune_labels}"
     verdict = (
@@ -408,7 +411,7 @@ def write_report(ledger_path: Path, probes: Probes = PROBES) -> Path:
         "",
         f"![Held-out DIM term and probes against pretraining compute]({plot.name})",
         "",
-        _markdown(shown, ("", ".0f", ".2f", ".0f", *[".3f"] * (len(shown.columns) - 4))),
+        _markdown(shown, ("", ".0f", *[".3f"] * (len(probe_columns) + 2), ".2f", ".0f")),
         "",
         "Validation MAE of the fine-tuned probes per target (mean over seeds):",
         "",
